@@ -1,0 +1,50 @@
+# Sortloop: `make dev` starts the whole system locally, `make test` runs every test.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# constraints.txt pins torch to the CPU build on this machine's disk (no CUDA download).
+PIP := $(PY) -m pip install --constraint constraints.txt
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install dev test test-unit test-integration test-e2e lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PIP) --quiet "torch==2.13.0"
+	$(PIP) --quiet -e ".[train,ops,dev]"
+	touch $(STAMP)
+
+dev: install
+	$(VENV)/bin/python scripts/dev.py
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install lint
+	$(VENV)/bin/pytest -q tests/unit
+	$(VENV)/bin/pytest -q tests/integration
+	$(VENV)/bin/pytest -q tests/e2e
+
+test-unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+test-integration: install
+	$(VENV)/bin/pytest -q tests/integration
+
+test-e2e: install
+	$(VENV)/bin/pytest -q tests/e2e
+
+bench: install
+	$(VENV)/bin/python bench/learning_curve.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache instance

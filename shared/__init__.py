@@ -1,0 +1,1 @@
+"""Code both tiers import: configuration, database, ORM models, classifier, registry."""

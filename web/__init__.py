@@ -1,0 +1,54 @@
+"""The Flask app: `gunicorn 'web:create_app()'` or `flask --app web run`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Flask
+
+from shared.config import Config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the app. Tests pass a Config; processes read theirs from the environment."""
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SORTLOOP=config,
+        SECRET_KEY=config.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.session_cookie_secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=config.session_cookie_secure,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        WTF_CSRF_CHECK_DEFAULT=False,  # checked in a before_request hook unless a bearer token
+        RATELIMIT_STORAGE_URI=config.ratelimit_storage_url,
+        RATELIMIT_HEADERS_ENABLED=True,
+        MAX_CONTENT_LENGTH=64 * 1024 * 1024,
+        JSON_SORT_KEYS=False,
+    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+    from web import db, errors, tasks_client
+    from web.extensions import csrf, limiter, login_manager
+
+    db.init_app(app)
+    tasks_client.init_app(app)
+    errors.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+
+    from web import auth, public
+    from web.admin import bp as admin_bp
+    from web.admin_api import bp as admin_api_bp
+
+    auth.protect_forms_from_csrf(app)
+    app.register_blueprint(public.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_api_bp)
+    return app

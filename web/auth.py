@@ -1,0 +1,127 @@
+"""Admin access: session login for the browser, bearer token for scripts."""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+from shared.models import AdminUser, utcnow
+from web.db import get_session
+from web.errors import error_response
+from web.extensions import csrf, login_manager
+
+bp = Blueprint("auth", __name__, url_prefix="/admin")
+
+
+class LoginForm(FlaskForm):
+    username = StringField("Username", validators=[DataRequired(), Length(max=100)])
+    password = PasswordField("Password", validators=[DataRequired(), Length(max=200)])
+
+
+@login_manager.user_loader
+def _load_user(user_id: str) -> AdminUser | None:
+    if not user_id.isdigit():
+        return None
+    return get_session().get(AdminUser, int(user_id))
+
+
+def _bearer_token_matches() -> bool:
+    expected = current_app.config["SORTLOOP"].admin_token
+    header = request.headers.get("Authorization", "")
+    if not expected or not header.startswith("Bearer "):
+        return False
+    return hmac.compare_digest(header.removeprefix("Bearer ").strip(), expected)
+
+
+def current_actor() -> str:
+    """Who is acting: the admin's username, or 'api-token' for scripts."""
+    return g.get("sortloop_actor") or "anonymous"
+
+
+def admin_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse anonymous access: 401 JSON for the API, a redirect to the login page otherwise.
+
+    A bearer token authenticates API calls without a session; those need no CSRF token
+    because no browser sends that header on its own.
+    """
+
+    @functools.wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_user.is_authenticated:
+            g.sortloop_actor = current_user.username
+            return view(*args, **kwargs)
+        if _bearer_token_matches():
+            g.sortloop_actor = "api-token"
+            return view(*args, **kwargs)
+        if request.path.startswith("/admin/api/"):
+            return error_response("authentication required: log in or send a bearer token", 401)
+        return redirect(url_for("auth.login", next=request.full_path))
+
+    return wrapped
+
+
+def csrf_exempt(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that needs no CSRF token: the public JSON API, which uses no cookies."""
+    view.sortloop_csrf_exempt = True  # type: ignore[attr-defined]
+    return view
+
+
+def protect_forms_from_csrf(app) -> None:
+    """CSRF protects cookie sessions; a bearer-token request carries no ambient credential.
+
+    Unmatched routes are left to the router (404/405), exempt views to themselves.
+    """
+
+    @app.before_request
+    def _csrf_unless_bearer() -> None:
+        if request.method in ("GET", "HEAD", "OPTIONS") or request.endpoint is None:
+            return
+        view = app.view_functions.get(request.endpoint)
+        if view is None or getattr(view, "sortloop_csrf_exempt", False):
+            return
+        if _bearer_token_matches():
+            return
+        csrf.protect()
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    form = LoginForm()
+    if form.validate_on_submit():
+        session = get_session()
+        user = session.scalar(select(AdminUser).where(AdminUser.username == form.username.data))
+        if user is not None and user.check_password(form.password.data or ""):
+            user.last_login_at = utcnow()
+            session.commit()
+            login_user(user)
+            target = request.args.get("next", "")
+            if not target.startswith("/admin") or target.startswith("//"):
+                target = url_for("admin.index")
+            return redirect(target)
+        flash("Unknown username or wrong password.", "error")
+    return render_template("auth/login.html", form=form), 200 if request.method == "GET" else 401
+
+
+@bp.route("/logout", methods=["POST"])
+def logout():
+    logout_user()
+    flash("You are logged out.", "info")
+    return redirect(url_for("auth.login"))

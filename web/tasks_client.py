@@ -1,0 +1,45 @@
+"""Enqueue work by task name: web never imports worker code (or the training stack)."""
+
+from __future__ import annotations
+
+from celery import Celery
+from flask import Flask, current_app
+from kombu import Queue
+
+from shared import task_names
+
+
+def init_app(app: Flask) -> None:
+    config = app.config["SORTLOOP"]
+    client = Celery("sortloop-web", broker=config.broker_url, backend=config.result_backend)
+    client.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_default_queue=task_names.DEFAULT_QUEUE,
+        task_queues=(
+            Queue(task_names.TRAINING_QUEUE, routing_key=task_names.TRAINING_QUEUE),
+            Queue(task_names.DEFAULT_QUEUE, routing_key=task_names.DEFAULT_QUEUE),
+        ),
+        task_routes={name: {"queue": queue} for name, queue in task_names.ROUTES.items()},
+        # Fail fast when the broker is down: the API answers 503 within seconds.
+        broker_connection_retry=False,
+        broker_connection_max_retries=0,
+        broker_transport_options={"max_retries": 1, "socket_connect_timeout": 2},
+        redis_socket_connect_timeout=2,
+        redis_socket_timeout=5,
+    )
+    app.extensions["sortloop_celery"] = client
+
+
+def celery_client() -> Celery:
+    return current_app.extensions["sortloop_celery"]
+
+
+def broker_is_reachable(timeout: float = 2.0) -> bool:
+    try:
+        with celery_client().connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+        return True
+    except Exception:
+        return False

@@ -1,0 +1,12 @@
+"""Celery worker: `celery -A worker worker -Q training,default`.
+
+The app object is built here (Celery needs it at import), but building it opens no
+connection; the tasks module registers the pipeline.
+"""
+
+from worker.celery_app import create_celery
+
+celery = create_celery()
+app = celery
+
+from worker import tasks  # noqa: E402,F401  (registers the tasks on the app)

@@ -1,0 +1,60 @@
+"""The Celery application: queues, routes, reliability settings. Building it connects nothing."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+from kombu import Queue
+
+from shared import task_names
+from shared.config import Config
+
+
+def create_celery(config: Config | None = None) -> Celery:
+    config = config or Config.from_env()
+    app = Celery("sortloop", broker=config.broker_url, backend=config.result_backend)
+    # A task may outlive the visibility timeout only by being redelivered twice: keep it
+    # well above the longest training the time limit allows.
+    visibility_timeout = config.training_time_limit_seconds + 3600
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_default_queue=task_names.DEFAULT_QUEUE,
+        task_queues=(
+            Queue(task_names.TRAINING_QUEUE, routing_key=task_names.TRAINING_QUEUE),
+            Queue(task_names.DEFAULT_QUEUE, routing_key=task_names.DEFAULT_QUEUE),
+        ),
+        task_routes={name: {"queue": queue} for name, queue in task_names.ROUTES.items()},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options={"visibility_timeout": visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": visibility_timeout},
+        broker_connection_retry_on_startup=True,
+        task_time_limit=config.training_time_limit_seconds,
+        task_soft_time_limit=config.training_time_limit_seconds - 60,
+        result_expires=timedelta(days=1),
+        task_track_started=True,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        # Give GPU memory and RAM back to the system after each training task; the
+        # compose worker sets it on the command line too (`--max-tasks-per-child`).
+        worker_max_tasks_per_child=10,
+        beat_schedule={
+            "reap-stale-runs": {
+                "task": task_names.REAP_STALE_RUNS,
+                "schedule": config.beat_interval_seconds,
+                "options": {"queue": task_names.DEFAULT_QUEUE},
+            },
+            "auto-train": {
+                "task": task_names.AUTO_TRAIN,
+                "schedule": config.beat_interval_seconds,
+                "options": {"queue": task_names.DEFAULT_QUEUE},
+            },
+        },
+    )
+    app.sortloop_config = config
+    return app

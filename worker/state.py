@@ -1,0 +1,22 @@
+"""The worker's own state: the database session factory, made on first use."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.config import Config
+from shared.db import make_engine, make_session_factory
+
+
+@lru_cache(maxsize=1)
+def config() -> Config:
+    from worker import celery
+
+    return celery.sortloop_config
+
+
+@lru_cache(maxsize=1)
+def session_factory() -> sessionmaker[Session]:
+    return make_session_factory(make_engine(config().database_url))
