@@ -1,4 +1,4 @@
-"""Admin pages (HTML). Every view is behind admin_required."""
+"""Admin pages (HTML). Every view is behind admin_required; modules add routes to `bp`."""
 
 from flask import Blueprint, redirect, url_for
 
@@ -13,9 +13,4 @@ def index():
     return redirect(url_for("admin.submissions"))
 
 
-@bp.get("/submissions")
-@admin_required
-def submissions():
-    from flask import render_template
-
-    return render_template("admin/placeholder.html", title="Submissions")
+from web.admin import pages_models, pages_submissions, pages_training  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""Model deployment pages (issue 6): deployment history, import form."""

@@ -1,0 +1,1 @@
+"""Submissions, categories, training examples and stats (issue 3)."""

@@ -1,0 +1,1 @@
+"""Start, watch, cancel fine-tuning runs; settings (issue 5)."""
