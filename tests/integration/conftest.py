@@ -135,7 +135,7 @@ def engine(config):
 
 
 @pytest.fixture(autouse=True)
-def _empty_tables(request, engine) -> None:
+def empty_tables(request, engine) -> None:
     """Every integration test starts from empty tables (the schema stays)."""
     if "postgres_url" not in request.fixturenames and "engine" not in request.fixturenames:
         return
