@@ -31,11 +31,12 @@ def create_app(config: Config | None = None) -> Flask:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from web import db, errors, tasks_client
+    from web import analyzer, db, errors, tasks_client
     from web.extensions import csrf, limiter, login_manager
 
     db.init_app(app)
     tasks_client.init_app(app)
+    analyzer.init_app(app)
     errors.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -2,20 +2,79 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template
+from flask import Blueprint, current_app, jsonify, render_template, request
 
 from shared.config import base_model_version
 from shared.db import database_is_reachable
+from shared.errors import InvalidInput
+from shared.submissions import MAX_MESSAGE_LENGTH, create_submission
+from web.analyzer import get_analyzer
+from web.auth import csrf_exempt
+from web.db import get_session
+from web.extensions import limiter
 from web.tasks_client import broker_is_reachable
 
 bp = Blueprint("public", __name__)
 
 
+def _public_rate_limit() -> str:
+    return current_app.config["SORTLOOP"].public_rate_limit
+
+
+def _submit(message: object, contributor_type: object):
+    session = get_session()
+    submission = create_submission(
+        session, get_analyzer(), message, contributor_type, current_app.config["SORTLOOP"]
+    )
+    session.commit()
+    return submission
+
+
+def _render_form(**context):
+    return render_template(
+        "public/index.html",
+        contributor_types=current_app.config["SORTLOOP"].contributor_types,
+        max_length=MAX_MESSAGE_LENGTH,
+        **context,
+    )
+
+
 @bp.get("/")
 def index():
-    return render_template(
-        "public/index.html", contributor_types=current_app.config["SORTLOOP"].contributor_types
-    )
+    return _render_form()
+
+
+@bp.post("/")
+@limiter.limit(_public_rate_limit)
+def submit_form():
+    """The form without JavaScript: a CSRF-protected POST answered with a confirmation."""
+    message = request.form.get("message", "")
+    contributor_type = request.form.get("contributor_type", "")
+    try:
+        submission = _submit(message, contributor_type)
+    except InvalidInput as error:
+        return _render_form(
+            error=str(error), message=message, contributor_type=contributor_type
+        ), 400
+    return _render_form(submitted=submission), 201
+
+
+@bp.post("/api/submissions")
+@csrf_exempt
+@limiter.limit(_public_rate_limit)
+def api_create_submission():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput('send a JSON object: {"message": ..., "contributor_type": ...}')
+    submission = _submit(body.get("message"), body.get("contributor_type"))
+    return jsonify(
+        {
+            "id": submission.id,
+            "category": submission.category,
+            "confidence": submission.confidence,
+            "model_version": submission.model_version,
+        }
+    ), 201
 
 
 @bp.get("/healthz")

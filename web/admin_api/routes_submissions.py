@@ -1,1 +1,141 @@
 """Submissions, categories, training examples and stats (issue 3)."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from shared.categories import add_category, category_to_dict, edit_category, list_categories
+from shared.errors import InvalidInput
+from shared.submissions import (
+    list_submissions,
+    parse_page,
+    submission_to_dict,
+    update_category,
+)
+from shared.training_data import (
+    delete_training_example,
+    example_to_dict,
+    list_training_examples,
+    parse_ids,
+    parse_is_correction,
+    training_stats,
+)
+from web.admin_api import bp
+from web.auth import admin_required, current_actor
+from web.db import get_session
+
+
+def _json_body() -> dict:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object")
+    return body
+
+
+def _flag(name: str) -> bool:
+    return request.args.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@bp.get("/submissions")
+@admin_required
+def submissions():
+    page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"))
+    result = list_submissions(
+        get_session(),
+        page=page,
+        per_page=per_page,
+        category=request.args.get("category") or None,
+        unreviewed=_flag("unreviewed"),
+        order=request.args.get("order") or "newest",
+    )
+    return jsonify(
+        {
+            "items": [submission_to_dict(item) for item in result.items],
+            "total": result.total,
+            "page": result.page,
+            "per_page": result.per_page,
+        }
+    )
+
+
+@bp.post("/submissions/<int:submission_id>/category")
+@admin_required
+def set_submission_category(submission_id: int):
+    session = get_session()
+    example = update_category(
+        session, submission_id, _json_body().get("category"), actor=current_actor()
+    )
+    session.commit()
+    return jsonify(
+        {
+            "id": submission_id,
+            "category": example.corrected_category,
+            "training_example_id": example.id,
+            "is_correction": example.is_correction,
+        }
+    )
+
+
+@bp.get("/categories")
+@admin_required
+def categories():
+    return jsonify({"items": [category_to_dict(c) for c in list_categories(get_session())]})
+
+
+@bp.post("/categories")
+@admin_required
+def create_category():
+    body = _json_body()
+    session = get_session()
+    category = add_category(session, body.get("name"), body.get("description"))
+    session.commit()
+    return jsonify(category_to_dict(category)), 201
+
+
+@bp.patch("/categories/<int:category_id>")
+@admin_required
+def change_category(category_id: int):
+    body = _json_body()
+    session = get_session()
+    category = edit_category(
+        session, category_id, description=body.get("description"), active=body.get("active")
+    )
+    session.commit()
+    return jsonify(category_to_dict(category))
+
+
+@bp.get("/training-stats")
+@admin_required
+def stats():
+    return jsonify(training_stats(get_session()))
+
+
+@bp.get("/training-examples")
+@admin_required
+def training_examples():
+    page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"), 50)
+    result = list_training_examples(
+        get_session(),
+        page=page,
+        per_page=per_page,
+        category=request.args.get("category") or None,
+        is_correction=parse_is_correction(request.args.get("is_correction")),
+        ids=parse_ids(request.args.get("ids")),
+    )
+    return jsonify(
+        {
+            "items": [example_to_dict(item) for item in result.items],
+            "total": result.total,
+            "page": result.page,
+            "per_page": result.per_page,
+        }
+    )
+
+
+@bp.delete("/training-example/<int:example_id>")
+@admin_required
+def remove_training_example(example_id: int):
+    session = get_session()
+    delete_training_example(session, example_id)
+    session.commit()
+    return "", 204

@@ -1,0 +1,296 @@
+"""The model in use: which one is active, loading it beside the old one, and the swap.
+
+Plain Python (no Flask, no Celery) so the web analyzer and the worker share it. The
+database says which model is active (Setting ``active_model_id`` → a FineTuningRun with
+``model_path``; None → the base model). ``ActiveModel`` checks that cheaply at most every
+``check_interval`` seconds; when it changed, it loads the new model while the old one keeps
+serving, then swaps one reference. Callers that already hold the old classifier finish
+with it. When loading fails the old model stays in use and the failure is logged and
+recorded as a DeploymentEvent (action ``load``, outcome ``failed``); the same failing model
+is not retried until the active model changes again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.classifier.base import CategorySpec, Classifier, Prediction
+from shared.config import Config, base_model_label, base_model_version
+from shared.models import DeploymentEvent, FineTuningRun
+from shared.settings_store import get_setting
+
+logger = logging.getLogger(__name__)
+
+METRIC_SUMMARY_KEYS = (
+    "accuracy",
+    "macro_f1",
+    "baseline_accuracy",
+    "baseline_macro_f1",
+    "per_category_f1",
+    "meets_criteria",
+    "improvement_over_baseline",
+)
+
+
+@dataclass(frozen=True)
+class ActiveModelRecord:
+    """What the database says should be in use. ``run_id`` None means the base model."""
+
+    run_id: int | None = None
+    model_path: str | None = None
+    metrics: dict[str, Any] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "base" if self.run_id is None else "finetuned"
+
+
+@dataclass(frozen=True)
+class Classification:
+    """Predictions for a batch, and the version of the one model that made all of them."""
+
+    predictions: list[Prediction]
+    version: str
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    record: ActiveModelRecord
+    classifier: Classifier
+    version: str
+
+
+def summarize_metrics(results: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The headline numbers of a run's results (the whole results stay on the run)."""
+    if not results:
+        return None
+    summary = {key: results[key] for key in METRIC_SUMMARY_KEYS if key in results}
+    verdict = results.get("verdict")
+    if isinstance(verdict, dict) and "meets_criteria" in verdict:
+        summary.setdefault("meets_criteria", verdict["meets_criteria"])
+    return summary or None
+
+
+def read_active_record(session: Session, models_dir: str | None = None) -> ActiveModelRecord:
+    """One cheap read: the active model id and its run's path and metrics."""
+    run_id = get_setting(session, "active_model_id")
+    if run_id is None:
+        return ActiveModelRecord()
+    run = session.get(FineTuningRun, int(run_id))
+    if run is None:
+        return ActiveModelRecord(run_id=int(run_id))
+    path = run.model_path
+    if path and models_dir and not Path(path).is_absolute():
+        path = str(Path(models_dir) / path)
+    return ActiveModelRecord(run_id=run.id, model_path=path, metrics=summarize_metrics(run.results))
+
+
+def _default_load_base(config: Config) -> Classifier:
+    from shared.classifier import load_base_classifier
+
+    return load_base_classifier(config.base_model, config.base_model_kind)
+
+
+def _default_load_finetuned(config: Config, adapter_dir: str, version: str) -> Classifier:
+    from shared.classifier import load_finetuned_classifier
+
+    return load_finetuned_classifier(
+        config.base_model, adapter_dir, version=version, kind=config.base_model_kind
+    )
+
+
+class ActiveModel:
+    """The classifier in use, reloaded when the active model changes. Thread-safe."""
+
+    def __init__(
+        self,
+        config: Config,
+        session_factory: sessionmaker[Session],
+        *,
+        owner: str = "web",
+        load_base: Callable[[Config], Classifier] = _default_load_base,
+        load_finetuned: Callable[[Config, str, str], Classifier] = _default_load_finetuned,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.session_factory = session_factory
+        self.owner = owner
+        self._load_base = load_base
+        self._load_finetuned = load_finetuned
+        self._clock = clock
+        self._base: Classifier | None = None
+        self._loaded: _Loaded | None = None
+        self._wanted: ActiveModelRecord | None = None
+        self._checked_at: float | None = None
+        self._failed: tuple[ActiveModelRecord, str] | None = None
+        self._lock = threading.Lock()  # one loader at a time; readers never wait for it
+
+    # -- what callers use -------------------------------------------------------------
+
+    def classifier(self) -> tuple[Classifier, str]:
+        """The classifier to use now and its version (loads lazily, swaps when needed)."""
+        loaded = self._loaded
+        if loaded is None:
+            with self._lock:  # nothing to serve with yet: wait for the first load
+                if self._loaded is None:
+                    self._refresh_locked(force=True)
+            loaded = self._loaded
+        elif self._check_is_due() and self._lock.acquire(blocking=False):
+            # Somebody else already loading? Then keep serving with what we have.
+            try:
+                self._refresh_locked(force=False)
+            finally:
+                self._lock.release()
+            loaded = self._loaded
+        assert loaded is not None
+        return loaded.classifier, loaded.version
+
+    def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
+        """Classify with the model in use; every prediction carries that model's version."""
+        classifier, version = self.classifier()
+        return Classification(classifier.classify(texts, categories), version)
+
+    def current_version(self) -> str:
+        """The version in use (or about to be, when nothing is loaded yet). Never loads."""
+        loaded = self._loaded
+        if loaded is not None:
+            return loaded.version
+        return self._version_of(self._wanted_record())
+
+    def get_model_info(self) -> dict[str, Any]:
+        """kind (base/finetuned), version, base model, run id and metrics of the model in use."""
+        wanted = self._wanted_record()
+        loaded = self._loaded
+        record = loaded.record if loaded is not None else wanted
+        failed = self._failed
+        return {
+            "kind": record.kind,
+            "version": loaded.version if loaded is not None else self._version_of(record),
+            "base_model": base_model_label(self.config.base_model),
+            "base_model_kind": self.config.base_model_kind,
+            "run_id": record.run_id,
+            "metrics": record.metrics,
+            "loaded": loaded is not None,
+            "active_model_id": wanted.run_id,
+            "load_error": failed[1] if failed is not None and failed[0] == wanted else None,
+        }
+
+    def refresh(self) -> None:
+        """Check the database now and swap if the active model changed (e.g. after deploy)."""
+        with self._lock:
+            self._refresh_locked(force=True)
+
+    # -- internals --------------------------------------------------------------------
+
+    def _check_is_due(self) -> bool:
+        if self._checked_at is None:
+            return True
+        return self._clock() - self._checked_at >= self.config.model_check_interval_seconds
+
+    def _wanted_record(self) -> ActiveModelRecord:
+        if self._wanted is None or self._check_is_due():
+            try:
+                self._read_record()
+            except Exception:  # a status read must not fail because the DB blinked
+                logger.exception("active model check failed owner=%s", self.owner)
+        return self._wanted or ActiveModelRecord()
+
+    def _read_record(self) -> ActiveModelRecord:
+        session = self.session_factory()
+        try:
+            record = read_active_record(session, self.config.models_dir)
+        finally:
+            session.close()
+        self._wanted = record
+        self._checked_at = self._clock()
+        return record
+
+    def _version_of(self, record: ActiveModelRecord) -> str:
+        if record.run_id is None:
+            return base_model_version(self.config.base_model)
+        return f"run-{record.run_id}"
+
+    def _refresh_locked(self, force: bool) -> None:
+        if not force and not self._check_is_due():
+            return
+        try:
+            wanted = self._read_record()
+        except Exception:
+            logger.exception("active model check failed owner=%s", self.owner)
+            if self._loaded is not None:
+                return
+            wanted = ActiveModelRecord()  # no database answer yet: serve the base model
+        loaded = self._loaded
+        if loaded is not None and loaded.record.run_id == wanted.run_id:
+            if loaded.record != wanted:  # same model, new metrics: keep the object
+                self._loaded = _Loaded(wanted, loaded.classifier, loaded.version)
+            return
+        if self._failed is not None and self._failed[0] == wanted and loaded is not None:
+            return  # this model failed to load before; wait for the next change
+        version = self._version_of(wanted)
+        try:
+            classifier = self._load(wanted, version)
+            self._failed = None
+        except Exception as error:
+            self._record_failure(wanted, version, error)
+            if loaded is not None:
+                return
+            if wanted.run_id is None:
+                raise  # the base model itself cannot load: nothing to serve with
+            # First load and the fine-tuned model is broken: serve the base model.
+            wanted = ActiveModelRecord()
+            version = self._version_of(wanted)
+            classifier = self._load(wanted, version)
+        previous = loaded.version if loaded is not None else None
+        self._loaded = _Loaded(wanted, classifier, version)  # the swap: one reference
+        logger.info(
+            "model in use owner=%s pid=%s from=%s to=%s", self.owner, os.getpid(), previous, version
+        )
+
+    def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
+        if record.run_id is None:
+            if self._base is None:
+                self._base = self._load_base(self.config)
+            return self._base
+        if not record.model_path:
+            raise FileNotFoundError(f"run {record.run_id} has no published model (model_path)")
+        return self._load_finetuned(self.config, record.model_path, version)
+
+    def _record_failure(self, record: ActiveModelRecord, version: str, error: Exception) -> None:
+        detail = f"{type(error).__name__}: {error}"
+        logger.error(
+            "model load failed owner=%s pid=%s version=%s error=%s",
+            self.owner,
+            os.getpid(),
+            version,
+            detail,
+        )
+        self._failed = (record, detail)
+        session = self.session_factory()
+        try:
+            session.add(
+                DeploymentEvent(
+                    action="load",
+                    run_id=record.run_id,
+                    from_version=self._loaded.version if self._loaded is not None else None,
+                    to_version=version,
+                    actor=f"{self.owner}:{os.getpid()}"[:100],
+                    outcome="failed",
+                    detail=detail[:2000],
+                )
+            )
+            session.commit()
+        except Exception:
+            session.rollback()
+            logger.exception("could not record the model load failure owner=%s", self.owner)
+        finally:
+            session.close()

@@ -1,0 +1,239 @@
+"""Submissions: validate and store what the public sends, classify it, and let admins
+set the category, turning every decision into a training example.
+
+Plain Python: the web routes, the CLI and the worker call these with a session and
+commit themselves. No submission is ever lost to a classifier failure: it is stored
+with no category and the error, and can be classified later.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.active_model import Classification
+from shared.categories import active_category_specs, require_active_category
+from shared.classifier.base import CategorySpec
+from shared.config import Config
+from shared.errors import InvalidInput, NotFound
+from shared.models import Submission, TrainingExample, utcnow
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_LENGTH = 5000
+MAX_PER_PAGE = 200
+ORDERS = ("newest", "oldest", "uncertain")
+
+
+class ClassifiesTexts(Protocol):
+    """What submissions need from a model: the analyzer or ``ActiveModel`` provide it."""
+
+    def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification: ...
+
+
+def clean_message(message: object) -> str:
+    """The stripped message, or InvalidInput saying what is wrong."""
+    if message is None:
+        raise InvalidInput("message is required")
+    if not isinstance(message, str):
+        raise InvalidInput("message must be text")
+    message = message.strip()
+    if not message:
+        raise InvalidInput("message is required: write a few words")
+    if len(message) > MAX_MESSAGE_LENGTH:
+        raise InvalidInput(
+            f"message is too long: {len(message)} characters, at most {MAX_MESSAGE_LENGTH}"
+        )
+    return message
+
+
+def clean_contributor_type(contributor_type: object, config: Config) -> str:
+    if not isinstance(contributor_type, str) or contributor_type.strip() not in (
+        config.contributor_types
+    ):
+        raise InvalidInput(
+            f"contributor_type must be one of: {', '.join(config.contributor_types)}"
+        )
+    return contributor_type.strip()
+
+
+def classify_submissions(
+    session: Session, analyzer: ClassifiesTexts | None, submissions: Sequence[Submission]
+) -> bool:
+    """Classify ``submissions`` in one batch with the active categories.
+
+    On any classifier failure the submissions keep no category and record the error;
+    returns whether classification worked.
+    """
+    if not submissions:
+        return True
+    try:
+        if analyzer is None:
+            raise RuntimeError("no classifier is configured")
+        categories = active_category_specs(session)
+        if not categories:
+            raise RuntimeError("there is no active category to classify into")
+        result = analyzer.classify([s.message for s in submissions], categories)
+        if len(result.predictions) != len(submissions):
+            raise RuntimeError("the classifier returned a wrong number of predictions")
+    except Exception as error:
+        detail = f"{type(error).__name__}: {error}"[:2000]
+        logger.warning("classification failed submissions=%d error=%s", len(submissions), detail)
+        for submission in submissions:
+            submission.classification_error = detail
+        return False
+    for submission, prediction in zip(submissions, result.predictions, strict=True):
+        submission.predicted_category = prediction.label
+        submission.confidence = prediction.confidence
+        submission.scores = dict(prediction.scores)
+        submission.model_version = result.version
+        submission.classification_error = None
+        if submission.reviewed_at is None:  # an admin's choice outranks the model
+            submission.category = prediction.label
+    return True
+
+
+def create_submission(
+    session: Session,
+    analyzer: ClassifiesTexts | None,
+    message: object,
+    contributor_type: object,
+    config: Config,
+) -> Submission:
+    """Validate, store and classify one submission (the caller commits).
+
+    Bad input raises InvalidInput before anything is added to the session.
+    """
+    submission = Submission(
+        message=clean_message(message),
+        contributor_type=clean_contributor_type(contributor_type, config),
+    )
+    classify_submissions(session, analyzer, [submission])
+    session.add(submission)
+    session.flush()
+    return submission
+
+
+def submission_to_dict(submission: Submission) -> dict[str, Any]:
+    return {
+        "id": submission.id,
+        "message": submission.message,
+        "contributor_type": submission.contributor_type,
+        "category": submission.category,
+        "confidence": submission.confidence,
+        "model_version": submission.model_version,
+        "predicted_category": submission.predicted_category,
+        "scores": submission.scores,
+        "classification_error": submission.classification_error,
+        "reviewed_at": submission.reviewed_at.isoformat() if submission.reviewed_at else None,
+        "created_at": submission.created_at.isoformat() if submission.created_at else None,
+    }
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    total: int
+    page: int
+    per_page: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+def parse_page(page: object, per_page: object, default_per_page: int = 25) -> tuple[int, int]:
+    """Page number and size from query strings; InvalidInput for nonsense."""
+    try:
+        page_number = int(page) if page not in (None, "") else 1
+        size = int(per_page) if per_page not in (None, "") else default_per_page
+    except (TypeError, ValueError):
+        raise InvalidInput("page and per_page must be whole numbers") from None
+    if page_number < 1:
+        raise InvalidInput("page starts at 1")
+    if not 1 <= size <= MAX_PER_PAGE:
+        raise InvalidInput(f"per_page must be between 1 and {MAX_PER_PAGE}")
+    return page_number, size
+
+
+def list_submissions(
+    session: Session,
+    *,
+    page: int = 1,
+    per_page: int = 25,
+    category: str | None = None,
+    unreviewed: bool = False,
+    order: str = "newest",
+) -> Page:
+    """Submissions, filtered; ``order="uncertain"`` puts the least confident first
+    (that is where a correction teaches the model most; unclassified ones come first)."""
+    if order not in ORDERS:
+        raise InvalidInput(f"order must be one of: {', '.join(ORDERS)}")
+    query = select(Submission)
+    if category:
+        query = query.where(Submission.category == category)
+    if unreviewed:
+        query = query.where(Submission.reviewed_at.is_(None))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    if order == "uncertain":
+        query = query.order_by(
+            Submission.confidence.is_not(None), Submission.confidence.asc(), Submission.id.asc()
+        )
+    elif order == "oldest":
+        query = query.order_by(Submission.id.asc())
+    else:
+        query = query.order_by(Submission.id.desc())
+    items = list(session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
+    return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def get_submission(session: Session, submission_id: int) -> Submission:
+    submission = session.get(Submission, submission_id)
+    if submission is None:
+        raise NotFound(f"submission {submission_id} does not exist")
+    return submission
+
+
+def update_category(
+    session: Session, submission_id: int, category: object, actor: str
+) -> TrainingExample:
+    """Set a submission's category and record the decision as its one training example.
+
+    The example snapshots the message, the model's prediction and its confidence, the
+    admin's category and the contributor type. ``is_correction`` says whether the admin
+    disagreed with the model (a confirmation is training data too). A second change of
+    the same submission updates its example. The caller commits.
+    """
+    chosen = require_active_category(session, category).name
+    submission = get_submission(session, submission_id)
+    now = utcnow()
+    example = session.scalar(
+        select(TrainingExample).where(TrainingExample.submission_id == submission.id)
+    )
+    if example is None:
+        example = TrainingExample(submission_id=submission.id)
+        session.add(example)
+    example.message = submission.message
+    example.original_category = submission.predicted_category
+    example.confidence_score = submission.confidence
+    example.corrected_category = chosen
+    example.contributor_type = submission.contributor_type
+    example.correction_timestamp = now
+    example.is_correction = chosen != submission.predicted_category
+    submission.category = chosen
+    submission.reviewed_at = now
+    session.flush()
+    logger.info(
+        "category set submission=%s category=%r correction=%s actor=%s example=%s",
+        submission.id,
+        chosen,
+        example.is_correction,
+        actor,
+        example.id,
+    )
+    return example

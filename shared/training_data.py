@@ -1,0 +1,137 @@
+"""Training examples: listing, deleting, and the stats the dashboard shows before training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from shared.categories import list_categories
+from shared.data_quality import check_training_data
+from shared.errors import InvalidInput, NotFound
+from shared.models import TrainingExample
+from shared.settings_store import get_setting
+from shared.submissions import Page
+
+MAX_IDS_FILTER = 500
+
+
+def example_to_dict(example: TrainingExample) -> dict[str, Any]:
+    return {
+        "id": example.id,
+        "submission_id": example.submission_id,
+        "message": example.message,
+        "original_category": example.original_category,
+        "corrected_category": example.corrected_category,
+        "confidence_score": example.confidence_score,
+        "contributor_type": example.contributor_type,
+        "is_correction": example.is_correction,
+        "used_in_training": example.used_in_training,
+        "training_run_id": example.training_run_id,
+        "correction_timestamp": (
+            example.correction_timestamp.isoformat() if example.correction_timestamp else None
+        ),
+    }
+
+
+def parse_ids(raw: object) -> list[int] | None:
+    """``"3,5,8"`` → [3, 5, 8] (the dashboard links offending examples this way)."""
+    if raw in (None, ""):
+        return None
+    try:
+        ids = [int(part) for part in str(raw).split(",") if part.strip()]
+    except ValueError:
+        raise InvalidInput("ids must be a comma-separated list of whole numbers") from None
+    if len(ids) > MAX_IDS_FILTER:
+        raise InvalidInput(f"at most {MAX_IDS_FILTER} ids at once")
+    return ids
+
+
+def parse_is_correction(raw: object) -> bool | None:
+    if raw in (None, ""):
+        return None
+    value = str(raw).strip().lower()
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise InvalidInput("is_correction must be true or false")
+
+
+def list_training_examples(
+    session: Session,
+    *,
+    page: int = 1,
+    per_page: int = 50,
+    category: str | None = None,
+    is_correction: bool | None = None,
+    ids: list[int] | None = None,
+) -> Page:
+    """Examples, newest decision first, filtered by category, kind or ids."""
+    query = select(TrainingExample)
+    if category:
+        query = query.where(TrainingExample.corrected_category == category)
+    if is_correction is not None:
+        query = query.where(TrainingExample.is_correction.is_(is_correction))
+    if ids is not None:
+        query = query.where(TrainingExample.id.in_(ids))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    query = query.order_by(TrainingExample.correction_timestamp.desc(), TrainingExample.id.desc())
+    items = list(session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
+    return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def delete_training_example(session: Session, example_id: int) -> None:
+    """Remove one example (the submission keeps its category). The caller commits."""
+    example = session.get(TrainingExample, example_id)
+    if example is None:
+        raise NotFound(f"training example {example_id} does not exist")
+    session.delete(example)
+    session.flush()
+
+
+def training_stats(session: Session) -> dict[str, Any]:
+    """Totals, corrections vs confirmations, per-category counts, quality and readiness.
+
+    ``ready`` means there are at least ``min_training_examples`` examples and the quality
+    checks found nothing that must stop a training run (``blocking_errors``).
+    """
+    rows = session.execute(
+        select(
+            TrainingExample.id,
+            TrainingExample.message,
+            TrainingExample.corrected_category,
+            TrainingExample.is_correction,
+        ).order_by(TrainingExample.id)
+    ).all()
+    active = [category.name for category in list_categories(session, active_only=True)]
+    report = check_training_data(
+        ((row.id, row.message, row.corrected_category) for row in rows), categories=active
+    )
+    corrections = sum(1 for row in rows if row.is_correction)
+    minimum = int(get_setting(session, "min_training_examples"))
+    return {
+        "total": len(rows),
+        "corrections": corrections,
+        "confirmations": len(rows) - corrections,
+        "per_category": dict(sorted(report.per_category.items())),
+        "quality": {
+            "duplicates": report.duplicates,
+            "duplicate_ids": list(report.duplicate_ids),
+            "near_duplicates": report.near_duplicates,
+            "near_duplicate_ids": list(report.near_duplicate_ids),
+            "conflicts": report.conflicts,
+            "conflict_ids": list(report.conflict_ids),
+            "too_short": report.too_short,
+            "too_short_ids": list(report.too_short_ids),
+            "too_long": report.too_long,
+            "too_long_ids": list(report.too_long_ids),
+            "imbalance_ratio": report.imbalance_ratio,
+            "small_categories": list(report.small_categories),
+            "warnings": list(report.warnings),
+            "blocking_errors": list(report.errors),
+        },
+        "ready": len(rows) >= minimum and report.ok,
+        "min_training_examples": minimum,
+    }
