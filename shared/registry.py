@@ -1,0 +1,272 @@
+"""The model registry: which fine-tuned models exist, which one is active, and the audit trail.
+
+Deploying changes only the database: the run's ``is_active_model`` flag (at most one
+run holds it, enforced by a partial unique index) and the ``active_model_id`` setting,
+in one transaction with a DeploymentEvent. Every web process notices the change with a
+cheap check (``shared.active_model``) and loads the new model beside the old one before
+swapping, so a deploy or rollback needs no restart. The checks here are the cheap
+structural ones (files present, config and safetensors header parse, base model and
+categories compatible); a model that still fails to load in a web process is recorded
+there as a ``load`` event with outcome ``failed`` and the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared.config import Config, base_model_version
+from shared.errors import Conflict, NotFound
+from shared.model_archive import (
+    active_category_names,
+    finetuned_root,
+    run_model_path,
+    verify_adapter_directory,
+)
+from shared.models import DeploymentEvent, FineTuningRun
+from shared.settings_store import get_setting, set_setting
+
+logger = logging.getLogger(__name__)
+
+BASE = "base"
+DEPLOYABLE_STATUSES = ("completed", "imported")
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    """What a deploy or rollback changed: the active model's version and the audit event."""
+
+    active_model: str
+    run_id: int | None
+    event_id: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"active_model": self.active_model, "run_id": self.run_id, "event_id": self.event_id}
+
+
+def meets_criteria(run: FineTuningRun) -> bool | None:
+    """The run's deploy-criteria verdict: True, False, or None when it was never judged."""
+    results = run.results or {}
+    if isinstance(results.get("meets_criteria"), bool):
+        return results["meets_criteria"]
+    verdict = results.get("verdict")
+    if isinstance(verdict, dict) and isinstance(verdict.get("meets_criteria"), bool):
+        return verdict["meets_criteria"]
+    return None
+
+
+def active_run(session: Session) -> FineTuningRun | None:
+    """The deployed run, or None when the base model is active."""
+    run_id = get_setting(session, "active_model_id")
+    return None if run_id is None else session.get(FineTuningRun, int(run_id))
+
+
+def active_version(session: Session, config: Config) -> str:
+    """The version string predictions of the active model carry."""
+    run = active_run(session)
+    return base_model_version(config.base_model) if run is None else run.version
+
+
+def list_published_models(session: Session, config: Config) -> list[dict[str, Any]]:
+    """Runs that have a model to deploy (completed or imported), newest first, with file state."""
+    runs = session.scalars(
+        select(FineTuningRun)
+        .where(FineTuningRun.status.in_(DEPLOYABLE_STATUSES))
+        .order_by(FineTuningRun.id.desc())
+    )
+    models = []
+    for run in runs:
+        path = run_model_path(run, config.models_dir)
+        models.append(
+            {
+                "run_id": run.id,
+                "version": run.version,
+                "status": run.status,
+                "created_at": _iso(run.created_at),
+                "meets_criteria": meets_criteria(run),
+                "is_active_model": run.is_active_model,
+                "files_present": path.is_dir(),
+                "label_set": run.label_set,
+            }
+        )
+    return models
+
+
+def orphan_model_directories(session: Session, config: Config) -> list[str]:
+    """Published directories on the volume that no run row knows (for operators)."""
+    root = finetuned_root(config.models_dir)
+    if not root.is_dir():
+        return []
+    known = {
+        str(run_model_path(run, config.models_dir).resolve())
+        for run in session.scalars(select(FineTuningRun))
+    }
+    return sorted(
+        path.name
+        for path in root.iterdir()
+        if path.is_dir() and not path.name.startswith(".") and str(path.resolve()) not in known
+    )
+
+
+def deploy_model(
+    session: Session, config: Config, run_id: int, actor: str, *, force: bool = False
+) -> DeployResult:
+    """Make run ``run_id`` the active model; commits, with a DeploymentEvent either way.
+
+    Only a completed or imported run; one whose verdict failed the deploy criteria only
+    with ``force``. Unknown run → NotFound; refused → Conflict (nothing changed); files
+    missing or unreadable → Conflict with a ``failed`` event recorded.
+    """
+    run = session.get(FineTuningRun, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if run.status not in DEPLOYABLE_STATUSES:
+        raise Conflict(
+            f"run {run_id} is {run.status}: only a completed or imported run can be deployed"
+        )
+    verdict = meets_criteria(run)
+    if verdict is False and not force:
+        raise Conflict(
+            f"run {run_id} did not meet the deploy criteria; deploy it anyway with "
+            '{"force": true}'
+        )
+    previous = active_version(session, config)
+    try:
+        verify_adapter_directory(
+            run_model_path(run, config.models_dir), config, active_category_names(session)
+        )
+    except (OSError, ValueError) as error:
+        _record(session, "deploy", run.id, previous, run.version, actor, "failed", str(error))
+        session.commit()
+        logger.warning("deploy refused run_id=%s actor=%s reason=%s", run.id, actor, error)
+        raise Conflict(f"run {run_id} cannot be deployed: {error}") from None
+    detail = "forced past the deploy criteria" if verdict is False else None
+    try:
+        _set_active(session, run)
+        event = _record(session, "deploy", run.id, previous, run.version, actor, "ok", detail)
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("another deploy changed the active model at the same time; retry") from None
+    logger.info("model deployed run_id=%s from=%s actor=%s", run.id, previous, actor)
+    return DeployResult(active_model=run.version, run_id=run.id, event_id=event.id)
+
+
+def rollback_to_baseline(session: Session, config: Config, actor: str) -> DeployResult:
+    """Return to the base model (detach the adapter); commits with a DeploymentEvent."""
+    previous_run = active_run(session)
+    previous = active_version(session, config)
+    target = base_model_version(config.base_model)
+    detail = None if previous_run is not None else "the base model was already active"
+    _set_active(session, None)
+    event = _record(
+        session,
+        "rollback",
+        previous_run.id if previous_run is not None else None,
+        previous,
+        target,
+        actor,
+        "ok",
+        detail,
+    )
+    session.commit()
+    logger.info("model rolled back to base from=%s actor=%s", previous, actor)
+    return DeployResult(active_model=BASE, run_id=None, event_id=event.id)
+
+
+def maybe_auto_deploy(session: Session, config: Config, run_id: int) -> DeployResult | None:
+    """Deploy a run that met the criteria when the ``auto_deploy`` setting is on.
+
+    The pipeline calls this after a run completes; it never raises for a refused deploy
+    (the reason is logged and, for broken files, recorded as a failed event).
+    """
+    if not get_setting(session, "auto_deploy"):
+        return None
+    run = session.get(FineTuningRun, run_id)
+    if run is None or run.status != "completed" or meets_criteria(run) is not True:
+        return None
+    try:
+        return deploy_model(session, config, run_id, actor="auto-deploy")
+    except (Conflict, NotFound) as error:
+        logger.warning("auto-deploy skipped run_id=%s reason=%s", run_id, error)
+        return None
+
+
+def deployment_history(session: Session, limit: int = 50) -> list[DeploymentEvent]:
+    """The audit trail, newest first."""
+    return list(
+        session.scalars(
+            select(DeploymentEvent)
+            .order_by(DeploymentEvent.created_at.desc(), DeploymentEvent.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def event_to_dict(event: DeploymentEvent) -> dict[str, Any]:
+    detail: Any = event.detail
+    if detail and detail.startswith(("{", "[")):
+        with contextlib.suppress(json.JSONDecodeError):
+            detail = json.loads(detail)
+    return {
+        "id": event.id,
+        "action": event.action,
+        "run_id": event.run_id,
+        "from_version": event.from_version,
+        "to_version": event.to_version,
+        "actor": event.actor,
+        "outcome": event.outcome,
+        "detail": detail,
+        "created_at": _iso(event.created_at),
+    }
+
+
+def _set_active(session: Session, run: FineTuningRun | None) -> None:
+    # Clear first and flush: the partial unique index allows one active run at any moment.
+    session.execute(
+        update(FineTuningRun)
+        .where(FineTuningRun.is_active_model.is_(True))
+        .values(is_active_model=False)
+        .execution_options(synchronize_session="fetch")
+    )
+    session.flush()
+    if run is not None:
+        run.is_active_model = True
+    set_setting(session, "active_model_id", None if run is None else run.id)
+    session.flush()
+
+
+def _record(
+    session: Session,
+    action: str,
+    run_id: int | None,
+    from_version: str | None,
+    to_version: str | None,
+    actor: str,
+    outcome: str,
+    detail: str | None,
+) -> DeploymentEvent:
+    event = DeploymentEvent(
+        action=action,
+        run_id=run_id,
+        from_version=from_version,
+        to_version=to_version,
+        actor=actor[:100],
+        outcome=outcome,
+        detail=None if detail is None else detail[:2000],
+    )
+    session.add(event)
+    session.flush()
+    return event
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
