@@ -1,0 +1,44 @@
+// Progressive enhancement for the submissions page: save a category without reloading.
+// Without JavaScript the same forms post normally. User text is only ever set with
+// textContent, never as HTML.
+(function () {
+  "use strict";
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrfToken = meta ? meta.getAttribute("content") : "";
+
+  function setStatus(form, text, isError) {
+    var status = form.querySelector(".status");
+    if (!status) return;
+    status.textContent = text;
+    status.classList.toggle("bad", !!isError);
+  }
+
+  document.querySelectorAll("form.category-form[data-api]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      var select = form.querySelector("select[name=category]");
+      if (!select || !select.value || !window.fetch) return; // let the browser post the form
+      event.preventDefault();
+      var button = form.querySelector("button");
+      if (button) button.disabled = true;
+      setStatus(form, "saving…", false);
+      fetch(form.getAttribute("data-api"), {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+        body: JSON.stringify({ category: select.value })
+      })
+        .then(function (response) {
+          return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+        })
+        .then(function (result) {
+          if (result.ok) {
+            setStatus(form, "saved (" + (result.body.is_correction ? "correction" : "confirmation") + ")", false);
+          } else {
+            setStatus(form, result.body.error || "could not save", true);
+          }
+        })
+        .catch(function () { setStatus(form, "could not save: network error", true); })
+        .then(function () { if (button) button.disabled = false; });
+    });
+  });
+})();
