@@ -60,7 +60,7 @@ ARCHIVE_FILES = REQUIRED_FILES + OPTIONAL_FILES
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 
 # Limits. A LoRA adapter is a few MiB; training_data.json grows with the examples.
-MAX_ARCHIVE_BYTES = 100 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 60 * 1024 * 1024  # below the web app's 64 MiB request cap
 MAX_MEMBERS = 16  # counted before names are read: a cheap cap on the work
 MAX_TOTAL_UNCOMPRESSED_BYTES = 200 * 1024 * 1024
 MAX_MEMBER_BYTES = {

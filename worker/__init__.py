@@ -9,4 +9,4 @@ from worker.celery_app import create_celery
 celery = create_celery()
 app = celery
 
-from worker import tasks  # noqa: E402,F401  (registers the tasks on the app)
+from worker import tasks, tasks_models  # noqa: E402,F401  (registers the tasks on the app)

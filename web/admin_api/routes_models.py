@@ -1,13 +1,163 @@
-"""Which model is active."""
+"""Which model is active; deploy, rollback, history, export, import, compare, re-classify."""
 
-from flask import jsonify
+from __future__ import annotations
 
+from flask import Response, current_app, jsonify, request, stream_with_context
+
+from shared import task_names
+from shared.errors import InvalidInput, ServiceUnavailable
+from shared.model_archive import exportable_run_directory, import_archive, iter_export_zip
+from shared.model_comparison import compare_models
+from shared.reclassification import latest_reclassification
+from shared.registry import (
+    deploy_model,
+    deployment_history,
+    event_to_dict,
+    list_published_models,
+    rollback_to_baseline,
+)
 from web.admin_api import bp
 from web.analyzer import get_analyzer
-from web.auth import admin_required
+from web.auth import admin_required, current_actor
+from web.db import get_session
+from web.tasks_client import broker_is_reachable, celery_client
+
+RECLASSIFY_MODES = {"preview": True, "apply": False}
 
 
 @bp.get("/model-info")
 @admin_required
 def model_info():
     return jsonify(get_analyzer().get_model_info())
+
+
+def _config():
+    return current_app.config["SORTLOOP"]
+
+
+def _optional_json_object() -> dict:
+    if not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object (or no body)")
+    return body
+
+
+def _bool_field(body: dict, name: str, default: bool) -> bool:
+    value = body.get(name, default)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"{name} must be true or false")
+    return value
+
+
+def _enqueue_reclassify(dry_run: bool) -> str:
+    if not broker_is_reachable():  # fail fast: the result backend's reconnects take long
+        raise ServiceUnavailable("the task queue is not reachable; try again later")
+    try:
+        result = celery_client().send_task(
+            task_names.RECLASSIFY,
+            kwargs={"dry_run": dry_run, "actor": current_actor()},
+            queue=task_names.DEFAULT_QUEUE,
+        )
+    except Exception as error:  # kombu, redis-py and Celery's result consumer each raise their own
+        raise ServiceUnavailable(f"the task queue is not reachable: {error}") from None
+    return result.id
+
+
+@bp.post("/deploy-model/<int:run_id>")
+@admin_required
+def deploy(run_id: int):
+    body = _optional_json_object()
+    force = _bool_field(body, "force", False)
+    reclassify = body.get("reclassify")
+    if reclassify is not None and reclassify not in RECLASSIFY_MODES:
+        raise InvalidInput('reclassify must be "preview" or "apply" (or left out)')
+    result = deploy_model(get_session(), _config(), run_id, current_actor(), force=force)
+    answer = result.to_dict()
+    if reclassify is not None:
+        try:
+            answer["reclassify_task_id"] = _enqueue_reclassify(RECLASSIFY_MODES[reclassify])
+        except ServiceUnavailable as error:  # the deploy itself stands
+            answer["reclassify_error"] = str(error)
+    return jsonify(answer)
+
+
+@bp.post("/rollback-model")
+@admin_required
+def rollback():
+    return jsonify(rollback_to_baseline(get_session(), _config(), current_actor()).to_dict())
+
+
+@bp.get("/deployments")
+@admin_required
+def deployments():
+    session = get_session()
+    return jsonify(
+        {
+            "active": get_analyzer().get_model_info(),
+            "models": list_published_models(session, _config()),
+            "events": [event_to_dict(event) for event in deployment_history(session)],
+            "reclassification": latest_reclassification(session),
+        }
+    )
+
+
+@bp.get("/export-model/<int:run_id>")
+@admin_required
+def export_model(run_id: int):
+    directory = exportable_run_directory(get_session(), _config().models_dir, run_id)
+    return Response(
+        stream_with_context(iter_export_zip(directory)),
+        mimetype="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="sortloop-run-{run_id}.zip"'},
+    )
+
+
+@bp.post("/import-model")
+@admin_required
+def import_model():
+    upload = request.files.get("archive")
+    if upload is None or not upload.filename:
+        raise InvalidInput('send the ZIP as a multipart file field named "archive"')
+    run = import_archive(
+        get_session(), _config(), upload.stream, actor=current_actor(), filename=upload.filename
+    )
+    return jsonify({"run_id": run.id, "status": run.status, "version": run.version}), 201
+
+
+@bp.get("/compare-models")
+@admin_required
+def compare():
+    a, b = request.args.get("a", "base"), request.args.get("b")
+    if not b:
+        raise InvalidInput("give the models to compare: ?a=<run id or base>&b=<run id>")
+    return jsonify(compare_models(get_session(), _config(), a, b))
+
+
+@bp.post("/reclassify")
+@admin_required
+def reclassify():
+    body = _optional_json_object()
+    dry_run = _bool_field(body, "dry_run", True)
+    return jsonify({"task_id": _enqueue_reclassify(dry_run), "dry_run": dry_run}), 202
+
+
+@bp.get("/reclassify/<task_id>")
+@admin_required
+def reclassify_status(task_id: str):
+    if len(task_id) > 64 or not all(c.isalnum() or c == "-" for c in task_id):
+        raise InvalidInput("not a task id")
+    result = celery_client().AsyncResult(task_id)
+    try:
+        state, info = result.state, result.info
+    except Exception as error:  # any backend failure (redis-py has its own errors) is a 503
+        raise ServiceUnavailable(f"the result backend is not reachable: {error}") from None
+    answer: dict = {"task_id": task_id, "state": state, "progress": None, "summary": None}
+    if state == "PROGRESS" and isinstance(info, dict):
+        answer["progress"] = {"done": info.get("done"), "total": info.get("total")}
+    elif state == "SUCCESS" and isinstance(info, dict):
+        answer["summary"] = info
+    elif state == "FAILURE":
+        answer["error"] = str(info)
+    return jsonify(answer)

@@ -1,0 +1,219 @@
+"""Compare two models on the same held-out examples: accuracy, per-category F1, McNemar.
+
+Model ``a`` is a run id or ``"base"``; model ``b`` is a run id. The examples are run
+b's recorded test split (``training_data.json`` in its published directory, else the
+split in ``data_snapshot``), joined with run a's when a is a run, so neither model is
+scored on examples it trained on only if the runs share a split; the answer says where
+the examples came from. McNemar's exact test asks whether the two models' disagreements
+(one right, the other wrong) lean one way more than chance would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.classifier.base import CategorySpec, Classifier
+from shared.config import Config, base_model_version
+from shared.errors import InvalidInput, NotFound
+from shared.model_archive import TRAINING_DATA_FILE, run_model_path
+from shared.models import Category, FineTuningRun, TrainingExample
+from shared.registry import BASE, DEPLOYABLE_STATUSES
+
+MAX_EXAMPLES = 5000
+
+LoadClassifier = Callable[[Config, FineTuningRun | None], Classifier]
+
+
+@dataclass(frozen=True)
+class HeldOutExample:
+    text: str
+    label: str
+
+
+def mcnemar_exact_p_value(a_right_b_wrong: int, a_wrong_b_right: int) -> float:
+    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs at 1/2."""
+    discordant = a_right_b_wrong + a_wrong_b_right
+    if discordant == 0:
+        return 1.0
+    smaller = min(a_right_b_wrong, a_wrong_b_right)
+    tail = sum(math.comb(discordant, k) for k in range(smaller + 1)) / 2**discordant
+    return min(1.0, 2 * tail)
+
+
+def f1_per_category(
+    truth: list[str], predicted: list[str], labels: Iterable[str]
+) -> dict[str, float]:
+    """F1 of each label (0.0 where it was never predicted nor true)."""
+    scores = {}
+    for label in labels:
+        true_positive = sum(1 for t, p in zip(truth, predicted, strict=True) if t == p == label)
+        predicted_count = sum(1 for p in predicted if p == label)
+        true_count = sum(1 for t in truth if t == label)
+        denominator = predicted_count + true_count
+        scores[label] = 2 * true_positive / denominator if denominator else 0.0
+    return scores
+
+
+def _parse_model(value: object, allow_base: bool) -> int | None:
+    text = str(value or "").strip().lower()
+    if allow_base and text == BASE:
+        return None
+    if not text.isdigit():
+        raise InvalidInput(
+            f"model {value!r} is not a run id" + (' or "base"' if allow_base else "")
+        )
+    return int(text)
+
+
+def _deployable_run(session: Session, run_id: int) -> FineTuningRun:
+    run = session.get(FineTuningRun, run_id)
+    if run is None:
+        raise NotFound(f"run {run_id} does not exist")
+    if run.status not in DEPLOYABLE_STATUSES:
+        raise InvalidInput(f"run {run_id} is {run.status}: it has no model to compare")
+    return run
+
+
+def _split_items(container: object) -> list[Any]:
+    """The test items of a recorded split, whatever shape the pipeline stored it in."""
+    if not isinstance(container, dict):
+        return []
+    for key in ("test", "test_ids", "test_examples"):
+        if isinstance(container.get(key), list):
+            return container[key]
+    split = container.get("split")
+    return _split_items(split) if isinstance(split, dict) else []
+
+
+def _recorded_test_set(
+    session: Session, config: Config, run: FineTuningRun
+) -> list[HeldOutExample]:
+    items: list[Any] = []
+    path = run_model_path(run, config.models_dir) / TRAINING_DATA_FILE
+    if path.is_file():
+        try:
+            items = _split_items(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            items = []
+    if not items:
+        items = _split_items(run.data_snapshot)
+    examples: list[HeldOutExample] = []
+    ids = [item for item in items if isinstance(item, int)]
+    for item in items:
+        if isinstance(item, dict):
+            text = item.get("text") or item.get("message")
+            label = item.get("label") or item.get("corrected_category") or item.get("category")
+            if isinstance(text, str) and isinstance(label, str):
+                examples.append(HeldOutExample(text, label))
+            elif isinstance(item.get("id"), int):
+                ids.append(item["id"])
+    if ids:
+        rows = session.execute(
+            select(TrainingExample.message, TrainingExample.corrected_category).where(
+                TrainingExample.id.in_(ids)
+            )
+        )
+        examples.extend(HeldOutExample(text, label) for text, label in rows)
+    return examples
+
+
+def held_out_examples(
+    session: Session, config: Config, run_a: FineTuningRun | None, run_b: FineTuningRun
+) -> tuple[list[HeldOutExample], str]:
+    """The shared test set and a sentence saying where it came from."""
+    examples = _recorded_test_set(session, config, run_b)
+    source = f"run {run_b.id}'s test split"
+    if run_a is not None:
+        extra = _recorded_test_set(session, config, run_a)
+        if extra:
+            source = f"the test splits of runs {run_a.id} and {run_b.id}"
+        examples += extra
+    unique = list(dict.fromkeys(examples))[:MAX_EXAMPLES]
+    return unique, source
+
+
+def _default_load(config: Config, run: FineTuningRun | None) -> Classifier:
+    from shared.classifier import load_base_classifier, load_finetuned_classifier
+
+    if run is None:
+        return load_base_classifier(config.base_model, config.base_model_kind)
+    return load_finetuned_classifier(
+        config.base_model,
+        run_model_path(run, config.models_dir),
+        version=run.version,
+        kind=config.base_model_kind,
+    )
+
+
+def compare_models(
+    session: Session,
+    config: Config,
+    a: object,
+    b: object,
+    *,
+    load_classifier: LoadClassifier = _default_load,
+) -> dict[str, Any]:
+    """Both models on the same held-out examples; InvalidInput when there are none."""
+    a_id, b_id = _parse_model(a, allow_base=True), _parse_model(b, allow_base=False)
+    assert b_id is not None
+    run_b = _deployable_run(session, b_id)
+    run_a = None if a_id is None else _deployable_run(session, a_id)
+    categories = [
+        CategorySpec(row.name, row.description)
+        for row in session.scalars(
+            select(Category).where(Category.active.is_(True)).order_by(Category.name)
+        )
+    ]
+    names = {category.name for category in categories}
+    examples, source = held_out_examples(session, config, run_a, run_b)
+    examples = [example for example in examples if example.label in names]
+    if not examples:
+        raise InvalidInput(
+            f"run {run_b.id} has no recorded test examples in active categories to compare on"
+        )
+    texts = [example.text for example in examples]
+    truth = [example.label for example in examples]
+    try:
+        predicted_a = [p.label for p in load_classifier(config, run_a).classify(texts, categories)]
+        predicted_b = [p.label for p in load_classifier(config, run_b).classify(texts, categories)]
+    except Exception as error:
+        raise InvalidInput(f"a model could not be loaded to compare: {error}") from error
+    right_a = [p == t for p, t in zip(predicted_a, truth, strict=True)]
+    right_b = [p == t for p, t in zip(predicted_b, truth, strict=True)]
+    a_only = sum(1 for x, y in zip(right_a, right_b, strict=True) if x and not y)
+    b_only = sum(1 for x, y in zip(right_a, right_b, strict=True) if y and not x)
+    labels = sorted(set(truth))
+    p_value = mcnemar_exact_p_value(a_only, b_only)
+
+    def summary(run: FineTuningRun | None, predicted: list[str], right: list[bool]):
+        per_category = f1_per_category(truth, predicted, labels)
+        return {
+            "model": BASE if run is None else str(run.id),
+            "version": base_model_version(config.base_model) if run is None else run.version,
+            "run_id": None if run is None else run.id,
+            "accuracy": sum(right) / len(right),
+            "macro_f1": sum(per_category.values()) / len(per_category),
+            "per_category_f1": per_category,
+        }
+
+    return {
+        "a": summary(run_a, predicted_a, right_a),
+        "b": summary(run_b, predicted_b, right_b),
+        "num_examples": len(examples),
+        "test_set": source,
+        "categories": labels,
+        "mcnemar": {
+            "a_right_b_wrong": a_only,
+            "a_wrong_b_right": b_only,
+            "p_value": p_value,
+        },
+        "p_value": p_value,
+        "significant": p_value < 0.05,
+    }

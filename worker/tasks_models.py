@@ -1,0 +1,52 @@
+"""Model tasks on the `default` queue: re-classify unreviewed submissions after a deploy."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from shared import task_names
+from shared.active_model import ActiveModel, Classification, read_active_record
+from shared.categories import active_category_specs
+from shared.config import base_model_version
+from shared.db import session_scope
+from shared.reclassification import reclassify_unreviewed
+from worker import state
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name=task_names.RECLASSIFY, bind=True, acks_late=True)
+def reclassify(self, dry_run: bool = True, actor: str | None = None) -> dict:
+    """Run the active model over submissions no admin has reviewed; progress as PROGRESS."""
+    config = state.config()
+    factory = state.session_factory()
+    with session_scope(factory) as session:
+        wanted = read_active_record(session, config.models_dir)
+    classifier, version = ActiveModel(config, factory, owner="worker").classifier()
+    expected = (
+        base_model_version(config.base_model) if wanted.run_id is None else f"run-{wanted.run_id}"
+    )
+    if version != expected:
+        # ActiveModel falls back to the base model when an adapter fails to load; a
+        # re-classification must use the model that was deployed, or nothing.
+        raise RuntimeError(f"the active model {expected} could not be loaded (got {version})")
+
+    def progress(done: int, total: int) -> None:
+        self.update_state(state="PROGRESS", meta={"done": done, "total": total, "dry_run": dry_run})
+
+    logger.info(
+        "task=reclassify task_id=%s dry_run=%s version=%s", self.request.id, dry_run, version
+    )
+    with session_scope(factory) as session:
+        return reclassify_unreviewed(
+            session,
+            lambda texts, categories: Classification(
+                classifier.classify(texts, categories), version
+            ),
+            active_category_specs(session),
+            dry_run=dry_run,
+            actor=actor,
+            progress=progress,
+        )
