@@ -1,1 +1,81 @@
-"""Start, watch, cancel fine-tuning runs; settings (issue 5)."""
+"""Start, watch and cancel fine-tuning runs; the training settings (issue 5)."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request
+
+from shared.errors import InvalidInput
+from shared.training_runs import (
+    cancel_training_run,
+    get_run,
+    list_runs,
+    pipeline_sender,
+    run_status,
+    start_training_run,
+    training_settings,
+    update_training_settings,
+)
+from web.admin_api import bp
+from web.auth import admin_required, current_actor
+from web.db import get_session
+from web.tasks_client import celery_client
+
+
+def _json_object(allow_empty: bool = False) -> dict:
+    if allow_empty and not request.get_data():
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidInput("send a JSON object")
+    return body
+
+
+def _revoke(task_ids: list[str]) -> None:
+    celery_client().control.revoke(task_ids)
+
+
+@bp.post("/start-training")
+@admin_required
+def start_training():
+    run = start_training_run(
+        get_session(),
+        _json_object(allow_empty=True),
+        base_model=current_app.config["SORTLOOP"].base_model,
+        enqueue=pipeline_sender(celery_client()),
+        created_by=current_actor(),
+    )
+    return jsonify({"run_id": run.id, "status": run.status}), 202
+
+
+@bp.get("/training-status/<int:run_id>")
+@admin_required
+def training_status(run_id: int):
+    return jsonify(run_status(get_run(get_session(), run_id)))
+
+
+@bp.post("/cancel-training/<int:run_id>")
+@admin_required
+def cancel_training(run_id: int):
+    run = cancel_training_run(get_session(), run_id, revoke=_revoke)
+    return jsonify(run_status(run))
+
+
+@bp.get("/runs")
+@admin_required
+def runs():
+    return jsonify(list_runs(get_session()))
+
+
+@bp.get("/settings")
+@admin_required
+def settings():
+    return jsonify(training_settings(get_session()))
+
+
+@bp.post("/settings")
+@admin_required
+def update_settings():
+    session = get_session()
+    values = update_training_settings(session, _json_object())
+    session.commit()
+    return jsonify(values)

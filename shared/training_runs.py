@@ -1,0 +1,546 @@
+"""Fine-tuning runs as the web tier and beat see them: start, watch, cancel, list, settings.
+
+Plain Python (no Flask, no Celery). Whoever starts a run passes an ``enqueue`` callable
+that sends the pipeline for a run id and returns the task ids: web sends the chain by
+task name with its Celery client, beat's auto-train with the worker's app
+(``pipeline_sender`` builds either from an app object). The run is committed first and
+enqueued second; the database's unique ``active_lock`` is the final word on "one active
+run", so simultaneous starts make exactly one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from shared import task_names
+from shared.data_quality import check_training_data
+from shared.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
+from shared.models import (
+    ACTIVE_STATUSES,
+    Category,
+    FineTuningRun,
+    TrainingExample,
+    utcnow,
+)
+from shared.settings_store import get_all_settings, set_setting
+
+logger = logging.getLogger(__name__)
+
+# What an admin may choose (the worker's TrainingConfig checks the same ranges again).
+METHODS = ("lora", "head")
+LORA_RANKS = (8, 16, 32)
+LEARNING_RATE_RANGE = (1e-4, 5e-4)
+EPOCH_RANGE = (1, 10)
+DEFAULT_TRAINING_CONFIG: dict[str, Any] = {
+    "method": "lora",
+    "lora_r": 8,
+    "learning_rate": 2e-4,
+    "epochs": 10,
+    "split": [0.7, 0.15, 0.15],
+    "cross_validation": False,
+}
+PIPELINE = (task_names.VALIDATE_DATA, task_names.TRAIN, task_names.EVALUATE)
+MAX_MIN_TRAINING_EXAMPLES = 100_000
+
+# Settings an admin edits on the settings page, with their types.
+EDITABLE_SETTINGS: dict[str, type] = {
+    "fine_tuning_enabled": bool,
+    "min_training_examples": int,
+    "auto_train": bool,
+    "auto_deploy": bool,
+}
+
+Enqueue = Callable[[int], list[str]]
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_training_config(body: object) -> dict[str, Any]:
+    """The start request's config with defaults filled in; InvalidInput naming a bad field."""
+    if body is None:
+        body = {}
+    if not isinstance(body, Mapping):
+        raise InvalidInput("the body must be a JSON object of training options")
+    unknown = sorted(set(body) - set(DEFAULT_TRAINING_CONFIG))
+    if unknown:
+        raise InvalidInput(
+            f"unknown training option(s): {', '.join(unknown)}; "
+            f"known: {', '.join(DEFAULT_TRAINING_CONFIG)}"
+        )
+    config = dict(DEFAULT_TRAINING_CONFIG)
+    config.update(body)
+
+    if config["method"] not in METHODS:
+        raise InvalidInput(f"method must be one of {', '.join(METHODS)}, got {config['method']!r}")
+    lora_r = config["lora_r"]
+    if isinstance(lora_r, bool) or lora_r not in LORA_RANKS:
+        raise InvalidInput(f"lora_r must be one of 8, 16, 32, got {lora_r!r}")
+    config["lora_r"] = int(lora_r)
+    low, high = LEARNING_RATE_RANGE
+    rate = config["learning_rate"]
+    if not _is_number(rate) or not low <= rate <= high:
+        raise InvalidInput(f"learning_rate must be a number from {low:g} to {high:g}, got {rate!r}")
+    config["learning_rate"] = float(rate)
+    low_epochs, high_epochs = EPOCH_RANGE
+    epochs = config["epochs"]
+    if not _is_number(epochs) or int(epochs) != epochs or not low_epochs <= epochs <= high_epochs:
+        raise InvalidInput(
+            f"epochs must be a whole number from {low_epochs} to {high_epochs}, got {epochs!r}"
+        )
+    config["epochs"] = int(epochs)
+    config["split"] = _validate_split(config["split"])
+    if not isinstance(config["cross_validation"], bool):
+        raise InvalidInput(
+            f"cross_validation must be true or false, got {config['cross_validation']!r}"
+        )
+    return config
+
+
+def _validate_split(split: object) -> list[float]:
+    if (
+        not isinstance(split, list | tuple)
+        or len(split) != 3
+        or not all(_is_number(part) for part in split)
+    ):
+        raise InvalidInput(f"split must be three numbers (train, validation, test), got {split!r}")
+    if any(part <= 0 for part in split):
+        raise InvalidInput(f"every part of split must be above 0, got {list(split)!r}")
+    if abs(sum(split) - 1.0) > 1e-6:
+        raise InvalidInput(f"split must sum to 1, got {list(split)!r} (sum {sum(split):g})")
+    return [float(part) for part in split]
+
+
+# --- settings ---------------------------------------------------------------------------
+
+
+def training_settings(session: Session) -> dict[str, Any]:
+    """The settings the training pages show and edit."""
+    values = get_all_settings(session)
+    return {key: values[key] for key in EDITABLE_SETTINGS}
+
+
+def update_training_settings(session: Session, body: object) -> dict[str, Any]:
+    """Check every given setting, then store them all (the caller commits)."""
+    if not isinstance(body, Mapping) or not body:
+        raise InvalidInput(
+            "the body must be a JSON object with one or more of: " + ", ".join(EDITABLE_SETTINGS)
+        )
+    unknown = sorted(set(body) - set(EDITABLE_SETTINGS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(EDITABLE_SETTINGS)}"
+        )
+    for key, value in body.items():
+        if EDITABLE_SETTINGS[key] is bool and not isinstance(value, bool):
+            raise InvalidInput(f"{key} must be true or false, got {value!r}")
+        if EDITABLE_SETTINGS[key] is int and (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_MIN_TRAINING_EXAMPLES
+        ):
+            raise InvalidInput(
+                f"{key} must be a whole number from 1 to {MAX_MIN_TRAINING_EXAMPLES}, got {value!r}"
+            )
+    for key, value in body.items():
+        set_setting(session, key, value)
+    session.flush()
+    return training_settings(session)
+
+
+# --- start ------------------------------------------------------------------------------
+
+
+def active_run(session: Session) -> FineTuningRun | None:
+    return session.scalar(select(FineTuningRun).where(FineTuningRun.status.in_(ACTIVE_STATUSES)))
+
+
+def _training_snapshot(session: Session) -> tuple[list[int], list[dict[str, str]]]:
+    """Ids of the examples a run will use and the categories (name, description) it learns.
+
+    The categories are the active ones plus any inactive category that still has examples;
+    an example whose label is no category at all is left out.
+    """
+    categories = {category.name: category for category in session.scalars(select(Category))}
+    rows = session.execute(
+        select(TrainingExample.id, TrainingExample.corrected_category).order_by(TrainingExample.id)
+    ).all()
+    example_ids = [row.id for row in rows if row.corrected_category in categories]
+    used_labels = {row.corrected_category for row in rows if row.corrected_category in categories}
+    label_set = [
+        {"name": name, "description": category.description or ""}
+        for name, category in sorted(categories.items())
+        if category.active or name in used_labels
+    ]
+    return example_ids, label_set
+
+
+def check_ready_to_train(session: Session, example_ids: list[int]) -> None:
+    """Settings and data allow a run: InvalidInput with the reason otherwise."""
+    settings = get_all_settings(session)
+    if not settings["fine_tuning_enabled"]:
+        raise InvalidInput("fine-tuning is disabled in the settings")
+    minimum = int(settings["min_training_examples"])
+    if len(example_ids) < minimum:
+        raise InvalidInput(
+            f"too few training examples: {len(example_ids)}, at least {minimum} are needed "
+            "(correct or confirm more submissions, or lower min_training_examples)"
+        )
+    rows = session.execute(
+        select(
+            TrainingExample.id, TrainingExample.message, TrainingExample.corrected_category
+        ).where(TrainingExample.id.in_(example_ids))
+    ).all()
+    report = check_training_data((row.id, row.message, row.corrected_category) for row in rows)
+    if report.errors:
+        raise InvalidInput("the training data cannot be used yet: " + " ".join(report.errors))
+
+
+def start_training_run(
+    session: Session,
+    options: object,
+    *,
+    base_model: str,
+    enqueue: Enqueue,
+    created_by: str | None = None,
+) -> FineTuningRun:
+    """Validate, create the ``queued`` run, commit it, then enqueue its pipeline.
+
+    InvalidInput: bad options, fine-tuning disabled, too few or unusable examples.
+    Conflict: a run is already active. ServiceUnavailable: the broker refused the chain
+    (the run is then ``failed``, so nothing is left active).
+    """
+    config = validate_training_config(options)
+    if active_run(session) is not None:
+        raise Conflict("a fine-tuning run is already active: wait for it or cancel it")
+    example_ids, label_set = _training_snapshot(session)
+    check_ready_to_train(session, example_ids)
+    run = FineTuningRun(
+        status="queued",
+        stage="waiting for a training worker",
+        base_model=base_model,
+        label_set=[category["name"] for category in label_set],
+        training_config=config,
+        num_training_examples=len(example_ids),
+        data_snapshot={
+            "example_ids": example_ids,
+            "categories": label_set,
+            "timeline": [{"status": "queued", "at": utcnow().isoformat()}],
+        },
+        created_by=created_by,
+    )
+    session.add(run)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise Conflict("a fine-tuning run is already active: wait for it or cancel it") from None
+    logger.info("run=%s status=queued examples=%d by=%s", run.id, len(example_ids), created_by)
+
+    try:
+        task_ids = enqueue(run.id)
+    except Exception as error:
+        logger.error("run=%s enqueue failed: %s", run.id, error)
+        session.rollback()
+        finish_run(session, run.id, "failed", error=f"broker unreachable: {error}")
+        session.commit()
+        raise ServiceUnavailable(
+            "the task queue is unreachable, so training cannot start; try again later"
+        ) from None
+    run = session.get(FineTuningRun, run.id)
+    run.celery_task_id = task_ids[0] if task_ids else None
+    run.data_snapshot = {**(run.data_snapshot or {}), "task_ids": list(task_ids)}
+    session.commit()
+    return run
+
+
+def pipeline_sender(celery_app: Any, publish_retries: int = 1) -> Enqueue:
+    """An ``enqueue`` that sends validate_data → train → evaluate for a run by task name.
+
+    Each step takes only the run id (immutable signatures), so an operator sees it in
+    Flower and every step reloads what it needs from the run row.
+    """
+
+    def enqueue(run_id: int) -> list[str]:
+        steps = [
+            celery_app.signature(name, args=[run_id], immutable=True).set(
+                task_id=str(uuid.uuid4()), queue=task_names.TRAINING_QUEUE
+            )
+            for name in PIPELINE
+        ]
+        workflow = steps[0] | steps[1] | steps[2]
+        # ignore_result: sending must not wait on the result backend (a dead Redis would
+        # hold the request for its 20 reconnect retries); the run row is the result.
+        workflow.apply_async(
+            ignore_result=True,
+            retry=publish_retries > 0,
+            retry_policy={
+                "max_retries": publish_retries,
+                "interval_start": 0,
+                "interval_step": 0.5,
+                "interval_max": 1,
+            },
+        )
+        return [step.id for step in steps]
+
+    return enqueue
+
+
+# --- finish, cancel ---------------------------------------------------------------------
+
+
+def append_timeline(snapshot: dict[str, Any] | None, status: str) -> dict[str, Any]:
+    """A copy of ``data_snapshot`` with one more (status, time) entry in its timeline."""
+    snapshot = dict(snapshot or {})
+    snapshot["timeline"] = [
+        *(snapshot.get("timeline") or []),
+        {"status": status, "at": utcnow().isoformat()},
+    ]
+    return snapshot
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    only_if: Iterable[str] = ACTIVE_STATUSES,
+) -> bool:
+    """Move an active run to a terminal status (the caller commits). False if it was not
+    in one of ``only_if`` any more (someone else ended it first)."""
+    run = session.get(FineTuningRun, run_id, with_for_update=True, populate_existing=True)
+    if run is None or run.status not in tuple(only_if):
+        return False
+    run.status = status
+    run.completed_at = utcnow()
+    run.eta_seconds = None
+    run.stage = {"failed": "failed", "cancelled": "cancelled", "completed": "completed"}[status]
+    if error is not None:
+        run.error = error[:4000]
+    run.data_snapshot = append_timeline(run.data_snapshot, status)
+    session.flush()
+    logger.info("run=%s status=%s error=%s", run_id, status, error or "")
+    return True
+
+
+def cancel_training_run(
+    session: Session, run_id: int, revoke: Callable[[list[str]], None] | None = None
+) -> FineTuningRun:
+    """Cancel a run: a queued one ends ``cancelled`` now; a running one gets the flag its
+    training loop checks within seconds. Its queued tasks are revoked when possible.
+    Commits."""
+    run = session.get(FineTuningRun, run_id)
+    if run is None:
+        raise NotFound(f"fine-tuning run {run_id} does not exist")
+    if not run.is_active:
+        raise Conflict(f"run {run_id} is already {run.status}; only an active run can be cancelled")
+    task_ids = list((run.data_snapshot or {}).get("task_ids") or [])
+    session.execute(
+        update(FineTuningRun)
+        .where(FineTuningRun.id == run_id, FineTuningRun.status.in_(ACTIVE_STATUSES))
+        .values(cancel_requested=True)
+    )
+    ended_now = finish_run(session, run_id, "cancelled", only_if=("queued",))
+    session.commit()
+    if revoke is not None and task_ids:
+        try:
+            revoke(task_ids)
+        except Exception as error:  # the flag alone stops the run; revoking only saves work
+            logger.warning("run=%s revoke failed: %s", run_id, error)
+    logger.info("run=%s cancel requested ended_now=%s", run_id, ended_now)
+    session.refresh(run)
+    return run
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+def get_run(session: Session, run_id: int) -> FineTuningRun:
+    run = session.get(FineTuningRun, run_id)
+    if run is None:
+        raise NotFound(f"fine-tuning run {run_id} does not exist")
+    return run
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _metric(results: dict[str, Any] | None, key: str) -> Any:
+    if not results:
+        return None
+    if key in results:
+        return results[key]
+    verdict = results.get("verdict")
+    if isinstance(verdict, dict):
+        return verdict.get(key)
+    return None
+
+
+def run_status(run: FineTuningRun) -> dict[str, Any]:
+    """``GET /admin/api/training-status/<id>``: the contract's fields, then extras."""
+    snapshot = run.data_snapshot or {}
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "stage": run.stage,
+        "progress": run.progress,
+        "epoch": run.epoch,
+        "loss": run.loss,
+        "eta_seconds": run.eta_seconds,
+        "error": run.error,
+        "results": run.results,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "completed_at": _iso(run.completed_at),
+        "heartbeat_at": _iso(run.heartbeat_at),
+        "cancel_requested": run.cancel_requested,
+        "is_active": run.is_active,
+        "training_config": run.training_config,
+        "base_model": run.base_model,
+        "label_set": run.label_set,
+        "num_training_examples": run.num_training_examples,
+        "num_validation_examples": run.num_validation_examples,
+        "num_test_examples": run.num_test_examples,
+        "num_examples": len(snapshot.get("example_ids") or []),
+        "quality": snapshot.get("quality"),
+        "timeline": snapshot.get("timeline") or [],
+        "model_path": run.model_path,
+        "is_active_model": run.is_active_model,
+        "created_by": run.created_by,
+    }
+
+
+def run_summary(run: FineTuningRun) -> dict[str, Any]:
+    """One row of ``GET /admin/api/runs``."""
+    snapshot = run.data_snapshot or {}
+    return {
+        "run_id": run.id,
+        "created_at": _iso(run.created_at),
+        "status": run.status,
+        "num_training_examples": run.num_training_examples,
+        "accuracy": _metric(run.results, "accuracy"),
+        "baseline_accuracy": _metric(run.results, "baseline_accuracy"),
+        "meets_criteria": _metric(run.results, "meets_criteria"),
+        "is_active_model": run.is_active_model,
+        "num_examples": len(snapshot.get("example_ids") or []) or run.num_training_examples,
+        "macro_f1": _metric(run.results, "macro_f1"),
+        "completed_at": _iso(run.completed_at),
+        "error": run.error,
+        "method": (run.training_config or {}).get("method"),
+        "model_path": run.model_path,
+    }
+
+
+def list_runs(session: Session, limit: int = 200) -> list[dict[str, Any]]:
+    """Newest first."""
+    runs = session.scalars(
+        select(FineTuningRun)
+        .order_by(FineTuningRun.created_at.desc(), FineTuningRun.id.desc())
+        .limit(limit)
+    )
+    return [run_summary(run) for run in runs]
+
+
+# --- auto-train -------------------------------------------------------------------------
+
+
+def new_examples_since_last_run(session: Session) -> int:
+    """Examples not yet used in training and decided after the newest run was created.
+
+    Counting from the last run (whatever its outcome) means a failed run is not retried
+    on every beat: only new corrections trigger another attempt.
+    """
+    last_created = session.scalar(select(func.max(FineTuningRun.created_at)))
+    query = select(func.count(TrainingExample.id)).where(
+        TrainingExample.used_in_training.is_(False)
+    )
+    if last_created is not None:
+        query = query.where(TrainingExample.correction_timestamp > last_created)
+    return int(session.scalar(query) or 0)
+
+
+def maybe_auto_train(session: Session, *, base_model: str, enqueue: Enqueue) -> int | None:
+    """Start a run with the default config when ``auto_train`` is on, no run is active and
+    at least ``min_training_examples`` new examples arrived since the last run.
+    Returns the new run id, or None."""
+    settings = get_all_settings(session)
+    if not settings["auto_train"] or not settings["fine_tuning_enabled"]:
+        return None
+    if active_run(session) is not None:
+        return None
+    new = new_examples_since_last_run(session)
+    if new < int(settings["min_training_examples"]):
+        return None
+    try:
+        run = start_training_run(
+            session, {}, base_model=base_model, enqueue=enqueue, created_by="auto-train"
+        )
+    except (Conflict, InvalidInput) as reason:
+        logger.info("auto-train skipped: %s", reason)
+        session.rollback()
+        return None
+    logger.info("auto-train started run=%s new_examples=%d", run.id, new)
+    return run.id
+
+
+# --- reaper -----------------------------------------------------------------------------
+
+# A queued run whose chain nobody consumes (no training worker) waits this many heartbeat
+# timeouts before it is failed, so it cannot block every later run.
+QUEUED_TIMEOUT_FACTOR = 6
+
+
+def reap_stale_runs(
+    session: Session, heartbeat_timeout_seconds: float, now: datetime | None = None
+) -> list[int]:
+    """Fail runs whose worker is gone: a running run with no heartbeat for the timeout, or
+    a queued run nobody picked up for ``QUEUED_TIMEOUT_FACTOR`` timeouts. Commits; returns
+    the failed run ids."""
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=heartbeat_timeout_seconds)
+    queued_cutoff = now - timedelta(seconds=heartbeat_timeout_seconds * QUEUED_TIMEOUT_FACTOR)
+    running = tuple(status for status in ACTIVE_STATUSES if status != "queued")
+    last_sign_of_life = func.coalesce(
+        FineTuningRun.heartbeat_at, FineTuningRun.started_at, FineTuningRun.created_at
+    )
+    stale = session.scalars(
+        select(FineTuningRun).where(
+            or_(
+                FineTuningRun.status.in_(running) & (last_sign_of_life < cutoff),
+                (FineTuningRun.status == "queued") & (FineTuningRun.created_at < queued_cutoff),
+            )
+        )
+    ).all()
+    reaped = []
+    for run in stale:
+        if run.status == "queued":
+            reason = (
+                f"no training worker picked the run up within "
+                f"{heartbeat_timeout_seconds * QUEUED_TIMEOUT_FACTOR:g} s"
+            )
+        else:
+            reason = (
+                f"worker lost: no heartbeat for more than {heartbeat_timeout_seconds:g} s "
+                f"while {run.status}"
+            )
+        if finish_run(session, run.id, "failed", error=reason, only_if=(run.status,)):
+            reaped.append(run.id)
+    session.commit()
+    if reaped:
+        logger.warning("reaped stale runs=%s", reaped)
+    return reaped
