@@ -66,21 +66,162 @@ def create_admin(username: str, password: str) -> None:
     click.echo(f"admin {username!r} {'created' if created else 'password reset'}")
 
 
+def _active_model(config: Config, sessions):
+    """The active model (base or deployed adapter), loaded on first use; tests replace it."""
+    from shared.active_model import ActiveModel
+
+    return ActiveModel(config, sessions, owner="cli")
+
+
+def _import_with_progress(session, analyzer, rows, config, label: str, **options):
+    from shared.submission_import import import_rows
+
+    with click.progressbar(length=len(rows), label=label, file=sys.stderr) as bar:
+        return import_rows(session, analyzer, rows, config, progress=bar.update, **options)
+
+
 @cli.command("seed-demo")
 def seed_demo() -> None:
-    """Add the demo submissions the project ships (only into an empty database)."""
+    """Add the demo submissions the project ships (only into an empty database).
+
+    They are classified by the active model like any import; every other one is then
+    given its category by "an admin", so the training data has corrections and
+    confirmations to show.
+    """
     from shared.models import Submission
     from shared.seed import demo_submissions, seed_default_categories
+    from shared.submission_import import ImportRow
 
-    with session_scope(_sessions(_config())) as session:
+    config = _config()
+    sessions = _sessions(config)
+    with session_scope(sessions) as session:
         seed_default_categories(session)
         if session.scalar(select(Submission.id).limit(1)) is not None:
             click.echo("submissions exist already: no demo data added", err=True)
             return
-        rows = demo_submissions()
-        for row in rows:
-            session.add(Submission(message=row["text"], contributor_type=row["contributor_type"]))
-    click.echo(f"added {len(rows)} demo submissions", err=True)
+        rows = [
+            ImportRow(
+                line=n, text=r["text"], label=r["label"], contributor_type=r["contributor_type"]
+            )
+            for n, r in enumerate(demo_submissions(), start=2)
+        ]
+        analyzer = _active_model(config, sessions)
+        reviewed = _import_with_progress(
+            session, analyzer, rows[::2], config, "demo (reviewed)", as_corrections=True
+        )
+        plain = _import_with_progress(session, analyzer, rows[1::2], config, "demo")
+    click.echo(
+        f"added {reviewed.imported + plain.imported} demo submissions "
+        f"({reviewed.training_examples} reviewed: {reviewed.corrections} corrections)",
+        err=True,
+    )
+
+
+@cli.command("import-submissions")
+@click.argument("csv_file", metavar="FILE.csv", type=click.Path(dir_okay=False))
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--contributor-type-column",
+    default=None,
+    help="column with the contributor type (default: 'other' for every row)",
+)
+@click.option(
+    "--as-corrections",
+    is_flag=True,
+    help="the label is also the admin's category: each row becomes a training example",
+)
+@click.option(
+    "--create-categories",
+    is_flag=True,
+    help="with --as-corrections: add unknown labels as categories (label as description)",
+)
+@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
+def import_submissions(
+    csv_file: str,
+    text_column: str,
+    label_column: str,
+    contributor_type_column: str | None,
+    as_corrections: bool,
+    create_categories: bool,
+    batch_size: int,
+) -> None:
+    """Store each row of FILE.csv as a submission, classified by the active model.
+
+    Bad rows are reported with their line numbers and skipped; good rows are kept.
+    """
+    from shared.errors import InvalidInput
+    from shared.submission_import import read_csv_rows
+
+    if create_categories and not as_corrections:
+        raise click.UsageError("--create-categories only makes sense with --as-corrections")
+    config = _config()
+    try:
+        rows = read_csv_rows(
+            csv_file,
+            text_column=text_column,
+            label_column=label_column,
+            contributor_type_column=contributor_type_column,
+            require_label=as_corrections,
+        )
+    except InvalidInput as error:
+        raise click.UsageError(str(error)) from None
+    sessions = _sessions(config)
+    session = sessions()
+    try:
+        report = _import_with_progress(
+            session,
+            _active_model(config, sessions),
+            rows,
+            config,
+            "importing",
+            as_corrections=as_corrections,
+            create_categories=create_categories,
+            batch_size=batch_size,
+        )
+    finally:
+        session.close()
+    for line, problem in report.bad_rows:
+        click.echo(f"line {line}: skipped: {problem}", err=True)
+    for name in report.categories_created:
+        click.echo(f"added category {name!r}", err=True)
+    summary = (
+        f"imported {report.imported} of {len(rows)} rows "
+        f"({report.classified} classified, {len(report.bad_rows)} skipped"
+    )
+    if as_corrections:
+        summary += (
+            f", {report.training_examples} training examples, {report.corrections} corrections"
+        )
+    click.echo(summary + ")")
+    if rows and not report.imported:
+        sys.exit(1)
+
+
+@cli.command("classify")
+@click.argument("texts", nargs=-1, required=True)
+def classify(texts: tuple[str, ...]) -> None:
+    """Print the active model's category, confidence and scores for each TEXT (JSON lines)."""
+    import json
+
+    from shared.categories import active_category_specs
+
+    config = _config()
+    sessions = _sessions(config)
+    with session_scope(sessions) as session:
+        categories = active_category_specs(session)
+    if not categories:
+        raise click.UsageError("there is no active category: run `sortloop migrate` first")
+    result = _active_model(config, sessions).classify(list(texts), categories)
+    for text, prediction in zip(texts, result.predictions, strict=True):
+        line = {
+            "text": text,
+            "category": prediction.label,
+            "confidence": round(prediction.confidence, 6),
+            "scores": {name: round(value, 6) for name, value in prediction.scores.items()},
+            "model_version": result.version,
+        }
+        click.echo(json.dumps(line, ensure_ascii=False))
 
 
 def main() -> None:  # pragma: no cover - console entry
