@@ -1,0 +1,36 @@
+"""A person submits on the public form, and an admin corrects the category in place."""
+
+from sqlalchemy import select
+
+from shared.models import TrainingExample
+from shared.seed import seed_default_categories
+
+
+def log_in(page, live_server, username, password):
+    page.goto(f"{live_server.url}/admin/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/submissions")
+
+
+def test_submit_then_correct_inline_without_reloading(live_server, page, admin_account, session):
+    seed_default_categories(session)
+    session.commit()
+    page.goto(f"{live_server.url}/")
+    page.get_by_label("Your message").fill("<b>There is a huge pothole</b> on Mill Street")
+    page.get_by_label("I am writing as").select_option("visitor")
+    page.click("button[type=submit]")
+    assert "your message was received" in page.locator("#confirmation").inner_text()
+
+    log_in(page, live_server, *admin_account)
+    row = page.locator("tbody tr").first
+    assert row.locator("td.message").inner_text() == "<b>There is a huge pothole</b> on Mill Street"
+    row.locator("select[name=category]").select_option("housing")
+    url_before = page.url
+    row.get_by_role("button", name="Save").click()
+    row.locator(".status", has_text="saved (correction)").wait_for()
+    assert page.url == url_before  # saved in place by admin.js
+    session.expire_all()
+    example = session.scalar(select(TrainingExample))
+    assert example.corrected_category == "housing" and example.is_correction is True
