@@ -118,3 +118,12 @@ def test_compare_needs_both_models(client, admin_headers) -> None:
 def test_reclassify_answers_503_when_the_broker_is_down(client, admin_headers) -> None:
     response = client.post("/admin/api/reclassify", json={"dry_run": True}, headers=admin_headers)
     assert response.status_code == 503
+
+
+def test_models_page_shows_the_panel_and_the_import_form(client, admin_headers) -> None:
+    page = client.get("/admin/models", headers=admin_headers)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "data-model-panel" in html
+    assert 'name="archive"' in html
+    assert "models.js" in html

@@ -1,0 +1,57 @@
+"""An admin deploys a model, rolls back and imports an archive from the models page."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from shared.models import Category, DeploymentEvent, FineTuningRun
+from shared.settings_store import get_setting
+from tests.model_files import archive_files, write_adapter_directory, zip_bytes
+
+LABELS = ["cards", "loans"]
+
+
+def log_in(page, live_server, username, password):
+    page.goto(f"{live_server.url}/admin/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/**")
+
+
+def test_deploy_rollback_and_import_from_the_models_page(
+    live_server, page, admin_account, session, tmp_path
+) -> None:
+    for name in LABELS:
+        session.add(Category(name=name, description=f"questions about {name}"))
+    run = FineTuningRun(
+        status="completed", base_model="all-MiniLM-L6-v2", results={"meets_criteria": True}
+    )
+    session.add(run)
+    session.flush()
+    run.model_path = str(write_adapter_directory(tmp_path / "published", LABELS))
+    session.commit()
+    archive = tmp_path / "exported <model>.zip"
+    archive.write_bytes(zip_bytes(archive_files(LABELS, seed=4)))
+
+    log_in(page, live_server, *admin_account)
+    page.goto(f"{live_server.url}/admin/models")
+    page.locator('[data-role="active-model"]', has_text="Base model").wait_for()
+    row = page.locator('[data-role="models"] tbody tr', has_text=f"run {run.id}")
+    row.get_by_role("button", name="Deploy").click()
+    page.locator('[data-role="panel-status"]', has_text=f"Deployed run-{run.id}").wait_for()
+    page.locator('[data-role="history"] tbody tr', has_text="deploy").first.wait_for()
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Roll back to the base model").click()
+    page.locator('[data-role="panel-status"]', has_text="Rolled back").wait_for()
+
+    page.set_input_files("#import-archive", str(archive))
+    page.get_by_role("button", name="Import").click()
+    page.locator('[data-role="import-status"]', has_text="Imported as run").wait_for()
+    page.locator('[data-role="models"] tbody tr', has_text="imported").wait_for()
+
+    session.expire_all()
+    assert get_setting(session, "active_model_id") is None
+    actions = session.scalars(select(DeploymentEvent.action).order_by(DeploymentEvent.id)).all()
+    assert actions == ["deploy", "rollback", "import"]

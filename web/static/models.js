@@ -1,0 +1,261 @@
+// The model panel and the import form (web/templates/admin/_model_panel.html, _import_form.html).
+// Everything comes from the admin API; every value is set with textContent, never as HTML.
+// Writes send the CSRF token from <meta name="csrf-token"> in the X-CSRFToken header.
+(function () {
+  "use strict";
+  if (window.sortloopModelsLoaded) return; // both partials include this script
+  window.sortloopModelsLoaded = true;
+
+  var API = "/admin/api";
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrfToken = meta ? meta.getAttribute("content") : "";
+
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function call(method, path, body) {
+    var options = { method: method, credentials: "same-origin", headers: { "X-CSRFToken": csrfToken } };
+    if (body instanceof FormData) {
+      options.body = body;
+    } else if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(API + path, options).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return { ok: response.ok, status: response.status, body: data };
+      });
+    });
+  }
+
+  function setStatus(node, text, isError) {
+    if (!node) return;
+    node.textContent = text;
+    node.classList.toggle("bad", !!isError);
+  }
+
+  function when(iso) {
+    if (!iso) return "";
+    var date = new Date(iso);
+    return isNaN(date.getTime()) ? iso : date.toLocaleString();
+  }
+
+  function fillRows(tbody, rows, columns, emptyText) {
+    tbody.replaceChildren();
+    if (!rows.length) {
+      var empty = element("tr");
+      var cell = element("td", emptyText, "muted");
+      cell.colSpan = columns;
+      empty.appendChild(cell);
+      tbody.appendChild(empty);
+    }
+    rows.forEach(function (row) { tbody.appendChild(row); });
+  }
+
+  // --- the model panel --------------------------------------------------------------
+
+  function initPanel(panel) {
+    var status = panel.querySelector('[data-role="panel-status"]');
+    var reclassifyAfterDeploy = panel.querySelector('[data-role="reclassify-after-deploy"]');
+
+    function showActive(info) {
+      var target = panel.querySelector('[data-role="active-model"]');
+      target.replaceChildren();
+      target.classList.remove("muted");
+      var strong = element("strong", info.kind === "finetuned" ? "Fine-tuned model " + info.version : "Base model");
+      target.appendChild(strong);
+      target.appendChild(document.createTextNode(" — base " + (info.base_model || "") + " (" + info.version + ")"));
+      var metrics = info.metrics || {};
+      if (typeof metrics.accuracy === "number") {
+        target.appendChild(document.createTextNode(", test accuracy " + (100 * metrics.accuracy).toFixed(1) + "%"));
+      }
+      if (info.load_error) {
+        target.appendChild(element("span", " Loading the deployed model failed here: " + info.load_error, "bad"));
+      }
+    }
+
+    function modelRow(model) {
+      var row = element("tr");
+      row.appendChild(element("td", "run " + model.run_id + (model.is_active_model ? " (active)" : "")));
+      row.appendChild(element("td", model.status));
+      row.appendChild(element("td", model.meets_criteria === null ? "not judged" : model.meets_criteria ? "yes" : "no",
+        model.meets_criteria === false ? "bad" : ""));
+      row.appendChild(element("td", model.files_present ? "present" : "missing", model.files_present ? "" : "bad"));
+      var actions = element("td");
+      var deploy = element("button", "Deploy");
+      deploy.type = "button";
+      deploy.disabled = !!model.is_active_model || !model.files_present;
+      deploy.addEventListener("click", function () { deployRun(model.run_id, false); });
+      actions.appendChild(deploy);
+      actions.appendChild(document.createTextNode(" "));
+      var compare = element("button", "Compare with base");
+      compare.type = "button";
+      compare.addEventListener("click", function () { compareWithBase(model.run_id); });
+      actions.appendChild(compare);
+      actions.appendChild(document.createTextNode(" "));
+      var download = element("a", "Export ZIP");
+      download.href = API + "/export-model/" + encodeURIComponent(model.run_id);
+      actions.appendChild(download);
+      row.appendChild(actions);
+      return row;
+    }
+
+    function eventRow(event) {
+      var row = element("tr");
+      var detail = event.detail;
+      if (detail && typeof detail === "object") {
+        detail = detail.sentences ? detail.sentences.join("; ") || "no changes" : JSON.stringify(detail);
+      }
+      [when(event.created_at), event.action, event.from_version || "", event.to_version || "",
+        event.actor || "", event.outcome, detail || ""].forEach(function (value, index) {
+        row.appendChild(element("td", value, index === 5 && event.outcome === "failed" ? "bad" : ""));
+      });
+      return row;
+    }
+
+    function showReclassification(summary) {
+      var target = panel.querySelector('[data-role="reclassification"]');
+      target.replaceChildren();
+      if (!summary) return;
+      var heading = (summary.dry_run ? "Preview" : "Applied") + " with " + (summary.model_version || "?") +
+        ": " + summary.changed + " of " + summary.examined + " unreviewed submissions " +
+        (summary.dry_run ? "would change." : "changed.");
+      target.appendChild(element("p", heading));
+      var list = element("ul");
+      (summary.sentences || []).forEach(function (sentence) { list.appendChild(element("li", sentence)); });
+      target.appendChild(list);
+    }
+
+    function refresh() {
+      return call("GET", "/deployments").then(function (result) {
+        if (!result.ok) { setStatus(status, result.body.error || "could not load the models", true); return; }
+        showActive(result.body.active || {});
+        fillRows(panel.querySelector('[data-role="models"] tbody'), (result.body.models || []).map(modelRow), 5,
+          "No fine-tuned model yet.");
+        fillRows(panel.querySelector('[data-role="history"] tbody'), (result.body.events || []).map(eventRow), 7,
+          "Nothing deployed yet.");
+        showReclassification(result.body.reclassification);
+      }).catch(function () { setStatus(status, "could not load the models: network error", true); });
+    }
+
+    function deployRun(runId, force) {
+      var body = { force: force };
+      if (reclassifyAfterDeploy && reclassifyAfterDeploy.checked) body.reclassify = "preview";
+      setStatus(status, "deploying run " + runId + "…", false);
+      call("POST", "/deploy-model/" + encodeURIComponent(runId), body).then(function (result) {
+        if (result.ok) {
+          setStatus(status, "Deployed " + result.body.active_model + ". Every web process switches within seconds.", false);
+          if (result.body.reclassify_task_id) watchReclassify(result.body.reclassify_task_id);
+          if (result.body.reclassify_error) setStatus(status, result.body.reclassify_error, true);
+        } else if (result.status === 409 && !force && /criteria/.test(result.body.error || "") &&
+                   window.confirm((result.body.error || "") + "\n\nDeploy anyway?")) {
+          deployRun(runId, true);
+          return;
+        } else {
+          setStatus(status, result.body.error || "deploy failed", true);
+        }
+        refresh();
+      }).catch(function () { setStatus(status, "deploy failed: network error", true); });
+    }
+
+    function compareWithBase(runId) {
+      var target = panel.querySelector('[data-role="comparison"]');
+      target.replaceChildren(element("p", "Comparing run " + runId + " with the base model…", "muted"));
+      call("GET", "/compare-models?a=base&b=" + encodeURIComponent(runId)).then(function (result) {
+        target.replaceChildren();
+        if (!result.ok) { target.appendChild(element("p", result.body.error || "comparison failed", "bad")); return; }
+        var data = result.body;
+        target.appendChild(element("p", "On " + data.num_examples + " held-out examples (" + data.test_set + "): base " +
+          (100 * data.a.accuracy).toFixed(1) + "% vs run " + runId + " " + (100 * data.b.accuracy).toFixed(1) +
+          "% accuracy; McNemar p = " + Number(data.p_value).toPrecision(3) +
+          (data.significant ? " (a real difference)" : " (could be chance)") + "."));
+        var table = element("table", null, "compact");
+        var head = element("tr");
+        ["Category", "F1 base", "F1 run " + runId].forEach(function (text) { head.appendChild(element("th", text)); });
+        table.appendChild(head);
+        (data.categories || []).forEach(function (name) {
+          var row = element("tr");
+          row.appendChild(element("td", name));
+          row.appendChild(element("td", (data.a.per_category_f1[name] || 0).toFixed(2)));
+          row.appendChild(element("td", (data.b.per_category_f1[name] || 0).toFixed(2)));
+          table.appendChild(row);
+        });
+        target.appendChild(table);
+      }).catch(function () { target.replaceChildren(element("p", "comparison failed: network error", "bad")); });
+    }
+
+    function watchReclassify(taskId, attempt) {
+      attempt = attempt || 0;
+      var target = panel.querySelector('[data-role="reclassification"]');
+      call("GET", "/reclassify/" + encodeURIComponent(taskId)).then(function (result) {
+        var body = result.body || {};
+        if (body.state === "SUCCESS") { showReclassification(body.summary); refresh(); return; }
+        if (body.state === "FAILURE" || !result.ok) {
+          target.replaceChildren(element("p", "Re-classification failed: " + (body.error || "unknown error"), "bad"));
+          return;
+        }
+        var progress = body.progress;
+        target.replaceChildren(element("p", progress ? "Re-classifying… " + progress.done + " / " + progress.total
+          : "Re-classification queued…", "muted"));
+        if (attempt < 600) window.setTimeout(function () { watchReclassify(taskId, attempt + 1); }, 1000);
+      });
+    }
+
+    function startReclassify(dryRun) {
+      if (!dryRun && !window.confirm("Apply the model in use to every unreviewed submission?")) return;
+      call("POST", "/reclassify", { dry_run: dryRun }).then(function (result) {
+        if (result.ok) watchReclassify(result.body.task_id);
+        else setStatus(status, result.body.error || "could not start re-classification", true);
+      });
+    }
+
+    panel.querySelector('[data-action="rollback"]').addEventListener("click", function () {
+      if (!window.confirm("Roll back to the base model?")) return;
+      call("POST", "/rollback-model", {}).then(function (result) {
+        setStatus(status, result.ok ? "Rolled back to the base model." : result.body.error || "rollback failed", !result.ok);
+        refresh();
+      });
+    });
+    panel.querySelector('[data-action="reclassify-preview"]').addEventListener("click", function () { startReclassify(true); });
+    panel.querySelector('[data-action="reclassify-apply"]').addEventListener("click", function () { startReclassify(false); });
+    panel.addEventListener("sortloop:refresh", refresh);
+    refresh();
+  }
+
+  // --- the import form --------------------------------------------------------------
+
+  function initImportForm(form) {
+    var status = form.querySelector('[data-role="import-status"]');
+    form.addEventListener("submit", function (event) {
+      if (!window.fetch || !window.FormData) return; // the browser posts the form itself
+      event.preventDefault();
+      var button = form.querySelector("button[type=submit]");
+      if (button) button.disabled = true;
+      setStatus(status, "checking and importing…", false);
+      call("POST", "/import-model", new FormData(form)).then(function (result) {
+        if (result.ok) {
+          setStatus(status, "Imported as run " + result.body.run_id + "; it can be deployed now.", false);
+          form.reset();
+          document.querySelectorAll("[data-model-panel]").forEach(function (panel) {
+            panel.dispatchEvent(new Event("sortloop:refresh"));
+          });
+        } else {
+          setStatus(status, result.body.error || "import failed", true);
+        }
+      }).catch(function () { setStatus(status, "import failed: network error", true); })
+        .then(function () { if (button) button.disabled = false; });
+    });
+  }
+
+  function start() {
+    document.querySelectorAll("[data-model-panel]").forEach(initPanel);
+    document.querySelectorAll("form[data-import-form]").forEach(initImportForm);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
