@@ -47,12 +47,20 @@ def create_celery(config: Config | None = None) -> Celery:
             "reap-stale-runs": {
                 "task": task_names.REAP_STALE_RUNS,
                 "schedule": config.beat_interval_seconds,
-                "options": {"queue": task_names.DEFAULT_QUEUE},
+                # A tick nobody ran before the next one is dropped, not queued up
+                # behind a long training on a worker that consumes both queues.
+                "options": {
+                    "queue": task_names.DEFAULT_QUEUE,
+                    "expires": config.beat_interval_seconds,
+                },
             },
             "auto-train": {
                 "task": task_names.AUTO_TRAIN,
                 "schedule": config.beat_interval_seconds,
-                "options": {"queue": task_names.DEFAULT_QUEUE},
+                "options": {
+                    "queue": task_names.DEFAULT_QUEUE,
+                    "expires": config.beat_interval_seconds,
+                },
             },
         },
     )

@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,8 @@ def postgres_url() -> Iterator[str]:
     admin.dispose()
 
 
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+@contextmanager
+def claimed_redis_database() -> Iterator[str]:
     """A Redis database number nobody else is using, flushed before and after."""
     token = uuid.uuid4().hex
     for number in range(15, 0, -1):
@@ -83,6 +84,13 @@ def redis_url() -> Iterator[str]:
             client.flushdb()
             return
     pytest.fail("no free Redis database number (1-15) for this test session")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The session's own Redis database (broker and results)."""
+    with claimed_redis_database() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,338 @@
+"""The training pipeline end to end: the real API, PostgreSQL, Redis and Celery worker
+processes running the real engine on the packaged MiniLM with a few BANKING77 texts.
+
+These tests use a broker of their own (not the session worker's), so the only worker
+consuming the training queue is the one started here, which a test may kill.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from sqlalchemy import func, select
+
+from shared import task_names
+from shared.models import ACTIVE_STATUSES, Category, FineTuningRun, TrainingExample
+from shared.settings_store import set_setting
+from tests.banking_data import banking_examples
+from tests.integration.conftest import WorkerProcess, claimed_redis_database
+
+ORDER = ["queued", "preparing", "training", "evaluating", "completed"]
+TERMINAL = {"completed", "failed", "cancelled"}
+RUN_TIMEOUT = 300.0  # seconds a whole run may take on a busy two-core machine
+HEARTBEAT_TIMEOUT = 10.0
+
+
+@pytest.fixture(scope="module")
+def pipeline_config(config, tmp_path_factory):
+    with claimed_redis_database() as broker_url:
+        yield config.with_overrides(
+            broker_url=broker_url,
+            result_backend=broker_url,
+            models_dir=str(tmp_path_factory.mktemp("pipeline-models")),
+            heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
+            beat_interval_seconds=2.0,
+        )
+
+
+@pytest.fixture(autouse=True)
+def _empty_models_dir(pipeline_config):
+    """Run ids restart with every test's empty tables: so do the published models."""
+    for directory in Path(pipeline_config.models_dir).iterdir():
+        shutil.rmtree(directory)
+
+
+class Workers:
+    """The module's worker (with beat, so the reaper and auto-train run for real); a test
+    may kill it and start a replacement."""
+
+    def __init__(self, config, directory: Path) -> None:
+        self.config = config
+        self.directory = directory
+        self.count = 0
+        self.current: WorkerProcess | None = None
+
+    def start(self) -> WorkerProcess:
+        self.count += 1
+        worker = WorkerProcess(self.config, self.directory / f"worker-{self.count}.log")
+        worker.start(beat=True)
+        worker.wait_ready()
+        self.current = worker
+        return worker
+
+    def stop(self) -> None:
+        if self.current is not None:
+            self.current.stop()
+
+
+@pytest.fixture(scope="module")
+def workers(pipeline_config, tmp_path_factory):
+    workers = Workers(pipeline_config, tmp_path_factory.mktemp("pipeline-workers"))
+    workers.start()
+    yield workers
+    workers.stop()
+
+
+@pytest.fixture
+def api(pipeline_config, engine, workers):
+    """A test client of a web app that enqueues on the module's broker."""
+    from web import create_app
+
+    app = create_app(pipeline_config)
+    app.config.update(TESTING=True)
+    return app
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": "Bearer integration-token"}
+
+
+def add_banking_examples(session, per_category: int) -> None:
+    for label in sorted({label for _, label in banking_examples(1)}):
+        session.add(Category(name=label, description=label))
+    for text, label in banking_examples(per_category):
+        session.add(
+            TrainingExample(
+                message=text,
+                corrected_category=label,
+                original_category=label,
+                contributor_type="resident",
+                is_correction=False,
+            )
+        )
+    set_setting(session, "min_training_examples", 8 * per_category)
+    session.commit()
+
+
+@pytest.fixture
+def small_data(session):
+    """8 categories x 6 examples: a run takes seconds."""
+    add_banking_examples(session, 6)
+
+
+@pytest.fixture
+def larger_data(session):
+    """8 categories x 30 examples: training lasts long enough to cancel or kill it."""
+    add_banking_examples(session, 30)
+
+
+def start(client, headers, **options):
+    return client.post("/admin/api/start-training", json=options, headers=headers)
+
+
+def status_of(client, headers, run_id: int) -> dict:
+    response = client.get(f"/admin/api/training-status/{run_id}", headers=headers)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def watch(client, headers, run_id: int, until, workers: Workers | None = None) -> list[dict]:
+    """Poll the status API until ``until(status)``; return every status seen."""
+    seen = []
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        status = status_of(client, headers, run_id)
+        seen.append(status)
+        if until(status):
+            return seen
+        time.sleep(0.2)
+    log = workers.current.log_text() if workers and workers.current else ""
+    pytest.fail(f"run {run_id} never reached the expected state; last: {seen[-1]}\n{log}")
+
+
+def finished(status: dict) -> bool:
+    return status["status"] in TERMINAL
+
+
+def training_has_begun(status: dict) -> bool:
+    return status["status"] == "training" and status["epoch"] is not None or finished(status)
+
+
+def is_in_order(statuses: list[str]) -> bool:
+    positions = [ORDER.index(status) for status in statuses]
+    return positions == sorted(positions)
+
+
+def wait_until_no_run_is_active(session) -> None:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        session.expire_all()
+        active = session.scalar(
+            select(func.count())
+            .select_from(FineTuningRun)
+            .where(FineTuningRun.status.in_(ACTIVE_STATUSES))
+        )
+        if not active:
+            return
+        time.sleep(0.2)
+    pytest.fail("a run stayed active")
+
+
+def test_a_run_goes_from_queued_to_completed_with_rising_progress_and_results(
+    api, admin_headers, small_data, session, pipeline_config, workers
+):
+    client = api.test_client()
+    response = start(client, admin_headers, epochs=2, lora_r=8, learning_rate=2e-4)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued"
+    run_id = body["run_id"]
+
+    seen = watch(client, admin_headers, run_id, finished, workers)
+
+    final = seen[-1]
+    assert final["status"] == "completed", final["error"]
+    statuses = [status["status"] for status in seen]
+    assert is_in_order(list(dict.fromkeys(statuses)))
+    progress = [status["progress"] for status in seen]
+    assert progress == sorted(progress)
+    assert final["progress"] == 1.0
+    assert [step["status"] for step in final["timeline"]] == ORDER
+    results = final["results"]
+    assert 0.0 <= results["accuracy"] <= 1.0
+    assert 0.0 <= results["baseline_accuracy"] <= 1.0
+    assert set(results["per_category_f1"]) == {label for _, label in banking_examples(1)}
+    assert len(results["confusion_matrix"]) == 8
+    assert results["loss_curve"], "the loss curve is recorded"
+    assert final["error"] is None
+    assert Path(
+        pipeline_config.models_dir, "finetuned", f"run_{run_id}", "adapter_config.json"
+    ).is_file()
+
+    (row,) = client.get("/admin/api/runs", headers=admin_headers).get_json()
+    assert row["run_id"] == run_id
+    assert row["status"] == "completed"
+    assert row["accuracy"] == results["accuracy"]
+    assert row["baseline_accuracy"] == results["baseline_accuracy"]
+
+    session.expire_all()
+    examples = session.scalars(select(TrainingExample)).all()
+    assert all(example.used_in_training for example in examples)
+    assert {example.training_run_id for example in examples} == {run_id}
+
+
+def test_a_second_start_while_a_run_is_active_is_refused(api, admin_headers, small_data, session):
+    client = api.test_client()
+    first = start(client, admin_headers, epochs=1)
+    assert first.status_code == 202
+
+    second = start(client, admin_headers, epochs=1)
+
+    assert second.status_code == 409
+    assert "already active" in second.get_json()["error"]
+    assert session.scalar(select(func.count()).select_from(FineTuningRun)) == 1
+    client.post(f"/admin/api/cancel-training/{first.get_json()['run_id']}", headers=admin_headers)
+    wait_until_no_run_is_active(session)
+
+
+def test_cancel_during_training_ends_the_run_cancelled(
+    api, admin_headers, larger_data, session, pipeline_config, workers
+):
+    client = api.test_client()
+    run_id = start(client, admin_headers, epochs=10).get_json()["run_id"]
+    seen = watch(client, admin_headers, run_id, training_has_begun, workers)
+    assert seen[-1]["status"] == "training", "training finished before the test could cancel it"
+
+    response = client.post(f"/admin/api/cancel-training/{run_id}", headers=admin_headers)
+
+    assert response.status_code == 200
+    final = watch(client, admin_headers, run_id, finished, workers)[-1]
+    assert final["status"] == "cancelled"
+    assert final["error"] is None
+    assert not Path(pipeline_config.models_dir, "finetuned", f"run_{run_id}").exists()
+    session.expire_all()
+    assert not any(example.used_in_training for example in session.scalars(select(TrainingExample)))
+
+
+def test_a_worker_killed_mid_training_fails_the_run_and_the_next_run_succeeds(
+    api, admin_headers, larger_data, session, workers
+):
+    client = api.test_client()
+    run_id = start(client, admin_headers, epochs=10).get_json()["run_id"]
+    seen = watch(client, admin_headers, run_id, training_has_begun, workers)
+    assert seen[-1]["status"] == "training", "training finished before the test could kill it"
+
+    workers.current.kill()  # SIGKILL to the whole process group, pool child included
+    workers.start()  # a fresh worker with beat: its reaper finds the stale heartbeat
+
+    final = watch(client, admin_headers, run_id, finished, workers)[-1]
+    assert final["status"] in ("failed", "completed")
+    if final["status"] == "failed":
+        assert final["error"].startswith("worker lost")
+
+    next_run = start(client, admin_headers, epochs=1)
+    assert next_run.status_code == 202
+    after = watch(client, admin_headers, next_run.get_json()["run_id"], finished, workers)[-1]
+    assert after["status"] == "completed", after["error"]
+
+
+def test_a_dead_broker_gives_503_and_leaves_no_active_run(
+    pipeline_config, engine, admin_headers, small_data, session
+):
+    from web import create_app
+
+    dead = "redis://127.0.0.1:1/0"
+    app = create_app(pipeline_config.with_overrides(broker_url=dead, result_backend=dead))
+
+    response = app.test_client().post("/admin/api/start-training", json={}, headers=admin_headers)
+
+    assert response.status_code == 503
+    assert "error" in response.get_json()
+    session.expire_all()
+    run = session.scalars(select(FineTuningRun)).one()
+    assert run.status == "failed"
+    assert "broker unreachable" in run.error
+
+
+def test_auto_train_starts_exactly_one_run(
+    api, admin_headers, small_data, session, pipeline_config, workers
+):
+    set_setting(session, "auto_train", True)
+    session.commit()
+    client = Celery(broker=pipeline_config.broker_url, backend=pipeline_config.result_backend)
+
+    # Beat ticks auto-train every two seconds too; three more ticks at once and more
+    # while the run is active must still make exactly one run.
+    ticks = [
+        client.send_task(task_names.AUTO_TRAIN, queue=task_names.DEFAULT_QUEUE) for _ in range(3)
+    ]
+    started = [tick.get(timeout=RUN_TIMEOUT) for tick in ticks]
+    later = client.send_task(task_names.AUTO_TRAIN, queue=task_names.DEFAULT_QUEUE)
+
+    assert later.get(timeout=RUN_TIMEOUT) is None
+    session.expire_all()
+    runs = session.scalars(select(FineTuningRun)).all()
+    assert len(runs) == 1
+    assert runs[0].created_by == "auto-train"
+    assert [run_id for run_id in started if run_id is not None] in ([], [runs[0].id])
+    # The default config trains for up to 10 epochs: the test stops here.
+    api.test_client().post(f"/admin/api/cancel-training/{runs[0].id}", headers=admin_headers)
+    wait_until_no_run_is_active(session)
+
+
+def test_twenty_simultaneous_starts_make_exactly_one_run(api, admin_headers, small_data, session):
+    barrier = threading.Barrier(20)
+    codes: list[int] = []
+
+    def click() -> None:
+        client = api.test_client()
+        barrier.wait()
+        codes.append(start(client, admin_headers, epochs=1).status_code)
+
+    threads = [threading.Thread(target=click) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(codes) == [202] + [409] * 19
+    session.expire_all()
+    (run,) = session.scalars(select(FineTuningRun)).all()
+    api.test_client().post(f"/admin/api/cancel-training/{run.id}", headers=admin_headers)
+    wait_until_no_run_is_active(session)
