@@ -42,6 +42,7 @@ __all__ = [
     "infer_model_kind",
     "load_base_classifier",
     "load_finetuned_classifier",
+    "finetuned_from_base",
     "model_identity",
     "predictions_from_scores",
 ]
@@ -134,7 +135,7 @@ def load_finetuned_classifier(
     LoRA deltas are merged into a private copy of the base weights, so the
     fine-tuned model costs the same to run as the base one. Categories the
     adapter was not trained on are scored zero-shot by the adapted encoder
-    (their description anchor has no learned prototype).
+    (a category without labelled examples is scored by its description alone).
     """
     from shared.classifier import artifact
 
@@ -154,42 +155,97 @@ def load_finetuned_classifier(
     lora_tensors, head = artifact.split_tensors(tensors)
     try:
         if resolved == EMBEDDING:
-            from shared.classifier.embedding import (
-                ZERO_SHOT_SCALE,
-                EmbeddingClassifier,
-                load_encoder,
-            )
+            from shared.classifier.embedding import load_encoder
 
             tokenizer, model = load_encoder(base_model)
-            _apply_adapter(model, lora_tensors, head, peft_fields)
-            prototypes = head.get("prototypes")
-            if prototypes is not None and prototypes.shape[0] != len(manifest.labels):
-                raise ClassifierError("adapter prototypes do not match its label list")
-            scale = (
-                math.exp(float(head["logit_scale"])) if "logit_scale" in head else ZERO_SHOT_SCALE
-            )
-            return EmbeddingClassifier(
-                tokenizer,
-                model,
-                base_model=base_model,
-                version=version,
-                labels=manifest.labels,
-                prototypes=prototypes,
-                scale=scale,
-            )
-        from shared.classifier.nli import NLIClassifier, load_nli_model
+        else:
+            from shared.classifier.nli import load_nli_model
 
-        tokenizer, model = load_nli_model(base_model)
-        _apply_adapter(model, lora_tensors, head, peft_fields)
-        return NLIClassifier(
-            tokenizer,
-            model,
-            base_model=base_model,
-            version=version,
-            hypothesis_template=manifest.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE,
+            tokenizer, model = load_nli_model(base_model)
+        return _build_finetuned(
+            tokenizer, model, base_model, version, manifest, peft_fields, lora_tensors, head
         )
     except (OSError, ValueError, KeyError) as error:
         raise ClassifierError(f"cannot apply adapter in {adapter_dir}: {error}") from error
+
+
+def finetuned_from_base(base: Classifier, adapter_dir: str | Path, version: str) -> Classifier:
+    """The fine-tuned classifier built on a copy of an already loaded base classifier.
+
+    Saves a second model load when both are needed (evaluation scores the base
+    model and the fine-tuned one on the same test set). ``base`` is not changed.
+    """
+    import copy
+
+    from shared.classifier import artifact
+
+    try:
+        peft_fields, manifest = artifact.read_adapter_config(adapter_dir)
+        tensors = artifact.read_adapter_tensors(adapter_dir)
+    except (OSError, ValueError) as error:
+        raise ClassifierError(f"cannot read adapter in {adapter_dir}: {error}") from error
+    if manifest.kind != base.kind or not _same_base_model(manifest.base_model, base.base_model):
+        raise ClassifierError(
+            f"adapter is for {manifest.kind} model {manifest.base_model!r}, "
+            f"not {base.kind} model {model_identity(base.base_model)!r}"
+        )
+    lora_tensors, head = artifact.split_tensors(tensors)
+    model = copy.deepcopy(base.model)  # type: ignore[attr-defined]
+    tokenizer = base.tokenizer  # type: ignore[attr-defined]
+    try:
+        return _build_finetuned(
+            tokenizer, model, base.base_model, version, manifest, peft_fields, lora_tensors, head
+        )
+    except (ValueError, KeyError) as error:
+        raise ClassifierError(f"cannot apply adapter in {adapter_dir}: {error}") from error
+
+
+def _build_finetuned(
+    tokenizer: object,
+    model: object,
+    base_model: str,
+    version: str,
+    manifest: object,
+    peft_fields: dict,
+    lora_tensors: dict,
+    head: dict,
+) -> Classifier:
+    """Apply an adapter to a freshly loaded (or copied) base model and wrap it."""
+    _apply_adapter(model, lora_tensors, head, peft_fields)
+    if manifest.kind == EMBEDDING:  # type: ignore[attr-defined]
+        from shared.classifier.embedding import ZERO_SHOT_SCALE, EmbeddingClassifier
+
+        labels = manifest.labels  # type: ignore[attr-defined]
+        exemplars = head.get("exemplars")
+        exemplar_labels: list[str] = []
+        if exemplars is not None:
+            classes = head["exemplar_classes"].tolist()
+            if len(classes) != exemplars.shape[0] or any(not 0 <= c < len(labels) for c in classes):
+                raise ValueError("adapter exemplars do not match its label list")
+            exemplar_labels = [labels[c] for c in classes]
+        scale = math.exp(float(head["logit_scale"])) if "logit_scale" in head else ZERO_SHOT_SCALE
+        return EmbeddingClassifier(
+            tokenizer,
+            model,  # type: ignore[arg-type]
+            base_model=base_model,
+            version=version,
+            exemplars=exemplars,
+            exemplar_labels=exemplar_labels,
+            temperature=float(head["temperature"]) if "temperature" in head else 0.05,
+            description_weight=(
+                float(head["description_weight"]) if "description_weight" in head else 0.5
+            ),
+            scale=scale,
+        )
+    from shared.classifier.nli import NLIClassifier
+
+    return NLIClassifier(
+        tokenizer,
+        model,  # type: ignore[arg-type]
+        base_model=base_model,
+        version=version,
+        hypothesis_template=manifest.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE,  # type: ignore[attr-defined]
+    )
 
 
 def _apply_adapter(model: object, lora_tensors: dict, head: dict, peft_fields: dict) -> None:

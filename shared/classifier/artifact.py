@@ -4,8 +4,10 @@ A fine-tuned model is a directory (``MODELS_DIR/finetuned/run_<id>/``) holding:
 
 - ``adapter_model.safetensors`` — LoRA tensors under peft's names
   (``base_model.model.<module>.lora_A.weight``) plus the method's small extras
-  under ``sortloop_head.``: ``prototypes`` ``[labels, dim]`` and ``logit_scale``
-  for the embedding backend, ``params.<name>`` (replacement parameters, e.g. the
+  under ``sortloop_head.``: ``exemplars`` ``[n, dim]`` (embeddings of the labelled
+  examples under the adapted encoder), ``exemplar_classes`` ``[n]`` (index into
+  ``labels``), ``logit_scale``, ``temperature`` and ``description_weight`` for
+  the embedding backend, ``params.<name>`` (replacement parameters, e.g. the
   NLI classification head) for the ``head`` method on NLI models.
 - ``adapter_config.json`` — peft's LoRA config fields plus a ``sortloop`` block:
   format version, base model, kind, method, labels and their descriptions.

@@ -1,9 +1,9 @@
 """Embedding backend: scaled cosine similarity between a text and each category.
 
 The anchor of a category is the embedding of its description (zero-shot). A
-fine-tuned model adds a learned prototype to the anchors of the labels it was
-trained on and learns the softmax scale; categories it never saw keep their
-description anchor, scored by the (adapted) encoder.
+fine-tuned model (adapted encoder) adds its labelled examples ("exemplars"):
+a category scores by its description plus a soft nearest example; categories
+without examples keep the description alone, scored by the adapted encoder.
 """
 
 from __future__ import annotations
@@ -42,14 +42,36 @@ def embed(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tenso
     )
 
 
-def combine_anchors(
-    description_embeddings: torch.Tensor, prototypes: torch.Tensor | None
+def exemplar_scores(
+    embeddings: torch.Tensor,
+    descriptions: torch.Tensor,
+    exemplars: torch.Tensor | None,
+    exemplar_classes: torch.Tensor | None,
+    temperature: float,
+    description_weight: float,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Category anchors: description embedding plus the learned prototype, normalised."""
-    if prototypes is None:
-        return functional.normalize(description_embeddings, dim=-1)
-    return functional.normalize(
-        functional.normalize(description_embeddings, dim=-1) + prototypes, dim=-1
+    """Per-category similarity: description cosine plus a soft maximum over examples.
+
+    ``score[t, c] = w * cos(t, d_c) + T * logsumexp({cos(t, d_c)} U {cos(t, e) : e in c} / T)``
+
+    A category is a union of sub-topics, so each labelled example counts on its
+    own (a soft nearest neighbour) rather than through one centroid; the
+    description is always one of the category's exemplars, so a category
+    without examples is scored zero-shot. ``exclude[t, n]`` masks pairs (a
+    text's own exemplar while training).
+    """
+    description_similarity = embeddings @ descriptions.T
+    if exemplars is None or exemplars.shape[0] == 0:
+        return (1.0 + description_weight) * description_similarity
+    similarity = embeddings @ exemplars.T / temperature
+    if exclude is not None:
+        similarity = similarity.masked_fill(exclude, float("-inf"))
+    membership = functional.one_hot(exemplar_classes, descriptions.shape[0]).T.bool()
+    per_class = similarity[:, None, :].masked_fill(~membership[None], float("-inf"))
+    pooled = torch.cat([per_class, (description_similarity / temperature)[:, :, None]], dim=2)
+    return description_weight * description_similarity + temperature * torch.logsumexp(
+        pooled, dim=2
     )
 
 
@@ -75,8 +97,10 @@ class EmbeddingClassifier:
         *,
         base_model: str,
         version: str,
-        labels: Sequence[str] = (),
-        prototypes: torch.Tensor | None = None,
+        exemplars: torch.Tensor | None = None,
+        exemplar_labels: Sequence[str] = (),
+        temperature: float = 0.05,
+        description_weight: float = 0.5,
         scale: float = ZERO_SHOT_SCALE,
         max_length: int = 256,
         batch_size: int = 64,
@@ -85,12 +109,12 @@ class EmbeddingClassifier:
         self.model = model
         self.base_model = base_model
         self.version = version
-        self.labels = list(labels)
-        self.prototypes = (
-            {label: prototypes[index] for index, label in enumerate(self.labels)}
-            if prototypes is not None
-            else {}
-        )
+        self.exemplars = exemplars
+        self.exemplar_labels = list(exemplar_labels)
+        if exemplars is not None and len(self.exemplar_labels) != exemplars.shape[0]:
+            raise ValueError("one label per exemplar is needed")
+        self.temperature = float(temperature)
+        self.description_weight = float(description_weight)
         self.scale = float(scale)
         self.max_length = max_length
         self.batch_size = batch_size
@@ -126,25 +150,30 @@ class EmbeddingClassifier:
                 self._description_cache[text] = vector
         return torch.stack([self._description_cache[c.text] for c in categories])
 
-    def anchors(self, categories: Sequence[CategorySpec]) -> torch.Tensor:
-        """One normalised anchor per category (learned prototype where trained)."""
-        descriptions = self._descriptions(categories)
-        rows = []
-        for category, description in zip(categories, descriptions, strict=True):
-            prototype = self.prototypes.get(category.name)
-            rows.append(
-                combine_anchors(description[None], None if prototype is None else prototype[None])[
-                    0
-                ]
-            )
-        return torch.stack(rows)
-
     def score(self, texts: Sequence[str], categories: Sequence[CategorySpec]) -> torch.Tensor:
-        """Raw logits ``[len(texts), len(categories)]`` (scaled cosine similarities)."""
+        """Raw logits ``[len(texts), len(categories)]``.
+
+        Base model: scaled cosine to the description. Fine-tuned: description
+        plus soft nearest labelled example of each category (exemplars whose
+        label is not among ``categories`` are ignored).
+        """
         with self._lock:
-            anchors = self.anchors(categories)
+            descriptions = self._descriptions(categories)
             embeddings = self.encode(texts)
-        return self.scale * embeddings @ anchors.T
+        if self.exemplars is None:
+            return self.scale * embeddings @ descriptions.T
+        names = {category.name: index for index, category in enumerate(categories)}
+        keep = [i for i, label in enumerate(self.exemplar_labels) if label in names]
+        classes = torch.tensor([names[self.exemplar_labels[i]] for i in keep], dtype=torch.long)
+        scores = exemplar_scores(
+            embeddings,
+            descriptions,
+            self.exemplars[keep],
+            classes,
+            self.temperature,
+            self.description_weight,
+        )
+        return self.scale * scores
 
     def classify(self, texts: list[str], categories: list[CategorySpec]) -> list[Prediction]:
         """Predictions for ``texts`` over ``categories`` (softmax of scaled cosines)."""

@@ -1,0 +1,115 @@
+"""The validated training configuration of one fine-tuning run (no torch: web checks it too)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+METHODS = ("lora", "head")
+LORA_RANKS = (8, 16, 32)
+LEARNING_RATE_RANGE = (1e-4, 5e-4)
+EPOCH_RANGE = (1, 10)
+DEFAULT_SPLIT = (0.7, 0.15, 0.15)
+
+
+@dataclass
+class TrainingConfig:
+    """What an admin (or ``sortloop train``) may choose, checked on construction.
+
+    ``learning_rate`` is the API's nominal rate (1e-4..5e-4). Few-shot LoRA on a
+    small encoder needs larger steps, so the trainer multiplies it by
+    ``lora_lr_multiplier`` for the adapter and ``head_lr_multiplier`` for the
+    category prototypes and temperature.
+    """
+
+    method: str = field(default="lora", metadata={"help": "lora (adapter + prototypes) or head"})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank: 8, 16 or 32"})
+    lora_alpha: int | None = field(default=None, metadata={"help": "LoRA alpha (default 2*r)"})
+    lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA input"})
+    learning_rate: float = field(default=2e-4, metadata={"help": "nominal rate, 1e-4..5e-4"})
+    epochs: int = field(default=10, metadata={"help": "maximum epochs, 1..10"})
+    batch_size: int = field(default=16, metadata={"help": "texts per optimizer step"})
+    split: tuple[float, float, float] = field(
+        default=DEFAULT_SPLIT, metadata={"help": "train/validation/test fractions"}
+    )
+    cross_validation: bool = field(default=False, metadata={"help": "also run k-fold CV"})
+    cv_folds: int = field(default=5, metadata={"help": "folds for cross-validation"})
+    seed: int = field(default=0, metadata={"help": "seed for sampling, split and init"})
+    max_length: int = field(default=64, metadata={"help": "token cap while training"})
+    patience: int = field(default=2, metadata={"help": "epochs without val improvement"})
+    lora_lr_multiplier: float = field(default=10.0, metadata={"help": "adapter lr / nominal"})
+    head_lr_multiplier: float = field(default=50.0, metadata={"help": "prototype lr / nominal"})
+    contrastive_weight: float = field(default=0.5, metadata={"help": "supervised contrastive term"})
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "LoRA targets (default chosen per architecture)"}
+    )
+    hypothesis_template: str = field(
+        default="This text is about {}.", metadata={"help": "NLI hypothesis template"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.lora_r not in LORA_RANKS:
+            raise ValueError(f"lora_r must be one of {LORA_RANKS}, got {self.lora_r!r}")
+        if self.lora_alpha is None:
+            self.lora_alpha = 2 * self.lora_r
+        if not isinstance(self.lora_alpha, int) or self.lora_alpha <= 0:
+            raise ValueError(f"lora_alpha must be a positive integer, got {self.lora_alpha!r}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        low, high = LEARNING_RATE_RANGE
+        if not isinstance(self.learning_rate, int | float) or not (
+            low <= self.learning_rate <= high
+        ):
+            raise ValueError(
+                f"learning_rate must be between {low:g} and {high:g}, got {self.learning_rate!r}"
+            )
+        low_epochs, high_epochs = EPOCH_RANGE
+        if not isinstance(self.epochs, int) or not low_epochs <= self.epochs <= high_epochs:
+            raise ValueError(
+                f"epochs must be an integer from {low_epochs} to {high_epochs}, got {self.epochs!r}"
+            )
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        self.split = validate_split(self.split)
+        if not isinstance(self.cv_folds, int) or self.cv_folds < 2:
+            raise ValueError(f"cv_folds must be an integer >= 2, got {self.cv_folds!r}")
+        if not isinstance(self.seed, int):
+            raise ValueError(f"seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.max_length, int) or not 8 <= self.max_length <= 512:
+            raise ValueError(f"max_length must be from 8 to 512, got {self.max_length!r}")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        if "{}" not in self.hypothesis_template:
+            raise ValueError("hypothesis_template must contain '{}' for the category description")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``TrainingConfig.from_dict(c.to_dict()) == c``."""
+        data = asdict(self)
+        data["split"] = list(self.split)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        """Build from a dict (unknown keys are refused, naming them)."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+def validate_split(split: Any) -> tuple[float, float, float]:
+    """Check a (train, validation, test) triple of fractions summing to 1."""
+    try:
+        values = tuple(float(part) for part in split)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"split must be three numbers, got {split!r}") from error
+    if len(values) != 3:
+        raise ValueError(f"split must have three parts (train, validation, test), got {split!r}")
+    if any(part < 0 for part in values) or values[0] <= 0:
+        raise ValueError(f"split parts must be >= 0 with a positive train part, got {split!r}")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise ValueError(f"split must sum to 1, got {split!r} (sum {sum(values):g})")
+    return values  # type: ignore[return-value]

@@ -1,0 +1,381 @@
+"""The fine-tuning engine, step by step, with plain JSON-ready data in and out.
+
+Each step can be its own Celery task (``validate`` -> ``train_model`` ->
+``evaluate_model`` -> ``publish_model``); ``sortloop train`` runs them in one
+process. Examples are dicts ``{"id", "text", "label"}``; categories are
+``CategorySpec`` or dicts ``{"name", "description"}``.
+
+Recommended flow for a run ``run_id``::
+
+    checked = validate(examples, split=config.split, seed=config.seed)
+    train, val, test = pick(examples, checked["split"])           # by id
+    staging = staging_directory(models_dir, run_id)
+    info = train_model(train, val, config, base_model, categories, output_dir=staging)
+    results = evaluate_model(staging, base_model, test, categories)
+    publish_model(staging, models_dir, run_id)                     # atomic rename
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import Any
+
+from shared.classifier import (
+    CategorySpec,
+    Classifier,
+    finetuned_from_base,
+    infer_model_kind,
+    load_base_classifier,
+    model_identity,
+)
+from shared.training_config import DEFAULT_SPLIT, TrainingConfig
+from worker.fine_tuning import export, metrics
+from worker.fine_tuning import trainer as trainer_module
+from worker.fine_tuning.data_validator import DataValidationError, validate
+from worker.fine_tuning.trainer import ProgressCallback, TrainingCancelled
+
+__all__ = [
+    "DataValidationError",
+    "TrainingCancelled",
+    "evaluate_model",
+    "examples_by_ids",
+    "publish_model",
+    "staging_directory",
+    "train_model",
+    "validate",
+]
+
+logger = logging.getLogger(__name__)
+
+STAGING_SUBDIR = "staging"
+
+
+def as_categories(categories: Sequence[CategorySpec | dict[str, Any] | str]) -> list[CategorySpec]:
+    """Accept CategorySpec, ``{"name", "description"}`` dicts or bare names."""
+    result = []
+    for category in categories:
+        if isinstance(category, CategorySpec):
+            result.append(category)
+        elif isinstance(category, str):
+            result.append(CategorySpec(category, category))
+        else:
+            result.append(
+                CategorySpec(str(category["name"]), str(category.get("description") or ""))
+            )
+    if not result:
+        raise ValueError("at least one category is needed")
+    return result
+
+
+def examples_by_ids(
+    examples: Sequence[dict[str, Any]], ids: Sequence[Hashable]
+) -> list[dict[str, Any]]:
+    """The examples with the given ids, in the order of ``ids``."""
+    index = {example["id"]: example for example in examples}
+    return [index[example_id] for example_id in ids]
+
+
+def staging_directory(models_dir: str | Path, run_id: int | str) -> Path:
+    """Where a run's adapter is written before it is published (same volume)."""
+    return Path(models_dir) / STAGING_SUBDIR / f"run_{run_id}"
+
+
+def publish_model(staging_dir: str | Path, models_dir: str | Path, run_id: int | str) -> str:
+    """Atomically move the evaluated adapter to ``finetuned/run_<id>``; return its path."""
+    return str(export.publish(staging_dir, models_dir, run_id))
+
+
+def _plain(example: dict[str, Any]) -> dict[str, Any]:
+    return {"id": example.get("id"), "text": example["text"], "label": example["label"]}
+
+
+def train_model(
+    train: Sequence[dict[str, Any]],
+    val: Sequence[dict[str, Any]],
+    config: TrainingConfig | dict[str, Any],
+    base_model: str,
+    categories: Sequence[CategorySpec | dict[str, Any] | str],
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    output_dir: str | Path | None = None,
+    kind: str | None = None,
+    test: Sequence[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Train per ``config`` and write the adapter to ``output_dir`` (atomically).
+
+    Returns ``{"adapter_dir", "method", "kind", "base_model", "train_seconds",
+    "best_epoch", "epochs_run", "train_loss", "val_loss", "val_accuracy",
+    "num_train", "num_val"}``. ``test`` is only recorded in training_data.json.
+    """
+    if output_dir is None:
+        raise ValueError("output_dir is required")
+    config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    specs = as_categories(categories)
+    resolved_kind = kind or infer_model_kind(base_model)
+    started = time.perf_counter()
+    if progress:
+        progress("loading", 0, 0, 0, None, None)
+    adapter, tokenizer = trainer_module.train(
+        train, val, specs, base_model, resolved_kind, config, progress, should_cancel
+    )
+    training_data = {
+        "train": [_plain(example) for example in train],
+        "val": [_plain(example) for example in val],
+        "test": [_plain(example) for example in test or []],
+        "per_category": _count_labels([*train, *val, *(test or [])]),
+        "config": config.to_dict(),
+        "training": adapter.history,
+        "categories": [{"name": c.name, "description": c.description} for c in specs],
+    }
+    if progress:
+        progress("saving", 0, 0, adapter.history.get("best_epoch", 0), None, None)
+    directory = export.write_adapter(adapter, output_dir, tokenizer, training_data)
+    history = adapter.history
+    return {
+        "adapter_dir": str(directory),
+        "method": config.method,
+        "kind": resolved_kind,
+        "base_model": model_identity(base_model),
+        "train_seconds": round(time.perf_counter() - started, 3),
+        "best_epoch": history.get("best_epoch"),
+        "epochs_run": history.get("epochs_run"),
+        "train_loss": history.get("train_loss", []),
+        "val_loss": history.get("val_loss", []),
+        "val_accuracy": history.get("val_accuracy", []),
+        "num_train": len(train),
+        "num_val": len(val),
+    }
+
+
+def _count_labels(examples: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for example in examples:
+        counts[example["label"]] = counts.get(example["label"], 0) + 1
+    return counts
+
+
+def _predict(classifier: Classifier, texts: list[str], categories: list[CategorySpec]) -> list[str]:
+    return [prediction.label for prediction in classifier.classify(texts, categories)]
+
+
+def evaluate_model(
+    adapter_dir: str | Path,
+    base_model: str,
+    test: Sequence[dict[str, Any]],
+    categories: Sequence[CategorySpec | dict[str, Any] | str],
+    *,
+    base_classifier: Classifier | None = None,
+    cross_validation: bool = False,
+    cv_examples: Sequence[dict[str, Any]] | None = None,
+    config: TrainingConfig | dict[str, Any] | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    write: bool = True,
+) -> dict[str, Any]:
+    """Fine-tuned vs base model on the same test set, the deploy verdict, optional CV.
+
+    The base model is loaded once and the adapter applied to a copy of it.
+    ``base_classifier`` may be passed to reuse an already loaded base model.
+    With ``cross_validation`` the method in ``config`` is retrained on stratified
+    folds of ``cv_examples`` (k = 5, fewer when a category is smaller).
+    Results are also written to ``metrics.json`` in ``adapter_dir`` unless
+    ``write`` is False.
+    """
+    specs = as_categories(categories)
+    if not test:
+        raise DataValidationError("the test set is empty: nothing to evaluate on")
+    started = time.perf_counter()
+    if progress:
+        progress("evaluating", 0, 2, 0, None, None)
+    base = base_classifier or load_base_classifier(base_model)
+    finetuned = finetuned_from_base(base, adapter_dir, version=Path(adapter_dir).name)
+    texts = [example["text"] for example in test]
+    truth = [example["label"] for example in test]
+    labels = [spec.name for spec in specs]
+    base_predictions = _predict(base, texts, specs)
+    if progress:
+        progress("evaluating", 1, 2, 0, None, None)
+    tuned_predictions = _predict(finetuned, texts, specs)
+    tuned = metrics.classification_metrics(truth, tuned_predictions, labels)
+    baseline = metrics.classification_metrics(truth, base_predictions, labels)
+    verdict = metrics.deploy_verdict(tuned, baseline)
+    results: dict[str, Any] = {
+        **{key: tuned[key] for key in tuned if key != "labels"},
+        "labels": labels,
+        "baseline_accuracy": baseline["accuracy"],
+        "baseline_macro_f1": baseline["macro_f1"],
+        "baseline_per_category_f1": baseline["per_category_f1"],
+        "baseline_confusion_matrix": baseline["confusion_matrix"],
+        "improvement_over_baseline": tuned["accuracy"] - baseline["accuracy"],
+        "mcnemar_p_value": metrics.mcnemar_p_value(truth, tuned_predictions, base_predictions),
+        "verdict": verdict,
+        "meets_criteria": verdict["meets_criteria"],
+        "num_test": len(test),
+        "predictions": tuned_predictions,
+        "baseline_predictions": base_predictions,
+    }
+    if cross_validation:
+        if not cv_examples or config is None:
+            raise ValueError("cross-validation needs cv_examples and config")
+        results.update(
+            cross_validate(
+                cv_examples,
+                config,
+                base_model,
+                specs,
+                base,
+                progress=progress,
+                should_cancel=should_cancel,
+            )
+        )
+    results["eval_seconds"] = round(time.perf_counter() - started, 3)
+    if write:
+        export.write_metrics(
+            adapter_dir, {k: v for k, v in results.items() if "predictions" not in k}
+        )
+    if progress:
+        progress("evaluating", 2, 2, 0, None, 0.0)
+    return results
+
+
+def cross_validate(
+    examples: Sequence[dict[str, Any]],
+    config: TrainingConfig | dict[str, Any],
+    base_model: str,
+    categories: Sequence[CategorySpec],
+    base: Classifier,
+    *,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Stratified k-fold accuracy of the configured method (mean ± std).
+
+    k is ``config.cv_folds`` capped by the smallest category (at least 2). Each
+    fold trains on the other folds without early stopping data and is scored
+    on its own fold.
+    """
+    import random
+
+    config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    for example in examples:
+        by_label.setdefault(example["label"], []).append(example)
+    folds_k = max(2, min(config.cv_folds, min(len(members) for members in by_label.values())))
+    folds: list[list[dict[str, Any]]] = [[] for _ in range(folds_k)]
+    for label in sorted(by_label):
+        members = sorted(by_label[label], key=lambda example: str(example["id"]))
+        random.Random(f"cv:{config.seed}:{label}").shuffle(members)
+        for position, example in enumerate(members):
+            folds[position % folds_k].append(example)
+    accuracies = []
+    labels = [category.name for category in categories]
+    with tempfile.TemporaryDirectory(prefix="sortloop-cv-") as scratch:
+        for fold_index, held_out in enumerate(folds):
+            if progress:
+                progress("cross_validation", fold_index, folds_k, 0, None, None)
+            training = [
+                example
+                for index, fold in enumerate(folds)
+                if index != fold_index
+                for example in fold
+            ]
+            fold_dir = Path(scratch) / f"fold_{fold_index}"
+            train_model(
+                training,
+                [],
+                config,
+                base_model,
+                categories,
+                None,
+                should_cancel,
+                fold_dir,
+                base.kind,
+            )
+            classifier = finetuned_from_base(base, fold_dir, version=f"cv-{fold_index}")
+            predicted = _predict(classifier, [e["text"] for e in held_out], list(categories))
+            fold_metrics = metrics.classification_metrics(
+                [e["label"] for e in held_out], predicted, labels
+            )
+            accuracies.append(fold_metrics["accuracy"])
+            shutil.rmtree(fold_dir, ignore_errors=True)
+    summary = metrics.summarize_folds(accuracies)
+    summary["cv_fold_accuracies"] = accuracies
+    return summary
+
+
+def run_all(
+    examples: Sequence[dict[str, Any]],
+    categories: Sequence[CategorySpec | dict[str, Any] | str],
+    base_model: str,
+    config: TrainingConfig,
+    output_dir: str | Path,
+    *,
+    test: Sequence[dict[str, Any]] | None = None,
+    progress: ProgressCallback | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Validate, split, train, evaluate in one process (what ``sortloop train`` does).
+
+    With ``test`` given, ``examples`` are split into train and validation only
+    (the validation share keeps its proportion) and ``test`` is the test set.
+    """
+    specs = as_categories(categories)
+    started = time.perf_counter()
+    if test is not None:
+        train_share, val_share, _ = config.split
+        fractions = (
+            train_share / (train_share + val_share),
+            val_share / (train_share + val_share),
+            0.0,
+        )
+    else:
+        fractions = config.split
+    checked = validate(examples, fractions, config.seed, [spec.name for spec in specs])
+    train_set = examples_by_ids(examples, checked["split"]["train"])
+    val_set = examples_by_ids(examples, checked["split"]["val"])
+    test_set = (
+        list(test) if test is not None else examples_by_ids(examples, checked["split"]["test"])
+    )
+    if not test_set:
+        raise DataValidationError(
+            "no examples left for the test set; add more examples or pass a separate test file"
+        )
+    info = train_model(
+        train_set,
+        val_set,
+        config,
+        base_model,
+        specs,
+        progress,
+        should_cancel,
+        output_dir,
+        test=test_set,
+    )
+    results = evaluate_model(
+        info["adapter_dir"],
+        base_model,
+        test_set,
+        specs,
+        cross_validation=config.cross_validation,
+        cv_examples=[*train_set, *val_set],
+        config=config,
+        progress=progress,
+        should_cancel=should_cancel,
+    )
+    results.update(
+        train_seconds=info["train_seconds"],
+        num_train=len(train_set),
+        num_val=len(val_set),
+        total_seconds=round(time.perf_counter() - started, 3),
+        quality=checked["report"],
+        training=info,
+    )
+    return results
+
+
+DEFAULT_SPLIT_FRACTIONS = DEFAULT_SPLIT

@@ -1,0 +1,198 @@
+"""Write a trained adapter to disk atomically, and read it back.
+
+Layout of a run directory (``MODELS_DIR/finetuned/run_<id>/``)::
+
+    adapter_model.safetensors   LoRA tensors + the method's head tensors
+    adapter_config.json         peft LoRA fields + "sortloop" manifest (base model, labels, ...)
+    tokenizer.json, tokenizer_config.json, ...   the base model's tokenizer
+    metrics.json                evaluation results (after evaluate)
+    training_data.json          the examples and the split used
+    README.md                   model card
+
+Every write goes to a temporary directory (or file) on the same volume and is
+moved into place with ``os.rename``/``os.replace``: a reader never sees a
+half-written adapter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from shared.classifier import Classifier, load_finetuned_classifier
+from shared.classifier.artifact import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    AdapterManifest,
+    read_adapter_config,
+)
+from worker.fine_tuning.trainer import TrainedAdapter
+
+logger = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+TRAINING_DATA_FILE = "training_data.json"
+MODEL_CARD_FILE = "README.md"
+FINETUNED_SUBDIR = "finetuned"
+
+
+def run_directory(models_dir: str | Path, run_id: int | str) -> Path:
+    """Where run ``run_id`` is published: ``<models_dir>/finetuned/run_<id>``."""
+    return Path(models_dir) / FINETUNED_SUBDIR / f"run_{run_id}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(
+        json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
+    )
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Atomically replace one file (temp file in the same directory, then os.replace)."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.replace(temporary, path)
+
+
+def write_adapter(
+    adapter: TrainedAdapter,
+    output_dir: str | Path,
+    tokenizer: Any = None,
+    training_data: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> Path:
+    """Write everything into ``output_dir`` atomically; refuse to overwrite an existing one."""
+    from safetensors.torch import save_file
+
+    target = Path(output_dir)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists; adapters are never overwritten")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        save_file(
+            {name: tensor.contiguous() for name, tensor in adapter.tensors.items()},
+            str(staging / ADAPTER_WEIGHTS),
+            metadata={"format": "pt", "sortloop_method": adapter.manifest.method},
+        )
+        config = dict(adapter.peft_fields)
+        config["sortloop"] = adapter.manifest.to_dict()
+        _write_json(staging / ADAPTER_CONFIG, config)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(staging))
+        _write_json(staging / TRAINING_DATA_FILE, training_data or {})
+        if metrics is not None:
+            _write_json(staging / METRICS_FILE, metrics)
+        (staging / MODEL_CARD_FILE).write_text(
+            model_card(adapter.manifest, adapter.history, training_data or {}, metrics),
+            encoding="utf-8",
+        )
+        os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    logger.info("adapter written path=%s method=%s", target, adapter.manifest.method)
+    return target
+
+
+def write_metrics(adapter_dir: str | Path, metrics: dict[str, Any]) -> None:
+    """Add (or replace) metrics.json and refresh the model card, each file atomically."""
+    directory = Path(adapter_dir)
+    _, manifest = read_adapter_config(directory)
+    training_data = read_json(directory / TRAINING_DATA_FILE, {})
+    history = training_data.get("training", {}) if isinstance(training_data, dict) else {}
+    _replace_file(
+        directory / METRICS_FILE, json.dumps(metrics, indent=2, sort_keys=True, default=str) + "\n"
+    )
+    _replace_file(
+        directory / MODEL_CARD_FILE, model_card(manifest, history, training_data, metrics)
+    )
+
+
+def publish(staging_dir: str | Path, models_dir: str | Path, run_id: int | str) -> Path:
+    """Move a finished adapter directory to ``finetuned/run_<id>`` with one rename."""
+    target = run_directory(models_dir, run_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(f"{target} already exists")
+    os.rename(staging_dir, target)
+    return target
+
+
+def read_json(path: Path, default: Any = None) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else default
+
+
+def read_manifest(adapter_dir: str | Path) -> AdapterManifest:
+    """Base model, kind, method and labels of an exported adapter."""
+    return read_adapter_config(adapter_dir)[1]
+
+
+def load_adapter(
+    adapter_dir: str | Path, base_model: str, version: str | None = None
+) -> Classifier:
+    """Load an exported adapter as a classifier (the same path the web tier uses)."""
+    directory = Path(adapter_dir)
+    return load_finetuned_classifier(base_model, directory, version=version or directory.name)
+
+
+def model_card(
+    manifest: AdapterManifest,
+    history: dict[str, Any],
+    training_data: dict[str, Any],
+    metrics: dict[str, Any] | None,
+) -> str:
+    """A short README.md describing the model, its data and its results."""
+    counts = training_data.get("per_category") or {}
+    lines = [
+        "# Sortloop fine-tuned classifier",
+        "",
+        f"- Base model: `{manifest.base_model}` ({manifest.kind})",
+        f"- Method: `{manifest.method}`",
+        f"- Categories ({len(manifest.labels)}): "
+        + ", ".join(f"`{label}`" for label in manifest.labels),
+        "",
+        "## Training data",
+        "",
+    ]
+    if counts:
+        lines += ["| category | examples |", "| --- | --- |"]
+        lines += [f"| {name} | {count} |" for name, count in sorted(counts.items())]
+    sizes = {key: len(training_data.get(key) or []) for key in ("train", "val", "test")}
+    lines += [
+        "",
+        f"Split: {sizes['train']} train / {sizes['val']} validation / {sizes['test']} test.",
+        "",
+    ]
+    if history:
+        lines += [
+            "## Training",
+            "",
+            f"Best epoch {history.get('best_epoch')} of {history.get('epochs_run')}; "
+            f"{history.get('train_seconds')} s.",
+            "",
+        ]
+    if metrics:
+        lines += ["## Evaluation (held-out test set)", ""]
+        for key in ("accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"):
+            if key in metrics:
+                lines.append(f"- {key}: {metrics[key]:.4f}")
+        verdict = metrics.get("verdict") or {}
+        if verdict:
+            lines.append(f"- meets deploy criteria: {verdict.get('meets_criteria')}")
+            lines += [f"  - {reason}" for reason in verdict.get("reasons", [])]
+        lines.append("")
+    lines += [
+        "## Use",
+        "",
+        "Load with `shared.classifier.load_finetuned_classifier(base_model, this_dir, version)`.",
+        "Weights are safetensors only.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Evaluation metrics, the deploy verdict (plan 5.4) and model comparison.
+
+Plain Python, deterministic, no torch: labels are strings.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+ACCURACY_MARGIN = 0.05
+MIN_CATEGORY_F1 = 0.3
+
+
+def _safe_divide(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else 0.0
+
+
+def classification_metrics(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> dict[str, Any]:
+    """Accuracy, precision/recall/F1 (macro and micro), per-category scores, confusion matrix.
+
+    ``confusion_matrix[i][j]`` counts texts of ``labels[i]`` predicted as ``labels[j]``.
+    Macro averages run over categories with test support (a category absent from
+    the test set has no F1). Predictions outside ``labels`` count as errors.
+    """
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    index = {label: position for position, label in enumerate(labels)}
+    matrix = [[0] * len(labels) for _ in labels]
+    for truth, guess in zip(y_true, y_pred, strict=True):
+        if truth in index and guess in index:
+            matrix[index[truth]][index[guess]] += 1
+    total = len(y_true)
+    correct = sum(1 for truth, guess in zip(y_true, y_pred, strict=True) if truth == guess)
+    per_category: dict[str, dict[str, float]] = {}
+    for label, position in index.items():
+        true_positive = matrix[position][position]
+        predicted = sum(1 for guess in y_pred if guess == label)
+        support = sum(1 for truth in y_true if truth == label)
+        precision = _safe_divide(true_positive, predicted)
+        recall = _safe_divide(true_positive, support)
+        f1 = _safe_divide(2 * precision * recall, precision + recall)
+        per_category[label] = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+        }
+    supported = [scores for scores in per_category.values() if scores["support"] > 0]
+    accuracy = _safe_divide(correct, total)
+    return {
+        "accuracy": accuracy,
+        "precision_macro": _mean([s["precision"] for s in supported]),
+        "recall_macro": _mean([s["recall"] for s in supported]),
+        "macro_f1": _mean([s["f1"] for s in supported]),
+        # Single-label: micro precision = micro recall = micro F1 = accuracy.
+        "precision_micro": accuracy,
+        "recall_micro": accuracy,
+        "micro_f1": accuracy,
+        "per_category": per_category,
+        "per_category_f1": {label: scores["f1"] for label, scores in per_category.items()},
+        "confusion_matrix": matrix,
+        "labels": list(labels),
+        "num_examples": total,
+    }
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def deploy_verdict(finetuned: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """The plan's 5.4 criteria, with the reasons in words.
+
+    Deploy if (accuracy > baseline + 5 points OR per-category F1 improved for
+    most categories) AND no category (with test support) has F1 < 0.3.
+    """
+    reasons: list[str] = []
+    gain = finetuned["accuracy"] - baseline["accuracy"]
+    accuracy_ok = gain > ACCURACY_MARGIN
+    reasons.append(
+        f"accuracy {finetuned['accuracy']:.3f} vs baseline {baseline['accuracy']:.3f} "
+        f"({gain * 100:+.1f} points; more than {ACCURACY_MARGIN * 100:.0f} needed): "
+        + ("met" if accuracy_ok else "not met")
+    )
+    supported = [
+        label for label, scores in finetuned["per_category"].items() if scores["support"] > 0
+    ]
+    improved = [
+        label
+        for label in supported
+        if finetuned["per_category_f1"][label] > baseline["per_category_f1"].get(label, 0.0)
+    ]
+    majority_ok = len(improved) * 2 > len(supported) if supported else False
+    reasons.append(
+        f"per-category F1 improved for {len(improved)} of {len(supported)} categories: "
+        + ("a majority" if majority_ok else "not a majority")
+    )
+    weak = sorted(
+        label for label in supported if finetuned["per_category_f1"][label] < MIN_CATEGORY_F1
+    )
+    if weak:
+        reasons.append(
+            f"F1 below {MIN_CATEGORY_F1} for {', '.join(weak)} (possible catastrophic forgetting)"
+        )
+    else:
+        reasons.append(f"every category has F1 >= {MIN_CATEGORY_F1}")
+    meets = (accuracy_ok or majority_ok) and not weak
+    if not meets:
+        reasons.append(
+            "keep the current model; collect more corrections (especially for weak "
+            "categories) or adjust the learning rate / epochs"
+        )
+    return {
+        "meets_criteria": meets,
+        "accuracy_gain": gain,
+        "improved_categories": improved,
+        "weak_categories": weak,
+        "reasons": reasons,
+    }
+
+
+def mcnemar_p_value(
+    y_true: Sequence[str], predictions_a: Sequence[str], predictions_b: Sequence[str]
+) -> float:
+    """Two-sided McNemar test p-value for two models' predictions on the same texts.
+
+    Exact binomial test when there are fewer than 25 discordant texts, else the
+    chi-square statistic with continuity correction.
+    """
+    only_a = sum(
+        1
+        for truth, a, b in zip(y_true, predictions_a, predictions_b, strict=True)
+        if a == truth and b != truth
+    )
+    only_b = sum(
+        1
+        for truth, a, b in zip(y_true, predictions_a, predictions_b, strict=True)
+        if b == truth and a != truth
+    )
+    discordant = only_a + only_b
+    if discordant == 0:
+        return 1.0
+    if discordant < 25:
+        smaller = min(only_a, only_b)
+        tail = sum(math.comb(discordant, k) for k in range(smaller + 1)) / 2**discordant
+        return min(1.0, 2 * tail)
+    statistic = (abs(only_a - only_b) - 1) ** 2 / discordant
+    return math.erfc(math.sqrt(statistic / 2))
+
+
+def summarize_folds(accuracies: Sequence[float]) -> dict[str, float]:
+    """Mean and (sample) standard deviation of per-fold accuracies."""
+    if not accuracies:
+        raise ValueError("no folds to summarize")
+    return {
+        "cv_accuracy_mean": statistics.fmean(accuracies),
+        "cv_accuracy_std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0,
+        "cv_folds": len(accuracies),
+    }
