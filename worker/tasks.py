@@ -15,6 +15,7 @@ from celery import shared_task
 
 from shared import task_names
 from shared.db import session_scope
+from shared.registry import maybe_auto_deploy
 from shared.training_runs import maybe_auto_train, pipeline_sender, reap_stale_runs
 from worker import pipeline, state
 
@@ -59,8 +60,17 @@ def train(self, run_id: int) -> dict[str, Any]:
 
 @shared_task(name=task_names.EVALUATE, bind=True)
 def evaluate(self, run_id: int) -> dict[str, Any]:
-    """Score against the base model, publish the adapter, complete (``evaluating``)."""
-    return _run_pipeline_step(self, run_id, pipeline.EVALUATE)
+    """Score against the base model, publish the adapter, complete (``evaluating``);
+    then put it in use if ``auto_deploy`` is on and it meets the deploy criteria."""
+    result = _run_pipeline_step(self, run_id, pipeline.EVALUATE)
+    if result["outcome"] == "completed":
+        try:
+            with session_scope(state.session_factory()) as session:
+                deployed = maybe_auto_deploy(session, state.config(), int(run_id))
+            result["auto_deployed"] = deployed is not None
+        except Exception:  # the run stays completed; an admin can still deploy it
+            logger.exception("run=%s auto-deploy failed", run_id)
+    return result
 
 
 @shared_task(name=task_names.REAP_STALE_RUNS)

@@ -1,18 +1,121 @@
-"""Training dashboard, run details and settings pages (issue 5)."""
+"""Training dashboard, run details and settings pages (issue 5).
 
-from flask import render_template
+The dashboard renders the data stats and the controls on the server; web/static/training.js
+starts runs, follows the active one through the status API and fills the history.
+"""
 
-from web.admin import bp
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+
+from shared.errors import InvalidInput
+from shared.training_data import training_stats
+from shared.training_runs import (
+    DEFAULT_TRAINING_CONFIG,
+    EDITABLE_SETTINGS,
+    EPOCH_RANGE,
+    LEARNING_RATE_RANGE,
+    LORA_RANKS,
+    METHODS,
+    active_run,
+    get_run,
+    run_status,
+    training_settings,
+    update_training_settings,
+)
+from web.admin import bp, charts
 from web.auth import admin_required
+from web.db import get_session
+
+QUALITY_LINKS = (
+    ("duplicates", "duplicate_ids", "duplicate texts"),
+    ("near_duplicates", "near_duplicate_ids", "near duplicates"),
+    ("conflicts", "conflict_ids", "same text, different categories"),
+    ("too_short", "too_short_ids", "too short"),
+    ("too_long", "too_long_ids", "too long"),
+)
+
+
+def _ids_query(ids: list[int]) -> str:
+    return ",".join(str(example_id) for example_id in ids[:500])
 
 
 @bp.get("/training")
 @admin_required
 def training():
-    return render_template("admin/placeholder.html", title="Training")
+    session = get_session()
+    stats = training_stats(session)
+    settings = training_settings(session)
+    running = active_run(session)
+    quality = stats["quality"]
+    indicators = [
+        {
+            "label": label,
+            "count": quality.get(key, 0),
+            "ids": _ids_query(quality.get(ids_key) or []),
+        }
+        for key, ids_key, label in QUALITY_LINKS
+    ]
+    return render_template(
+        "admin/training.html",
+        stats=stats,
+        settings=settings,
+        indicators=indicators,
+        distribution=charts.bars(sorted(stats["per_category"].items())),
+        active_run_id=running.id if running else None,
+        defaults=DEFAULT_TRAINING_CONFIG,
+        methods=METHODS,
+        lora_ranks=LORA_RANKS,
+        learning_rate_range=LEARNING_RATE_RANGE,
+        epoch_range=EPOCH_RANGE,
+    )
 
 
-@bp.get("/settings")
+@bp.get("/training/runs/<int:run_id>")
+@admin_required
+def run_detail(run_id: int):
+    run = run_status(get_run(get_session(), run_id))
+    results = run["results"] or {}
+    labels = results.get("labels") or sorted((results.get("per_category_f1") or {}).keys())
+    per_category_f1 = results.get("per_category_f1") or {}
+    return render_template(
+        "admin/run_detail.html",
+        run=run,
+        results=results,
+        labels=labels,
+        f1_bars=charts.bars(
+            [(label, per_category_f1.get(label, 0.0)) for label in labels],
+            maximum=1.0,
+            percent=True,
+            second=results.get("baseline_per_category_f1") or None,
+        ),
+        heatmap=charts.heatmap(results.get("confusion_matrix") or []),
+        loss=charts.loss_chart(results),
+        quality=run["quality"] or {},
+    )
+
+
+@bp.route("/settings", methods=["GET", "POST"])
 @admin_required
 def settings():
-    return render_template("admin/placeholder.html", title="Settings")
+    session = get_session()
+    if request.method == "POST":
+        values: dict[str, object] = {}
+        for key, kind in EDITABLE_SETTINGS.items():
+            if kind is bool:
+                values[key] = request.form.get(key) == "on"
+            else:
+                raw = (request.form.get(key) or "").strip()
+                values[key] = int(raw) if raw.lstrip("-").isdigit() else raw
+        try:
+            update_training_settings(session, values)
+        except InvalidInput as error:
+            session.rollback()
+            flash(str(error), "error")
+            return render_template(
+                "admin/settings.html", settings=training_settings(session), form=values
+            ), 400
+        session.commit()
+        flash("Settings saved.", "info")
+        return redirect(url_for("admin.settings"))
+    return render_template("admin/settings.html", settings=training_settings(session), form=None)

@@ -1,0 +1,173 @@
+"""The training dashboard, run details and settings pages render what an admin needs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from shared.settings_store import get_setting, set_setting
+from tests.factories import make_category, make_run, make_training_example
+
+XSS = '<script>alert("x")</script>'
+
+
+@pytest.fixture
+def logged_in(client, session):
+    from shared.models import AdminUser
+
+    user = AdminUser(username="pages-admin")
+    user.set_password("pages-password")
+    session.add(user)
+    session.commit()
+    page = client.get("/admin/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    client.post(
+        "/admin/login",
+        data={"username": "pages-admin", "password": "pages-password", "csrf_token": token},
+    )
+    return client
+
+
+def csrf_token(client, path: str) -> str:
+    page = client.get(path).get_data(as_text=True)
+    return re.search(r'name="csrf-token" content="([^"]+)"', page).group(1)
+
+
+def completed_run(session):
+    labels = ["roads", XSS]
+    return make_run(
+        session,
+        status="completed",
+        training_config={"method": "lora", "lora_r": 8, "epochs": 2, "split": [0.7, 0.15, 0.15]},
+        results={
+            "accuracy": 0.875,
+            "baseline_accuracy": 0.5,
+            "macro_f1": 0.86,
+            "meets_criteria": True,
+            "verdict": {"meets_criteria": True, "reasons": ["accuracy up 37.5 points: met"]},
+            "labels": labels,
+            "per_category_f1": {"roads": 0.9, XSS: 0.8},
+            "baseline_per_category_f1": {"roads": 0.5, XSS: 0.4},
+            "confusion_matrix": [[4, 0], [1, 3]],
+            "loss_curve": [
+                {"step": 1, "loss": 2.0},
+                {"step": 2, "loss": 1.2},
+                {"step": 3, "loss": 0.7},
+            ],
+            "training": {"train_loss": [1.6, 0.9], "val_loss": [1.4, 1.0]},
+        },
+        data_snapshot={
+            "example_ids": [1, 2, 3],
+            "quality": {"total": 3, "duplicates": 1, "duplicate_ids": [2], "imbalance_ratio": 1.0},
+        },
+    )
+
+
+def test_the_dashboard_shows_readiness_distribution_and_quality_links(logged_in, session):
+    make_category(session, name="roads", description="roads")
+    make_category(session, name="parks", description="parks")
+    for n in range(3):
+        make_training_example(
+            session, message=f"pothole on the main road number {n}", corrected_category="roads"
+        )
+        make_training_example(
+            session, message=f"the park benches are broken {n} times", corrected_category="parks"
+        )
+    make_training_example(
+        session, message="pothole on the main road number 0", corrected_category="roads"
+    )
+    set_setting(session, "min_training_examples", 100)
+    session.commit()
+
+    html = logged_in.get("/admin/training").get_data(as_text=True)
+
+    assert "Not ready yet" in html
+    assert "7 examples, 100 needed" in html
+    assert 'data-chart="distribution"' in html
+    assert re.search(r'href="/admin/training-data\?ids=\d+', html), (
+        "duplicates link to the examples"
+    )
+    assert 'data-action="review"' in html and "disabled" in html
+    assert 'src="/static/training.js"' in html
+
+
+def test_the_dashboard_enables_the_start_button_when_ready(logged_in, session):
+    for name in ("roads", "parks"):
+        make_category(session, name=name, description=name)
+        for n in range(3):
+            make_training_example(
+                session, message=f"a longer message about {name} {n}", corrected_category=name
+            )
+    set_setting(session, "min_training_examples", 6)
+    session.commit()
+
+    html = logged_in.get("/admin/training").get_data(as_text=True)
+
+    assert "Ready to train" in html
+    button = re.search(r'<button type="submit" data-action="review"[^>]*>', html).group(0)
+    assert "disabled" not in button
+
+
+def test_run_details_draw_f1_confusion_matrix_and_loss_curve_with_escaped_labels(
+    logged_in, session
+):
+    run = completed_run(session)
+    session.commit()
+
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+
+    assert 'data-chart="per-category-f1"' in html
+    assert 'data-chart="confusion-matrix"' in html
+    assert 'data-chart="loss-curve"' in html
+    assert "87.5%" in html and "50.0%" in html
+    assert "Meets the deploy criteria" in html
+    assert XSS not in html
+    assert "&lt;script&gt;" in html
+    assert "0.7 / 0.15 / 0.15" in html
+
+
+def test_run_details_of_a_failed_run_show_the_error(logged_in, session):
+    run = make_run(session, status="failed", error="worker lost: no heartbeat for more than 300 s")
+    session.commit()
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+    assert "worker lost: no heartbeat" in html
+
+
+def test_run_details_of_an_unknown_run_is_404(logged_in):
+    assert logged_in.get("/admin/training/runs/999").status_code == 404
+
+
+def test_the_settings_form_saves_every_setting(logged_in, session):
+    token = csrf_token(logged_in, "/admin/settings")
+    response = logged_in.post(
+        "/admin/settings",
+        data={
+            "csrf_token": token,
+            "min_training_examples": "35",
+            "auto_train": "on",
+            "fine_tuning_enabled": "on",
+        },
+    )
+    assert response.status_code == 302
+    session.expire_all()
+    assert get_setting(session, "min_training_examples") == 35
+    assert get_setting(session, "auto_train") is True
+    assert get_setting(session, "auto_deploy") is False
+
+
+def test_the_settings_form_refuses_a_bad_minimum_and_changes_nothing(logged_in, session):
+    token = csrf_token(logged_in, "/admin/settings")
+    response = logged_in.post(
+        "/admin/settings",
+        data={"csrf_token": token, "min_training_examples": "0", "auto_train": "on"},
+    )
+    assert response.status_code == 400
+    assert "min_training_examples" in response.get_data(as_text=True)
+    session.expire_all()
+    assert get_setting(session, "auto_train") is False
+
+
+def test_the_pages_need_a_login(client):
+    for path in ("/admin/training", "/admin/settings", "/admin/training/runs/1"):
+        assert client.get(path).status_code == 302

@@ -1,0 +1,310 @@
+// The training dashboard (web/templates/admin/training.html): start a run after a
+// confirmation, follow it through the status API without reloading, list the history.
+// Every value from the server is set with textContent, never as HTML. Writes send the CSRF
+// token from <meta name="csrf-token"> in the X-CSRFToken header.
+(function () {
+  "use strict";
+
+  var API = "/admin/api";
+  var ACTIVE = ["queued", "preparing", "training", "evaluating"];
+  var POLL_MS = 1000;
+  var meta = document.querySelector('meta[name="csrf-token"]');
+  var csrfToken = meta ? meta.getAttribute("content") : "";
+  var root, pollTimer = null, watchedRun = null;
+
+  function $(role) { return root.querySelector('[data-role="' + role + '"]'); }
+
+  function element(tag, text, className) {
+    var node = document.createElement(tag);
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    if (className) node.className = className;
+    return node;
+  }
+
+  function call(method, path, body) {
+    var options = { method: method, credentials: "same-origin", headers: { "X-CSRFToken": csrfToken } };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    return fetch(API + path, options).then(function (response) {
+      return response.json().catch(function () { return {}; }).then(function (data) {
+        return { ok: response.ok, status: response.status, body: data };
+      });
+    });
+  }
+
+  function setText(node, text, isError) {
+    if (!node) return;
+    node.textContent = text || "";
+    node.classList.toggle("bad", !!isError);
+  }
+
+  function percent(value) {
+    return value === null || value === undefined ? "–" : (value * 100).toFixed(1) + "%";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    seconds = Math.max(0, Math.round(seconds));
+    if (seconds < 60) return seconds + " s";
+    var minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return minutes + " min " + (seconds % 60) + " s";
+    return Math.floor(minutes / 60) + " h " + (minutes % 60) + " min";
+  }
+
+  function runUrl(runId) {
+    return root.getAttribute("data-run-url").replace(/0$/, String(runId));
+  }
+
+  function refreshModelPanel() {
+    var panel = document.querySelector("[data-model-panel]");
+    if (panel) panel.dispatchEvent(new Event("sortloop:refresh"));
+  }
+
+  // --- the start form -------------------------------------------------------------
+
+  function readConfig() {
+    var form = $("start-form");
+    var config = {
+      method: form.elements.method.value,
+      lora_r: parseInt(form.elements.lora_r.value, 10),
+      learning_rate: parseFloat(form.elements.learning_rate.value),
+      epochs: parseInt(form.elements.epochs.value, 10),
+      split: [
+        parseFloat(form.elements.split_train.value),
+        parseFloat(form.elements.split_val.value),
+        parseFloat(form.elements.split_test.value),
+      ],
+      cross_validation: form.elements.cross_validation.checked,
+    };
+    var problems = [];
+    if (!(config.learning_rate >= 0.0001 && config.learning_rate <= 0.0005)) problems.push("learning rate must be from 0.0001 to 0.0005");
+    if (!(config.epochs >= 1 && config.epochs <= 10) || String(config.epochs) !== form.elements.epochs.value.trim()) problems.push("epochs must be a whole number from 1 to 10");
+    var sum = config.split.reduce(function (a, b) { return a + b; }, 0);
+    if (config.split.some(function (part) { return !(part > 0); }) || Math.abs(sum - 1) > 1e-6) problems.push("the three split shares must be above 0 and sum to 1");
+    return { config: config, problems: problems };
+  }
+
+  function describe(config) {
+    return "Method " + config.method + (config.method === "lora" ? ", LoRA rank " + config.lora_r : "") +
+      ", learning rate " + config.learning_rate + ", up to " + config.epochs + " epoch(s), split " +
+      config.split.join(" / ") + (config.cross_validation ? ", with cross-validation" : "") + ".";
+  }
+
+  function setupForm() {
+    var form = $("start-form");
+    var confirmBox = $("confirm");
+    var pending = null;
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var read = readConfig();
+      if (read.problems.length) {
+        setText($("form-status"), "Check the form: " + read.problems.join("; ") + ".", true);
+        return;
+      }
+      setText($("form-status"), "");
+      pending = read.config;
+      setText($("confirm-summary"), describe(pending));
+      confirmBox.hidden = false;
+      confirmBox.querySelector('[data-action="confirm-start"]').focus();
+    });
+    confirmBox.querySelector('[data-action="cancel-start"]').addEventListener("click", function () {
+      confirmBox.hidden = true;
+      pending = null;
+    });
+    confirmBox.querySelector('[data-action="confirm-start"]').addEventListener("click", function () {
+      if (!pending) return;
+      var button = this;
+      button.disabled = true;
+      call("POST", "/start-training", pending).then(function (result) {
+        button.disabled = false;
+        confirmBox.hidden = true;
+        if (result.status === 202) {
+          setText($("form-status"), "Run " + result.body.run_id + " started.");
+          setStartEnabled(false);
+          watch(result.body.run_id);
+          loadHistory();
+        } else {
+          setText($("form-status"), result.body.error || "The run could not be started (" + result.status + ").", true);
+        }
+      }, function () {
+        button.disabled = false;
+        setText($("form-status"), "The server could not be reached.", true);
+      });
+    });
+  }
+
+  function setStartEnabled(enabled) {
+    var ready = root.getAttribute("data-ready") === "true" && root.getAttribute("data-enabled") === "true";
+    $("start-form").querySelector('[data-action="review"]').disabled = !(enabled && ready);
+  }
+
+  // --- the live progress ----------------------------------------------------------
+
+  function showStatus(status) {
+    var card = $("progress-card");
+    card.hidden = false;
+    var value = Math.round((status.progress || 0) * 100);
+    $("progress-fill").style.width = value + "%";
+    $("progress-bar").setAttribute("aria-valuenow", String(value));
+    setText($("progress-run"), "#" + status.run_id);
+    setText($("progress-status"), status.status);
+    setText($("progress-percent"), value + "%");
+    setText($("progress-stage"), status.stage);
+    setText($("progress-epoch"), status.epoch !== null && status.epoch !== undefined ? "epoch " + status.epoch + " ·" : "");
+    setText($("progress-loss"), status.loss !== null && status.loss !== undefined ? "loss " + Number(status.loss).toFixed(4) + " ·" : "");
+    setText($("progress-eta"), status.eta_seconds !== null && status.eta_seconds !== undefined && ACTIVE.indexOf(status.status) >= 0 ? "about " + duration(status.eta_seconds) + " left" : "");
+    card.classList.toggle("is-active", ACTIVE.indexOf(status.status) >= 0);
+    var cancel = card.querySelector('[data-action="cancel-run"]');
+    cancel.hidden = ACTIVE.indexOf(status.status) < 0;
+    cancel.disabled = !!status.cancel_requested;
+    var outcome = $("progress-outcome");
+    outcome.textContent = "";
+    outcome.classList.remove("bad");
+    if (status.status === "completed") {
+      var results = status.results || {};
+      outcome.appendChild(document.createTextNode(
+        "Completed: accuracy " + percent(results.accuracy) + " against " + percent(results.baseline_accuracy) +
+        " for the base model; " + (results.meets_criteria ? "meets" : "does not meet") + " the deploy criteria. "));
+      var link = element("a", "See the run details");
+      link.href = runUrl(status.run_id);
+      outcome.appendChild(link);
+    } else if (status.status === "failed") {
+      setText(outcome, "Failed: " + (status.error || "unknown error"), true);
+    } else if (status.status === "cancelled") {
+      setText(outcome, "Cancelled.");
+    } else if (status.cancel_requested) {
+      setText(outcome, "Cancelling…");
+    }
+  }
+
+  function watch(runId) {
+    watchedRun = runId;
+    if (pollTimer) window.clearTimeout(pollTimer);
+    poll();
+  }
+
+  function poll() {
+    var runId = watchedRun;
+    call("GET", "/training-status/" + runId).then(function (result) {
+      if (runId !== watchedRun) return;
+      if (!result.ok) {
+        setText($("progress-outcome"), result.body.error || "Status unavailable", true);
+        pollTimer = window.setTimeout(poll, POLL_MS * 3);
+        return;
+      }
+      showStatus(result.body);
+      if (ACTIVE.indexOf(result.body.status) >= 0) {
+        pollTimer = window.setTimeout(poll, POLL_MS);
+      } else {
+        pollTimer = null;
+        setStartEnabled(true);
+        loadHistory();
+        refreshModelPanel();
+      }
+    }, function () {
+      pollTimer = window.setTimeout(poll, POLL_MS * 3);
+    });
+  }
+
+  function setupCancel() {
+    $("progress-card").querySelector('[data-action="cancel-run"]').addEventListener("click", function () {
+      if (!watchedRun || !window.confirm("Cancel run " + watchedRun + "?")) return;
+      var button = this;
+      button.disabled = true;
+      call("POST", "/cancel-training/" + watchedRun).then(function (result) {
+        if (!result.ok) {
+          button.disabled = false;
+          setText($("progress-outcome"), result.body.error || "The run could not be cancelled.", true);
+        } else {
+          setText($("progress-outcome"), "Cancelling…");
+        }
+      });
+    });
+  }
+
+  // --- history --------------------------------------------------------------------
+
+  function deploy(runId, force) {
+    call("POST", "/deploy-model/" + runId, force ? { force: true } : {}).then(function (result) {
+      var status = $("history-status");
+      if (result.ok) {
+        setText(status, "Deployed " + (result.body.active_model || "run " + runId) + ".");
+        loadHistory();
+        refreshModelPanel();
+      } else if (result.status === 409 && !force && /criteria/i.test(result.body.error || "") &&
+                 window.confirm((result.body.error || "") + "\n\nDeploy anyway?")) {
+        deploy(runId, true);
+      } else {
+        setText(status, result.body.error || "Deploy failed (" + result.status + ").", true);
+      }
+    });
+  }
+
+  function historyRow(run) {
+    var row = document.createElement("tr");
+    row.setAttribute("data-run-id", String(run.run_id));
+    var created = run.created_at ? new Date(run.created_at) : null;
+    row.appendChild(element("td", created ? created.toLocaleString() : ""));
+    row.appendChild(element("td", run.num_examples !== undefined ? run.num_examples : run.num_training_examples));
+    row.appendChild(element("td", percent(run.accuracy)));
+    row.appendChild(element("td", percent(run.baseline_accuracy)));
+    var statusCell = element("td", run.status + (run.is_active_model ? " (in use)" : ""));
+    if (run.status === "failed") statusCell.className = "bad";
+    if (run.meets_criteria === false) statusCell.appendChild(element("span", "below deploy criteria", "status"));
+    row.appendChild(statusCell);
+    var actions = element("td", null, "actions");
+    var details = element("a", "Details");
+    details.href = runUrl(run.run_id);
+    actions.appendChild(details);
+    if (run.status === "completed" || run.status === "imported") {
+      var deployButton = element("button", "Deploy", "small");
+      deployButton.type = "button";
+      deployButton.disabled = !!run.is_active_model;
+      deployButton.addEventListener("click", function () {
+        if (window.confirm("Deploy run " + run.run_id + " as the model in use?")) deploy(run.run_id, false);
+      });
+      actions.appendChild(deployButton);
+      var exportLink = element("a", "Export");
+      exportLink.href = API + "/export-model/" + run.run_id;
+      exportLink.setAttribute("download", "");
+      actions.appendChild(exportLink);
+    }
+    row.appendChild(actions);
+    return row;
+  }
+
+  function loadHistory() {
+    call("GET", "/runs").then(function (result) {
+      var body = $("history").querySelector("tbody");
+      body.textContent = "";
+      if (!result.ok) {
+        var failed = element("td", result.body.error || "History unavailable", "bad");
+        failed.colSpan = 6;
+        body.appendChild(element("tr")).appendChild(failed);
+        return;
+      }
+      if (!result.body.length) {
+        var empty = element("td", "No runs yet.", "muted");
+        empty.colSpan = 6;
+        body.appendChild(element("tr")).appendChild(empty);
+        return;
+      }
+      result.body.forEach(function (run) { body.appendChild(historyRow(run)); });
+    });
+  }
+
+  function start() {
+    root = document.getElementById("training-dashboard");
+    if (!root) return;
+    setupForm();
+    setupCancel();
+    loadHistory();
+    var active = root.getAttribute("data-active-run-id");
+    if (active) watch(parseInt(active, 10));
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
