@@ -290,6 +290,17 @@ def test_a_dead_broker_gives_503_and_leaves_no_active_run(
     assert "broker unreachable" in run.error
 
 
+def wait_for_a_run(session) -> FineTuningRun:
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while time.monotonic() < deadline:
+        session.expire_all()
+        run = session.scalars(select(FineTuningRun)).first()
+        if run is not None:
+            return run
+        time.sleep(0.1)
+    pytest.fail("auto-train started no run")
+
+
 def test_auto_train_starts_exactly_one_run(
     api, admin_headers, small_data, session, pipeline_config, workers
 ):
@@ -297,23 +308,24 @@ def test_auto_train_starts_exactly_one_run(
     session.commit()
     client = Celery(broker=pipeline_config.broker_url, backend=pipeline_config.result_backend)
 
-    # Beat ticks auto-train every two seconds too; three more ticks at once and more
-    # while the run is active must still make exactly one run.
+    # Beat ticks auto-train every two seconds too; three more ticks at once.
     ticks = [
         client.send_task(task_names.AUTO_TRAIN, queue=task_names.DEFAULT_QUEUE) for _ in range(3)
     ]
+    run = wait_for_a_run(session)
+    # The default config trains for up to 10 epochs: stop the run at once.
+    api.test_client().post(f"/admin/api/cancel-training/{run.id}", headers=admin_headers)
     started = [tick.get(timeout=RUN_TIMEOUT) for tick in ticks]
+    wait_until_no_run_is_active(session)
+    # No new examples since that run: another tick starts nothing.
     later = client.send_task(task_names.AUTO_TRAIN, queue=task_names.DEFAULT_QUEUE)
 
     assert later.get(timeout=RUN_TIMEOUT) is None
     session.expire_all()
     runs = session.scalars(select(FineTuningRun)).all()
-    assert len(runs) == 1
-    assert runs[0].created_by == "auto-train"
-    assert [run_id for run_id in started if run_id is not None] in ([], [runs[0].id])
-    # The default config trains for up to 10 epochs: the test stops here.
-    api.test_client().post(f"/admin/api/cancel-training/{runs[0].id}", headers=admin_headers)
-    wait_until_no_run_is_active(session)
+    assert [one.id for one in runs] == [run.id]
+    assert run.created_by == "auto-train"
+    assert [run_id for run_id in started if run_id is not None] in ([], [run.id])
 
 
 def test_twenty_simultaneous_starts_make_exactly_one_run(api, admin_headers, small_data, session):
