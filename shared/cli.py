@@ -224,6 +224,28 @@ def classify(texts: tuple[str, ...]) -> None:
         click.echo(json.dumps(line, ensure_ascii=False))
 
 
+@cli.command("train")
+@click.option(
+    "--csv", "csv_path", required=True, type=click.Path(dir_okay=False), help="labelled examples"
+)
+@click.option("--test-csv", type=click.Path(dir_okay=False), help="separate test set")
+@click.option("--text-column", default="text", show_default=True)
+@click.option("--label-column", default="label", show_default=True)
+@click.option(
+    "--per-category", type=int, help="use K examples per category (sampled with the seed)"
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--method", type=click.Choice(["lora", "head"]), default="lora", show_default=True)
+@click.option("--cross-validation", is_flag=True, help="also report k-fold CV accuracy")
+@click.option("--out", type=click.Path(file_okay=False), help="directory for the adapter")
+@click.option("--base-model", help="base model (default: BASE_MODEL or the packaged MiniLM)")
+def train(**options: object) -> None:
+    """Fine-tune on a CSV with the worker's engine; print one JSON object (progress on stderr)."""
+    from worker.fine_tuning.cli import run_train_command
+
+    run_train_command(**options)
+
+
 def main() -> None:  # pragma: no cover - console entry
     cli(prog_name="sortloop")
 

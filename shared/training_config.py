@@ -19,7 +19,7 @@ class TrainingConfig:
     ``learning_rate`` is the API's nominal rate (1e-4..5e-4). Few-shot LoRA on a
     small encoder needs larger steps, so the trainer multiplies it by
     ``lora_lr_multiplier`` for the adapter and ``head_lr_multiplier`` for the
-    category prototypes and temperature.
+    scorer's scale, temperature and description weight.
     """
 
     method: str = field(default="lora", metadata={"help": "lora (adapter + prototypes) or head"})
@@ -36,10 +36,11 @@ class TrainingConfig:
     cv_folds: int = field(default=5, metadata={"help": "folds for cross-validation"})
     seed: int = field(default=0, metadata={"help": "seed for sampling, split and init"})
     max_length: int = field(default=64, metadata={"help": "token cap while training"})
-    patience: int = field(default=2, metadata={"help": "epochs without val improvement"})
-    lora_lr_multiplier: float = field(default=10.0, metadata={"help": "adapter lr / nominal"})
-    head_lr_multiplier: float = field(default=50.0, metadata={"help": "prototype lr / nominal"})
-    contrastive_weight: float = field(default=0.5, metadata={"help": "supervised contrastive term"})
+    patience: int = field(default=3, metadata={"help": "epochs without val improvement"})
+    lora_lr_multiplier: float = field(default=3.0, metadata={"help": "adapter lr / nominal"})
+    head_lr_multiplier: float = field(
+        default=50.0, metadata={"help": "scoring-parameter lr / nominal"}
+    )
     target_modules: list[str] | None = field(
         default=None, metadata={"help": "LoRA targets (default chosen per architecture)"}
     )

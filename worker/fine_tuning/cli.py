@@ -200,40 +200,15 @@ def train_command(
     return output
 
 
-def register_commands(group: Any) -> None:
-    """Add ``train`` to a click group (``shared.cli`` calls this)."""
+def run_train_command(**options: Any) -> None:
+    """What ``sortloop train`` runs: the JSON on stdout, a readable error on failure."""
     import click
 
-    @group.command("train")
-    @click.option(
-        "--csv",
-        "csv_path",
-        required=True,
-        type=click.Path(dir_okay=False),
-        help="labelled examples",
-    )
-    @click.option("--test-csv", type=click.Path(dir_okay=False), help="separate test set")
-    @click.option("--text-column", default="text", show_default=True)
-    @click.option("--label-column", default="label", show_default=True)
-    @click.option(
-        "--per-category", type=int, help="use K examples per category (sampled with the seed)"
-    )
-    @click.option("--seed", type=int, default=0, show_default=True)
-    @click.option(
-        "--method", type=click.Choice(["lora", "head"]), default="lora", show_default=True
-    )
-    @click.option("--cross-validation", is_flag=True, help="also report k-fold CV accuracy")
-    @click.option("--out", type=click.Path(file_okay=False), help="directory for the adapter")
-    @click.option(
-        "--base-model", help="base model path or name (default: BASE_MODEL or packaged MiniLM)"
-    )
-    def train(**options: Any) -> None:
-        """Fine-tune on a CSV, evaluate against the base model, print one JSON object."""
-        from worker.fine_tuning.data_validator import DataValidationError
+    from worker.fine_tuning.data_validator import DataValidationError
 
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        try:
-            result = train_command(**options)
-        except (CsvError, DataValidationError, ValueError) as error:
-            raise click.ClickException(str(error)) from None
-        click.echo(json.dumps(result))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        result = train_command(**options)
+    except (CsvError, DataValidationError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(json.dumps(result))

@@ -1,22 +1,25 @@
 """Few-shot fine-tuning of the zero-shot scorer: LoRA on the encoder, or a head only.
 
-Method ``lora`` (embedding models) keeps the base scorer's shape — scaled cosine
-between a text and a category anchor — and learns three things at once:
+Embedding models score a text against a category by the cosine to the
+category's description plus a soft maximum over the category's labelled
+examples ("exemplars", see ``shared.classifier.embedding.exemplar_scores``).
+Coarse categories are unions of sub-topics, so examples count one by one, not
+through a centroid; a category without examples falls back to its description.
 
-- LoRA adapters on the encoder (``query``/``value`` for BERT-style models);
-- one prototype per category, added to the category's description embedding
-  to form its anchor (initialised from the mean of the category's training
-  embeddings, so step 0 is already a nearest-centroid classifier that still
-  listens to the description);
-- the softmax temperature.
+- ``lora``: LoRA adapters on the encoder (``query``/``value`` for BERT-style
+  models) trained with a leave-one-out objective: cross-entropy of each
+  training text's scores against the descriptions and all *other* training
+  examples. It pulls same-category texts together and pushes the others apart
+  (what makes SetFit's contrastive pairs work), on exactly the scorer that
+  serves predictions. The softmax scale, the temperature and the description
+  weight are learned beside it. Early stopping on validation loss; best epoch kept.
+- ``head``: the encoder stays frozen; only scale, temperature and description
+  weight are fitted on cached embeddings (seconds).
 
-The loss is cross-entropy over the category scores plus a supervised
-contrastive term on the batch (SetFit's strength: pull same-label texts
-together, push the others apart), with early stopping on validation loss and
-the best epoch kept. Method ``head`` trains only prototypes and temperature on
-frozen embeddings (seconds). For NLI models ``lora`` adapts ``q_proj``/``v_proj``
-with cross-entropy over the entailment logits of every category, and ``head``
-retrains the model's classification head.
+The exported model is the base model + adapter + the exemplar embeddings of
+every labelled example (train and validation). For NLI models ``lora`` adapts
+``q_proj``/``v_proj`` with cross-entropy over the entailment logits of every
+category, and ``head`` retrains the model's classification head.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ HEAD_STEPS_PER_EPOCH = 20
 RECIPE: dict[str, Any] = {
     "temperature": 0.05,  # softness of the nearest-example maximum
     "description_weight": 0.5,  # weight of the description cosine beside the examples
-    "learn_scoring": False,  # lora: also learn temperature and description weight
+    "learn_scoring": True,  # lora: also learn temperature and description weight
 }
 
 
@@ -183,20 +186,6 @@ class _Timer:
             return None
         elapsed = time.perf_counter() - self.started
         return max(0.0, elapsed / step * (self.total_steps - step))
-
-
-def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Supervised contrastive loss (Khosla et al.) over a batch of normalised embeddings."""
-    similarity = embeddings @ embeddings.T / SUPCON_TEMPERATURE
-    self_mask = torch.eye(len(labels), dtype=torch.bool)
-    similarity = similarity.masked_fill(self_mask, -1e9)
-    positives = (labels[:, None] == labels[None, :]) & ~self_mask
-    has_positive = positives.any(dim=1)
-    if not has_positive.any():
-        return embeddings.sum() * 0.0
-    log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
-    mean_positive = (log_prob * positives).sum(dim=1) / positives.sum(dim=1).clamp(min=1)
-    return -mean_positive[has_positive].mean()
 
 
 def train(

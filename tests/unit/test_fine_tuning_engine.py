@@ -1,0 +1,168 @@
+"""The engine end to end on a real slice of banking.csv and on a tiny random BART."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from shared.classifier import (  # noqa: E402
+    CategorySpec,
+    default_base_model,
+    load_finetuned_classifier,
+)
+from shared.training_config import TrainingConfig  # noqa: E402
+from worker.fine_tuning import engine  # noqa: E402
+from worker.fine_tuning.trainer import TrainingCancelled  # noqa: E402
+
+BANKING = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking.csv"
+
+pytestmark = pytest.mark.skipif(not BANKING.is_file(), reason="needs ../shared/data/banking.csv")
+
+
+@pytest.fixture(scope="module")
+def banking() -> dict:
+    """8 training examples per category and a 25-per-category test slice."""
+    with BANKING.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    labels = sorted({row["label"] for row in rows})
+    rng = random.Random(7)
+    examples, test = [], []
+    for label in labels:
+        train_rows = [r for r in rows if r["split"] == "train" and r["label"] == label]
+        test_rows = [r for r in rows if r["split"] == "test" and r["label"] == label]
+        examples += [
+            {"id": f"{label}-{i}", "text": r["text"], "label": label}
+            for i, r in enumerate(rng.sample(train_rows, 8))
+        ]
+        test += [
+            {"id": f"t-{label}-{i}", "text": r["text"], "label": label}
+            for i, r in enumerate(rng.sample(test_rows, 25))
+        ]
+    checked = engine.validate(examples, (0.85, 0.15, 0.0), seed=0)
+    return {
+        "categories": [CategorySpec(label, label) for label in labels],
+        "train": engine.examples_by_ids(examples, checked["split"]["train"]),
+        "val": engine.examples_by_ids(examples, checked["split"]["val"]),
+        "test": test,
+    }
+
+
+def _train_and_evaluate(
+    banking: dict, tmp_path: Path, method: str, **overrides
+) -> tuple[dict, dict]:
+    config = TrainingConfig(method=method, seed=0, **overrides)
+    info = engine.train_model(
+        banking["train"],
+        banking["val"],
+        config,
+        default_base_model(),
+        banking["categories"],
+        output_dir=tmp_path / method,
+    )
+    results = engine.evaluate_model(
+        info["adapter_dir"], default_base_model(), banking["test"], banking["categories"]
+    )
+    return info, results
+
+
+@pytest.fixture(scope="module")
+def lora_run(banking, tmp_path_factory) -> tuple[dict, dict]:
+    return _train_and_evaluate(banking, tmp_path_factory.mktemp("lora"), "lora")
+
+
+def test_lora_beats_the_zero_shot_base_with_eight_per_category(lora_run) -> None:
+    info, results = lora_run
+    assert results["accuracy"] > results["baseline_accuracy"] + 0.03
+    assert results["num_test"] == 200
+    assert info["best_epoch"] >= 1 and info["train_loss"]
+
+
+def test_export_loads_back_and_predicts_the_same_labels(lora_run, banking) -> None:
+    info, results = lora_run
+    directory = Path(info["adapter_dir"])
+    assert {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "metrics.json",
+        "training_data.json",
+        "README.md",
+        "tokenizer.json",
+    } <= {p.name for p in directory.iterdir()}
+    config = json.loads((directory / "adapter_config.json").read_text())
+    assert config["sortloop"]["base_model"] == "all-MiniLM-L6-v2"
+    assert config["sortloop"]["labels"] == [c.name for c in banking["categories"]]
+    assert config["target_modules"] and config["r"] == 8
+    reloaded = load_finetuned_classifier(default_base_model(), directory, version="run-1")
+    predicted = [
+        p.label
+        for p in reloaded.classify([e["text"] for e in banking["test"]], banking["categories"])
+    ]
+    assert predicted == results["predictions"]
+    assert reloaded.version == "run-1"
+
+
+def test_categories_the_adapter_never_saw_are_scored_zero_shot(lora_run, banking) -> None:
+    info, _ = lora_run
+    reloaded = load_finetuned_classifier(default_base_model(), info["adapter_dir"], version="run-1")
+    categories = [
+        *banking["categories"][:3],
+        CategorySpec("mortgages", "mortgage and home loan questions"),
+    ]
+    prediction = reloaded.classify(
+        ["what interest rate do you offer on a home loan mortgage"], categories
+    )[0]
+    assert set(prediction.scores) == {c.name for c in categories}
+    assert prediction.label == "mortgages"
+
+
+def test_head_method_is_deterministic_for_a_seed(banking, tmp_path) -> None:
+    _, first = _train_and_evaluate(banking, tmp_path / "a", "head")
+    _, second = _train_and_evaluate(banking, tmp_path / "b", "head")
+    assert first["accuracy"] == second["accuracy"]
+    assert first["per_category_f1"] == second["per_category_f1"]
+    assert first["accuracy"] > first["baseline_accuracy"]
+
+
+def test_progress_is_reported_and_cancel_stops_training(banking, tmp_path) -> None:
+    calls = []
+
+    def progress(stage, step, total_steps, epoch, loss, eta_seconds) -> None:
+        calls.append((stage, step, total_steps))
+
+    with pytest.raises(TrainingCancelled):
+        engine.train_model(
+            banking["train"],
+            banking["val"],
+            TrainingConfig(method="lora", epochs=1),
+            default_base_model(),
+            banking["categories"],
+            progress=progress,
+            should_cancel=lambda: bool(calls) and calls[-1][1] >= 1,
+            output_dir=tmp_path / "cancelled",
+        )
+    assert ("training", 1, calls[-1][2]) in calls
+    assert not (tmp_path / "cancelled").exists()
+
+
+def test_publish_is_an_atomic_rename(banking, tmp_path) -> None:
+    staging = engine.staging_directory(tmp_path, 5)
+    engine.train_model(
+        banking["train"],
+        banking["val"],
+        TrainingConfig(method="head", epochs=1),
+        default_base_model(),
+        banking["categories"],
+        output_dir=staging,
+    )
+    published = Path(engine.publish_model(staging, tmp_path, 5))
+    assert published == tmp_path / "finetuned" / "run_5"
+    assert (published / "adapter_model.safetensors").is_file() and not staging.exists()
+    assert not [p for p in published.parent.iterdir() if p.name.startswith(".")]
