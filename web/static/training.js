@@ -10,7 +10,7 @@
   var POLL_MS = 1000;
   var meta = document.querySelector('meta[name="csrf-token"]');
   var csrfToken = meta ? meta.getAttribute("content") : "";
-  var root, pollTimer = null, watchedRun = null;
+  var root, pollTimer = null, watchedRun = null, lastStatus = null;
 
   function $(role) { return root.querySelector('[data-role="' + role + '"]'); }
 
@@ -152,7 +152,7 @@
     setText($("progress-status"), status.status);
     setText($("progress-percent"), value + "%");
     setText($("progress-stage"), status.stage);
-    setText($("progress-epoch"), status.epoch !== null && status.epoch !== undefined ? "epoch " + status.epoch + " ·" : "");
+    setText($("progress-epoch"), status.epoch ? "epoch " + status.epoch + " ·" : "");
     setText($("progress-loss"), status.loss !== null && status.loss !== undefined ? "loss " + Number(status.loss).toFixed(4) + " ·" : "");
     setText($("progress-eta"), status.eta_seconds !== null && status.eta_seconds !== undefined && ACTIVE.indexOf(status.status) >= 0 ? "about " + duration(status.eta_seconds) + " left" : "");
     card.classList.toggle("is-active", ACTIVE.indexOf(status.status) >= 0);
@@ -195,12 +195,15 @@
         return;
       }
       showStatus(result.body);
+      if (result.body.status !== lastStatus) {
+        lastStatus = result.body.status;
+        loadHistory(); // the history's status column follows the run's stages
+      }
       if (ACTIVE.indexOf(result.body.status) >= 0) {
         pollTimer = window.setTimeout(poll, POLL_MS);
       } else {
         pollTimer = null;
         setStartEnabled(true);
-        loadHistory();
         refreshModelPanel();
       }
     }, function () {
