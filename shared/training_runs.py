@@ -32,21 +32,26 @@ from shared.models import (
     utcnow,
 )
 from shared.settings_store import get_all_settings, set_setting
+from shared.training_config import (
+    DEFAULT_SPLIT,
+    EPOCH_RANGE,
+    LEARNING_RATE_RANGE,
+    LORA_RANKS,
+    METHODS,
+    TrainingConfig,
+)
 
 logger = logging.getLogger(__name__)
 
-# What an admin may choose (the worker's TrainingConfig checks the same ranges again).
-METHODS = ("lora", "head")
-LORA_RANKS = (8, 16, 32)
-LEARNING_RATE_RANGE = (1e-4, 5e-4)
-EPOCH_RANGE = (1, 10)
+# What an admin may choose: the engine's own ranges and defaults (shared.training_config).
+_ENGINE_DEFAULTS = TrainingConfig()
 DEFAULT_TRAINING_CONFIG: dict[str, Any] = {
-    "method": "lora",
-    "lora_r": 8,
-    "learning_rate": 2e-4,
-    "epochs": 10,
-    "split": [0.7, 0.15, 0.15],
-    "cross_validation": False,
+    "method": _ENGINE_DEFAULTS.method,
+    "lora_r": _ENGINE_DEFAULTS.lora_r,
+    "learning_rate": _ENGINE_DEFAULTS.learning_rate,
+    "epochs": _ENGINE_DEFAULTS.epochs,
+    "split": list(DEFAULT_SPLIT),
+    "cross_validation": _ENGINE_DEFAULTS.cross_validation,
 }
 PIPELINE = (task_names.VALIDATE_DATA, task_names.TRAIN, task_names.EVALUATE)
 MAX_MIN_TRAINING_EXAMPLES = 100_000
@@ -88,7 +93,9 @@ def validate_training_config(body: object) -> dict[str, Any]:
         raise InvalidInput(f"method must be one of {', '.join(METHODS)}, got {config['method']!r}")
     lora_r = config["lora_r"]
     if isinstance(lora_r, bool) or lora_r not in LORA_RANKS:
-        raise InvalidInput(f"lora_r must be one of 8, 16, 32, got {lora_r!r}")
+        raise InvalidInput(
+            f"lora_r must be one of {', '.join(map(str, LORA_RANKS))}, got {lora_r!r}"
+        )
     config["lora_r"] = int(lora_r)
     low, high = LEARNING_RATE_RANGE
     rate = config["learning_rate"]
@@ -107,6 +114,10 @@ def validate_training_config(body: object) -> dict[str, Any]:
         raise InvalidInput(
             f"cross_validation must be true or false, got {config['cross_validation']!r}"
         )
+    try:  # the worker builds the same TrainingConfig: refuse here what it would refuse
+        TrainingConfig.from_dict(config)
+    except ValueError as error:
+        raise InvalidInput(str(error)) from None
     return config
 
 
