@@ -420,3 +420,13 @@ def test_bad_settings_through_the_api_are_400(client, admin_headers):
         client.get("/admin/api/settings", headers=admin_headers).get_json()["min_training_examples"]
         == 20
     )
+
+
+def test_cancel_through_the_api_works_even_when_the_broker_is_down(client, session, admin_headers):
+    run = make_run(session, status="queued", data_snapshot={"task_ids": ["a", "b", "c"]})
+    session.commit()
+
+    response = client.post(f"/admin/api/cancel-training/{run.id}", headers=admin_headers)
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
