@@ -190,7 +190,9 @@ def finetuned_from_base(base: Classifier, adapter_dir: str | Path, version: str)
             f"not {base.kind} model {model_identity(base.base_model)!r}"
         )
     lora_tensors, head = artifact.split_tensors(tensors)
-    model = copy.deepcopy(base.model)  # type: ignore[attr-defined]
+    model = base.model  # type: ignore[attr-defined]
+    if lora_tensors or any(key.startswith("params.") for key in head):
+        model = copy.deepcopy(model)  # the adapter changes weights: never touch the base
     tokenizer = base.tokenizer  # type: ignore[attr-defined]
     try:
         return _build_finetuned(

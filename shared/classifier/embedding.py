@@ -150,16 +150,23 @@ class EmbeddingClassifier:
                 self._description_cache[text] = vector
         return torch.stack([self._description_cache[c.text] for c in categories])
 
-    def score(self, texts: Sequence[str], categories: Sequence[CategorySpec]) -> torch.Tensor:
+    def score(
+        self,
+        texts: Sequence[str],
+        categories: Sequence[CategorySpec],
+        embeddings: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Raw logits ``[len(texts), len(categories)]``.
 
         Base model: scaled cosine to the description. Fine-tuned: description
         plus soft nearest labelled example of each category (exemplars whose
-        label is not among ``categories`` are ignored).
+        label is not among ``categories`` are ignored). ``embeddings`` may carry
+        the texts' embeddings from ``encode`` when they are already known.
         """
         with self._lock:
             descriptions = self._descriptions(categories)
-            embeddings = self.encode(texts)
+            if embeddings is None:
+                embeddings = self.encode(texts)
         if self.exemplars is None:
             return self.scale * embeddings @ descriptions.T
         names = {category.name: index for index, category in enumerate(categories)}

@@ -32,6 +32,7 @@ from shared.classifier import (
     infer_model_kind,
     load_base_classifier,
     model_identity,
+    predictions_from_scores,
 )
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import export, metrics
@@ -159,6 +160,10 @@ def _count_labels(examples: Sequence[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
+def _labels(predictions: list[Any]) -> list[str]:
+    return [prediction.label for prediction in predictions]
+
+
 def _predict(classifier: Classifier, texts: list[str], categories: list[CategorySpec]) -> list[str]:
     return [prediction.label for prediction in classifier.classify(texts, categories)]
 
@@ -197,10 +202,22 @@ def evaluate_model(
     texts = [example["text"] for example in test]
     truth = [example["label"] for example in test]
     labels = [spec.name for spec in specs]
-    base_predictions = _predict(base, texts, specs)
-    if progress:
-        progress("evaluating", 1, 2, 0, None, None)
-    tuned_predictions = _predict(finetuned, texts, specs)
+    if getattr(finetuned, "model", None) is getattr(base, "model", object()) and hasattr(
+        base, "encode"
+    ):
+        # Frozen encoder (method "head"): one encoding pass serves both models.
+        embeddings = base.encode(texts)
+        base_predictions = _labels(
+            predictions_from_scores(base.score(texts, specs, embeddings).tolist(), specs)
+        )
+        tuned_predictions = _labels(
+            predictions_from_scores(finetuned.score(texts, specs, embeddings).tolist(), specs)
+        )
+    else:
+        base_predictions = _predict(base, texts, specs)
+        if progress:
+            progress("evaluating", 1, 2, 0, None, None)
+        tuned_predictions = _predict(finetuned, texts, specs)
     tuned = metrics.classification_metrics(truth, tuned_predictions, labels)
     baseline = metrics.classification_metrics(truth, base_predictions, labels)
     verdict = metrics.deploy_verdict(tuned, baseline)

@@ -1,0 +1,294 @@
+"""Learning curve on banking.csv: zero-shot base vs ``lora`` vs ``head`` vs SetFit.
+
+For each k in 4, 8, 16, 32 examples per category and each seed, k examples per
+category are sampled from the ``split=train`` rows (the same sample for every
+method). Our engine splits them 85/15 into train/validation (early stopping);
+SetFit trains on all k. Every method is scored on the same fixed, stratified
+800-text subsample of the ``split=test`` rows (100 per category, seed 123) to
+keep a run's evaluation time bounded. Each (method, k, seed) runs in its own
+subprocess so that its wall time and peak RSS are its own; results accumulate
+in a JSON file (re-running skips what is there), a summary is printed as JSON,
+and ``--plot`` writes accuracy vs k.
+
+    python bench/learning_curve.py --methods zero_shot,lora,head --ks 4,8,16,32 --seeds 0,1,2
+    .venv-bench/bin/python bench/learning_curve.py --methods setfit   # SetFit lives in .venv-bench
+    python bench/learning_curve.py --summary --plot
+
+Not a test: nothing here is time-gated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data" / "banking.csv"
+RESULTS = REPO / "bench" / "results"
+RESULTS_FILE = RESULTS / "learning_curve.json"
+PLOT_FILE = RESULTS / "learning_curve.png"
+TEST_PER_CATEGORY = 100
+TEST_SEED = 123
+VAL_FRACTION = 0.15
+METHODS = ("zero_shot", "head", "lora", "setfit")
+
+
+def load_rows() -> list[dict[str, str]]:
+    with DATA.open(newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def labels_of(rows: list[dict[str, str]]) -> list[str]:
+    return sorted({row["label"] for row in rows})
+
+
+def test_set(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The fixed stratified test subsample (100 per category of split=test)."""
+    rng = random.Random(TEST_SEED)
+    chosen = []
+    for label in labels_of(rows):
+        members = [r for r in rows if r["split"] == "test" and r["label"] == label]
+        chosen += rng.sample(members, TEST_PER_CATEGORY)
+    return [
+        {"id": f"test-{i}", "text": r["text"], "label": r["label"]} for i, r in enumerate(chosen)
+    ]
+
+
+def training_sample(rows: list[dict[str, str]], k: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """k per category from split=train, then 85/15 into train/validation (same for all methods)."""
+    train, val = [], []
+    for label in labels_of(rows):
+        members = [r for r in rows if r["split"] == "train" and r["label"] == label]
+        picked = random.Random(f"{seed}:{label}").sample(members, k)
+        examples = [
+            {"id": f"{label}-{i}", "text": r["text"], "label": label} for i, r in enumerate(picked)
+        ]
+        n_val = max(1, round(k * VAL_FRACTION))
+        val += examples[:n_val]
+        train += examples[n_val:]
+    return train, val
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_one(method: str, k: int, seed: int) -> dict:
+    """One measured run in this process: what a pipeline run does, end to end."""
+    import torch
+
+    torch.set_num_threads(2)
+    started = time.perf_counter()
+    rows = load_rows()
+    labels = labels_of(rows)
+    test = test_set(rows)
+    train, val = training_sample(rows, k, seed)
+    truth = [e["label"] for e in test]
+    result: dict = {"method": method, "k": k, "seed": seed, "num_test": len(test)}
+    if method == "setfit":
+        result.update(_run_setfit(train + val, test, labels, seed))
+    else:
+        import tempfile
+
+        from shared.classifier import CategorySpec, default_base_model, load_base_classifier
+        from shared.training_config import TrainingConfig
+        from worker.fine_tuning import engine
+        from worker.fine_tuning.metrics import classification_metrics
+
+        categories = [CategorySpec(label, label) for label in labels]
+        base_model = default_base_model()
+        if method == "zero_shot":
+            base = load_base_classifier(base_model)
+            predicted = [p.label for p in base.classify([e["text"] for e in test], categories)]
+            scores = classification_metrics(truth, predicted, labels)
+            result.update(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"])
+        else:
+            config = TrainingConfig(method=method, seed=seed)
+            with tempfile.TemporaryDirectory() as scratch:
+                examples = train + val
+                checked = engine.validate(examples, (0.85, 0.15, 0.0), seed)
+                info = engine.train_model(
+                    engine.examples_by_ids(examples, checked["split"]["train"]),
+                    engine.examples_by_ids(examples, checked["split"]["val"]),
+                    config,
+                    base_model,
+                    categories,
+                    output_dir=Path(scratch) / "adapter",
+                )
+                evaluated = engine.evaluate_model(info["adapter_dir"], base_model, test, categories)
+            result.update(
+                accuracy=evaluated["accuracy"],
+                macro_f1=evaluated["macro_f1"],
+                baseline_accuracy=evaluated["baseline_accuracy"],
+                meets_criteria=evaluated["meets_criteria"],
+                train_seconds=info["train_seconds"],
+                eval_seconds=evaluated["eval_seconds"],
+                best_epoch=info["best_epoch"],
+                epochs_run=info["epochs_run"],
+            )
+    result["seconds"] = round(time.perf_counter() - started, 2)
+    result["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    return result
+
+
+def _run_setfit(examples: list[dict], test: list[dict], labels: list[str], seed: int) -> dict:
+    """SetFit with its default settings on the same base model and examples."""
+    import tempfile
+
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from shared.classifier import default_base_model
+
+    started = time.perf_counter()
+    model = SetFitModel.from_pretrained(default_base_model(), labels=labels)
+    dataset = Dataset.from_dict(
+        {
+            "text": [e["text"] for e in examples],
+            "label": [labels.index(e["label"]) for e in examples],
+        }
+    )
+    trainer = Trainer(
+        model=model,
+        # Defaults except the seed; checkpoints go to a temporary folder, not the repo.
+        args=TrainingArguments(
+            seed=seed, show_progress_bar=False, output_dir=tempfile.mkdtemp(prefix="setfit-")
+        ),
+        train_dataset=dataset,
+    )
+    trainer.train()
+    train_seconds = time.perf_counter() - started
+    predicted = model.predict([e["text"] for e in test], as_numpy=True)
+    predicted = [labels[int(p)] if not isinstance(p, str) else p for p in predicted]
+    from worker.fine_tuning.metrics import classification_metrics
+
+    scores = classification_metrics([e["label"] for e in test], predicted, labels)
+    import setfit
+
+    return {
+        "accuracy": scores["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "train_seconds": round(train_seconds, 2),
+        "setfit_version": setfit.__version__,
+    }
+
+
+def load_results() -> list[dict]:
+    if RESULTS_FILE.is_file():
+        return json.loads(RESULTS_FILE.read_text())["runs"]
+    return []
+
+
+def save_results(runs: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = sorted(runs, key=lambda r: (METHODS.index(r["method"]), r["k"], r["seed"]))
+    RESULTS_FILE.write_text(json.dumps({"runs": runs, "summary": summarize(runs)}, indent=2) + "\n")
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Mean accuracy / seconds / peak RSS per method and k (over the seeds present)."""
+    summary: dict = {}
+    for run in runs:
+        summary.setdefault(run["method"], {}).setdefault(str(run["k"]), []).append(run)
+    table: dict = {}
+    for method, by_k in summary.items():
+        table[method] = {}
+        for k, group in sorted(by_k.items(), key=lambda item: int(item[0])):
+            accuracies = [r["accuracy"] for r in group]
+            mean = sum(accuracies) / len(accuracies)
+            std = (sum((a - mean) ** 2 for a in accuracies) / max(1, len(accuracies) - 1)) ** 0.5
+            table[method][k] = {
+                "accuracy_mean": round(mean, 4),
+                "accuracy_std": round(std, 4),
+                "seeds": sorted(r["seed"] for r in group),
+                "seconds_mean": round(sum(r["seconds"] for r in group) / len(group), 2),
+                "peak_rss_mb_max": max(r["peak_rss_mb"] for r in group),
+            }
+    return table
+
+
+def plot(runs: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    table = summarize(runs)
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for method in METHODS:
+        if method not in table:
+            continue
+        ks = sorted(int(k) for k in table[method])
+        means = [table[method][str(k)]["accuracy_mean"] for k in ks]
+        stds = [table[method][str(k)]["accuracy_std"] for k in ks]
+        axis.errorbar(ks, means, yerr=stds, marker="o", capsize=3, label=method)
+    axis.set_xscale("log", base=2)
+    axis.set_xticks([4, 8, 16, 32], labels=["4", "8", "16", "32"])
+    axis.set_xlabel("examples per category")
+    axis.set_ylabel("accuracy (800 banking test texts)")
+    axis.set_title("all-MiniLM-L6-v2, 8 categories, mean ± std over seeds")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(PLOT_FILE, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", default="zero_shot,head,lora")
+    parser.add_argument("--ks", default="4,8,16,32")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--rerun", action="store_true", help="replace stored runs")
+    parser.add_argument("--summary", action="store_true", help="only print the stored summary")
+    parser.add_argument("--plot", action="store_true", help=f"write {PLOT_FILE.name}")
+    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: method,k,seed
+    args = parser.parse_args()
+    if args.one:
+        method, k, seed = args.one.split(",")
+        print(json.dumps(run_one(method, int(k), int(seed))))
+        return
+    runs = load_results()
+    if not args.summary:
+        for method in args.methods.split(","):
+            for k in [int(k) for k in args.ks.split(",")]:
+                for seed in [int(s) for s in args.seeds.split(",")]:
+                    done = [
+                        r for r in runs if (r["method"], r["k"], r["seed"]) == (method, k, seed)
+                    ]
+                    if done and not args.rerun:
+                        continue
+                    output = subprocess.run(
+                        [sys.executable, __file__, "--one", f"{method},{k},{seed}"],
+                        capture_output=True,
+                        text=True,
+                    )
+                    if output.returncode != 0:
+                        print(output.stderr[-3000:], file=sys.stderr)
+                        raise SystemExit(f"run {method} k={k} seed={seed} failed")
+                    result = json.loads(output.stdout.strip().splitlines()[-1])
+                    print(json.dumps(result), file=sys.stderr, flush=True)
+                    runs = [
+                        r for r in runs if (r["method"], r["k"], r["seed"]) != (method, k, seed)
+                    ]
+                    runs.append(result)
+                    save_results(runs)
+    if args.plot:
+        plot(runs)
+    print(json.dumps(summarize(runs), indent=2))
+
+
+if __name__ == "__main__":
+    main()
