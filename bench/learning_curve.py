@@ -220,6 +220,32 @@ def summarize(runs: list[dict]) -> dict:
     return table
 
 
+def markdown_table(runs: list[dict]) -> str:
+    """Accuracy mean ± std (seeds) per method and k, plus mean seconds and peak RSS."""
+    table = summarize(runs)
+    ks = sorted({int(k) for by_k in table.values() for k in by_k})
+    lines = [
+        "| method | " + " | ".join(f"k={k}" for k in ks) + " | seconds (k=8) | peak RSS MB |",
+        "| --- | " + " | ".join("---" for _ in ks) + " | --- | --- |",
+    ]
+    for method in METHODS:
+        if method not in table:
+            continue
+        cells = []
+        for k in ks:
+            entry = table[method].get(str(k))
+            cells.append(
+                f"{entry['accuracy_mean']:.3f} ± {entry['accuracy_std']:.3f} (n={len(entry['seeds'])})"
+                if entry
+                else "—"
+            )
+        at8 = table[method].get("8")
+        seconds = f"{at8['seconds_mean']:.1f}" if at8 else "—"
+        rss = max(entry["peak_rss_mb_max"] for entry in table[method].values())
+        lines.append(f"| {method} | " + " | ".join(cells) + f" | {seconds} | {rss:.0f} |")
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict]) -> None:
     import matplotlib
 
@@ -254,6 +280,7 @@ def main() -> None:
     parser.add_argument("--rerun", action="store_true", help="replace stored runs")
     parser.add_argument("--summary", action="store_true", help="only print the stored summary")
     parser.add_argument("--plot", action="store_true", help=f"write {PLOT_FILE.name}")
+    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: method,k,seed
     args = parser.parse_args()
     if args.one:
@@ -287,6 +314,9 @@ def main() -> None:
                     save_results(runs)
     if args.plot:
         plot(runs)
+    if args.markdown:
+        print(markdown_table(runs))
+        return
     print(json.dumps(summarize(runs), indent=2))
 
 
