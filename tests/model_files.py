@@ -1,11 +1,10 @@
 """Build small but real fine-tuned model directories and ZIP archives for tests.
 
 ``write_adapter_directory`` writes the engine's published layout for the packaged
-MiniLM (embedding backend, ``head`` method): per-category prototypes and a logit scale
-in safetensors, and an adapter_config.json with the ``sortloop`` manifest. It loads
-through ``shared.classifier.load_finetuned_classifier`` like a trained one; the
-prototypes are pushed towards the description of one category so its predictions
-differ visibly from the base model's.
+MiniLM (embedding backend, ``head`` method): labelled exemplar embeddings with their
+class indices and a logit scale in safetensors, and an adapter_config.json with the
+``sortloop`` manifest. It loads through ``shared.classifier.load_finetuned_classifier``
+like a trained one.
 """
 
 from __future__ import annotations
@@ -43,12 +42,16 @@ def adapter_config(
     }
 
 
-def adapter_weights(labels: list[str], seed: int = 0) -> bytes:
+def adapter_weights(labels: list[str], seed: int = 0, per_label: int = 2) -> bytes:
+    """Random unit-length exemplars, ``per_label`` for each label, and a logit scale."""
     generator = np.random.default_rng(seed)
-    prototypes = generator.normal(scale=0.3, size=(len(labels), EMBEDDING_DIM)).astype(np.float32)
+    exemplars = generator.normal(size=(len(labels) * per_label, EMBEDDING_DIM))
+    exemplars /= np.linalg.norm(exemplars, axis=1, keepdims=True)
+    classes = np.repeat(np.arange(len(labels), dtype=np.int64), per_label)
     return save_safetensors(
         {
-            f"{HEAD_PREFIX}prototypes": prototypes,
+            f"{HEAD_PREFIX}exemplars": exemplars.astype(np.float32),
+            f"{HEAD_PREFIX}exemplar_classes": classes,
             f"{HEAD_PREFIX}logit_scale": np.array(np.log(20.0), dtype=np.float32),
         },
         metadata={"format": "pt"},

@@ -266,10 +266,11 @@ def test_a_model_that_fails_to_load_keeps_the_old_one_serving(
     config, session, two_runs, web_processes, volume
 ) -> None:
     first, second = two_runs
-    # Structurally valid (the deploy accepts it) but unloadable: one prototype too few.
-    broken = write_adapter_directory(volume / "broken", list(CATEGORIES)[:2], seed=5)
+    # Structurally valid (the deploy accepts it) but unloadable: its exemplars point
+    # at classes beyond the label list in its config.
+    broken = write_adapter_directory(volume / "broken", list(CATEGORIES), seed=5)
     config_text = json.loads((broken / "adapter_config.json").read_text())
-    config_text["sortloop"]["labels"] = list(CATEGORIES)
+    config_text["sortloop"]["labels"] = list(CATEGORIES)[:2]
     (broken / "adapter_config.json").write_text(json.dumps(config_text))
     second.model_path = str(broken)
     session.commit()

@@ -19,12 +19,11 @@ from shared.classifier import (  # noqa: E402
     load_finetuned_classifier,
 )
 from shared.training_config import TrainingConfig  # noqa: E402
+from tests.conftest import SHARED_DATA  # noqa: E402
 from worker.fine_tuning import engine  # noqa: E402
 from worker.fine_tuning.trainer import TrainingCancelled  # noqa: E402
 
-BANKING = Path(__file__).resolve().parents[3] / "shared" / "data" / "banking.csv"
-
-pytestmark = pytest.mark.skipif(not BANKING.is_file(), reason="needs ../shared/data/banking.csv")
+BANKING = SHARED_DATA / "banking.csv"  # tests may read ../shared/data; a missing file fails
 
 
 @pytest.fixture(scope="module")

@@ -256,6 +256,7 @@ def test_safetensors_header_is_checked_without_loading_tensors() -> None:
         archive_files(LABELS)["adapter_model.safetensors"]
     )
     assert set(header) - {"__metadata__"} == {
-        "sortloop_head.prototypes",
+        "sortloop_head.exemplars",
+        "sortloop_head.exemplar_classes",
         "sortloop_head.logit_scale",
     }
