@@ -10,6 +10,8 @@ LORA_RANKS = (8, 16, 32)
 LEARNING_RATE_RANGE = (1e-4, 5e-4)
 EPOCH_RANGE = (1, 10)
 DEFAULT_SPLIT = (0.7, 0.15, 0.15)
+DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_MAX_BATCH_TOKENS = 16384
 
 
 @dataclass
@@ -47,6 +49,16 @@ class TrainingConfig:
     hypothesis_template: str = field(
         default="This text is about {}.", metadata={"help": "NLI hypothesis template"}
     )
+    device: str = field(
+        default="auto", metadata={"help": "auto (cuda when available, else cpu), cpu or cuda"}
+    )
+    max_batch_tokens: int = field(
+        default=DEFAULT_MAX_BATCH_TOKENS,
+        metadata={
+            "help": "on CUDA: padded tokens per optimizer step (NLI: text x category pairs); "
+            "batches are built by token budget from length buckets, batch_size is the CPU setting"
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -82,6 +94,12 @@ class TrainingConfig:
             raise ValueError(f"max_length must be from 8 to 512, got {self.max_length!r}")
         if not isinstance(self.patience, int) or self.patience < 1:
             raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if not isinstance(self.max_batch_tokens, int) or self.max_batch_tokens < 64:
+            raise ValueError(
+                f"max_batch_tokens must be an integer >= 64, got {self.max_batch_tokens!r}"
+            )
         if "{}" not in self.hypothesis_template:
             raise ValueError("hypothesis_template must contain '{}' for the category description")
 

@@ -108,8 +108,14 @@ def _resolve_kind(base_model: str, kind: str | None) -> str:
     return resolved
 
 
-def load_base_classifier(base_model: str, kind: str | None = None) -> Classifier:
-    """The zero-shot classifier for ``base_model`` (a local path or an offline-cached hub name)."""
+def load_base_classifier(
+    base_model: str, kind: str | None = None, device: str = "cpu"
+) -> Classifier:
+    """The zero-shot classifier for ``base_model`` (a local path or an offline-cached hub name).
+
+    ``device`` is ``"cpu"`` everywhere but in the worker's evaluation on a GPU
+    (``"cuda"``: bf16 weights; scores come back on the CPU either way).
+    """
     resolved = _resolve_kind(base_model, kind)
     version = f"base:{model_identity(base_model)}"
     logger.info("loading base classifier model=%s kind=%s", model_identity(base_model), resolved)
@@ -117,12 +123,24 @@ def load_base_classifier(base_model: str, kind: str | None = None) -> Classifier
         if resolved == EMBEDDING:
             from shared.classifier.embedding import EmbeddingClassifier, load_encoder
 
-            tokenizer, model = load_encoder(base_model)
-            return EmbeddingClassifier(tokenizer, model, base_model=base_model, version=version)
+            tokenizer, model = load_encoder(base_model, device)
+            return EmbeddingClassifier(
+                tokenizer,
+                model,
+                base_model=base_model,
+                version=version,
+                batch_size=64 if device == "cpu" else 256,
+            )
         from shared.classifier.nli import NLIClassifier, load_nli_model
 
-        tokenizer, model = load_nli_model(base_model)
-        return NLIClassifier(tokenizer, model, base_model=base_model, version=version)
+        tokenizer, model = load_nli_model(base_model, device)
+        return NLIClassifier(
+            tokenizer,
+            model,
+            base_model=base_model,
+            version=version,
+            pair_batch_size=64 if device == "cpu" else 512,
+        )
     except (OSError, ValueError) as error:
         raise ClassifierError(f"cannot load base model {base_model!r}: {error}") from error
 
@@ -213,7 +231,10 @@ def _build_finetuned(
     head: dict,
 ) -> Classifier:
     """Apply an adapter to a freshly loaded (or copied) base model and wrap it."""
+    from shared.classifier.embedding import model_device
+
     _apply_adapter(model, lora_tensors, head, peft_fields)
+    on_cpu = model_device(model).type == "cpu"  # type: ignore[arg-type]
     if manifest.kind == EMBEDDING:  # type: ignore[attr-defined]
         from shared.classifier.embedding import ZERO_SHOT_SCALE, EmbeddingClassifier
 
@@ -238,6 +259,7 @@ def _build_finetuned(
                 float(head["description_weight"]) if "description_weight" in head else 0.5
             ),
             scale=scale,
+            batch_size=64 if on_cpu else 256,
         )
     from shared.classifier.nli import NLIClassifier
 
@@ -247,6 +269,7 @@ def _build_finetuned(
         base_model=base_model,
         version=version,
         hypothesis_template=manifest.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE,  # type: ignore[attr-defined]
+        pair_batch_size=64 if on_cpu else 512,
     )
 
 

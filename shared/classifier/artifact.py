@@ -124,7 +124,7 @@ def merge_lora_weights(model: Any, lora_tensors: dict[str, Any], scaling: float)
                     f"adapter shape {tuple(delta.shape)} does not fit {module_path} "
                     f"{tuple(module.weight.shape)}: trained on another base model?"
                 )
-            module.weight += delta.to(module.weight.dtype)
+            module.weight += delta.to(device=module.weight.device, dtype=module.weight.dtype)
     return len(pairs)
 
 

@@ -37,9 +37,18 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 def embed(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """L2-normalised sentence embeddings of a tokenised batch (differentiable)."""
     output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    # fp32 pooling even when the encoder runs in bf16 (GPU); a no-op for fp32 models.
     return functional.normalize(
-        mean_pool(output.last_hidden_state, batch["attention_mask"]), dim=-1
+        mean_pool(output.last_hidden_state.float(), batch["attention_mask"]), dim=-1
     )
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device a model's weights are on (CPU for the web tier)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
 
 
 def exemplar_scores(
@@ -75,12 +84,14 @@ def exemplar_scores(
     )
 
 
-def load_encoder(model_path: str) -> tuple[object, torch.nn.Module]:
-    """Load tokenizer and encoder for inference (CPU or the first GPU), float32, eval mode."""
+def load_encoder(model_path: str, device: str = "cpu") -> tuple[object, torch.nn.Module]:
+    """Load tokenizer and encoder for inference, eval mode: fp32 on CPU (the default), bf16 on CUDA."""
     from transformers import AutoModel, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModel.from_pretrained(model_path)
+    if device != "cpu":
+        model.to(device=device, dtype=torch.bfloat16)
     model.eval()
     return tokenizer, model
 
@@ -127,6 +138,7 @@ class EmbeddingClassifier:
             return torch.zeros(0, 0)
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         chunks: list[torch.Tensor] = []
+        device = model_device(self.model)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 batch_texts = [texts[index] for index in order[start : start + self.batch_size]]
@@ -136,8 +148,8 @@ class EmbeddingClassifier:
                     truncation=True,
                     max_length=self.max_length,
                     return_tensors="pt",
-                )
-                chunks.append(embed(self.model, batch))
+                ).to(device)
+                chunks.append(embed(self.model, batch).cpu())  # scoring happens on CPU
         ordered = torch.cat(chunks)
         result = torch.empty_like(ordered)
         result[torch.tensor(order)] = ordered

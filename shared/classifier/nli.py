@@ -37,12 +37,14 @@ def entailment_index(config: object) -> int:
     )
 
 
-def load_nli_model(model_path: str) -> tuple[object, torch.nn.Module]:
-    """Load tokenizer and sequence-classification model for inference."""
+def load_nli_model(model_path: str, device: str = "cpu") -> tuple[object, torch.nn.Module]:
+    """Load tokenizer and sequence-classification model for inference: fp32 on CPU, bf16 on CUDA."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     model = AutoModelForSequenceClassification.from_pretrained(model_path)
+    if device != "cpu":
+        model.to(device=device, dtype=torch.bfloat16)
     model.eval()
     return tokenizer, model
 
@@ -69,9 +71,15 @@ def pair_batch(
 def entailment_logits(
     model: torch.nn.Module, batch: dict[str, torch.Tensor], entail: int, num_categories: int
 ) -> torch.Tensor:
-    """Entailment logits reshaped to ``[texts, categories]`` (differentiable)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return logits[:, entail].reshape(-1, num_categories)
+    """Entailment logits (fp32, on the model's device) as ``[texts, categories]`` (differentiable)."""
+    from shared.classifier.embedding import model_device
+
+    device = model_device(model)
+    logits = model(
+        input_ids=batch["input_ids"].to(device),
+        attention_mask=batch["attention_mask"].to(device),
+    ).logits
+    return logits[:, entail].float().reshape(-1, num_categories)
 
 
 class NLIClassifier:
@@ -113,7 +121,9 @@ class NLIClassifier:
             for start in range(0, len(order), texts_per_batch):
                 chunk = [texts[index] for index in order[start : start + texts_per_batch]]
                 batch = pair_batch(self.tokenizer, chunk, hypotheses, self.max_length)
-                rows.append(entailment_logits(self.model, batch, self.entail, len(hypotheses)))
+                rows.append(
+                    entailment_logits(self.model, batch, self.entail, len(hypotheses)).cpu()
+                )
         ordered = torch.cat(rows)
         result = torch.empty_like(ordered)
         result[torch.tensor(order)] = ordered

@@ -35,7 +35,7 @@ from shared.classifier import (
     predictions_from_scores,
 )
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
-from worker.fine_tuning import export, metrics
+from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
 from worker.fine_tuning.data_validator import DataValidationError, validate
 from worker.fine_tuning.trainer import ProgressCallback, TrainingCancelled
@@ -111,7 +111,11 @@ def train_model(
 
     Returns ``{"adapter_dir", "method", "kind", "base_model", "train_seconds",
     "best_epoch", "epochs_run", "train_loss", "val_loss", "val_accuracy",
-    "num_train", "num_val"}``. ``test`` is only recorded in training_data.json.
+    "num_train", "num_val", "device", "peak_gpu_memory_mb", "steps"}``: ``device``
+    is where it trained (``cpu``/``cuda``, per ``config.device``) and
+    ``peak_gpu_memory_mb`` the peak allocated GPU memory (None on CPU). GPU
+    memory is released before this returns. ``test`` is only recorded in
+    training_data.json.
     """
     if output_dir is None:
         raise ValueError("output_dir is required")
@@ -150,6 +154,9 @@ def train_model(
         "val_accuracy": history.get("val_accuracy", []),
         "num_train": len(train),
         "num_val": len(val),
+        "steps": history.get("steps"),
+        "device": history.get("device", "cpu"),
+        "peak_gpu_memory_mb": history.get("peak_gpu_memory_mb"),
     }
 
 
@@ -181,6 +188,7 @@ def evaluate_model(
     progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
     write: bool = True,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tuned vs base model on the same test set, the deploy verdict, optional CV.
 
@@ -189,7 +197,9 @@ def evaluate_model(
     With ``cross_validation`` the method in ``config`` is retrained on stratified
     folds of ``cv_examples`` (k = 5, fewer when a category is smaller).
     Results are also written to ``metrics.json`` in ``adapter_dir`` unless
-    ``write`` is False.
+    ``write`` is False. ``device`` (auto/cpu/cuda; default ``config.device``,
+    else auto) is where the models run when ``base_classifier`` is not given;
+    GPU memory is released before this returns.
     """
     specs = as_categories(categories)
     if not test:
@@ -197,7 +207,48 @@ def evaluate_model(
     started = time.perf_counter()
     if progress:
         progress("evaluating", 0, 2, 0, None, None)
-    base = base_classifier or load_base_classifier(base_model)
+    if config is not None and not isinstance(config, TrainingConfig):
+        config = TrainingConfig.from_dict(config)
+    resolved_device = devices.resolve_device(device or (config.device if config else "auto"))
+    try:
+        results = _evaluate(
+            adapter_dir,
+            base_model,
+            test,
+            specs,
+            base_classifier or load_base_classifier(base_model, device=resolved_device),
+            cross_validation=cross_validation,
+            cv_examples=cv_examples,
+            config=config,
+            progress=progress,
+            should_cancel=should_cancel,
+        )
+    finally:
+        devices.free_device_memory(resolved_device)
+    results["eval_seconds"] = round(time.perf_counter() - started, 3)
+    results["eval_device"] = resolved_device
+    if write:
+        export.write_metrics(
+            adapter_dir, {k: v for k, v in results.items() if "predictions" not in k}
+        )
+    if progress:
+        progress("evaluating", 2, 2, 0, None, 0.0)
+    return results
+
+
+def _evaluate(
+    adapter_dir: str | Path,
+    base_model: str,
+    test: Sequence[dict[str, Any]],
+    specs: list[CategorySpec],
+    base: Classifier,
+    *,
+    cross_validation: bool,
+    cv_examples: Sequence[dict[str, Any]] | None,
+    config: TrainingConfig | None,
+    progress: ProgressCallback | None,
+    should_cancel: Callable[[], bool] | None,
+) -> dict[str, Any]:
     finetuned = finetuned_from_base(base, adapter_dir, version=Path(adapter_dir).name)
     texts = [example["text"] for example in test]
     truth = [example["label"] for example in test]
@@ -250,13 +301,6 @@ def evaluate_model(
                 should_cancel=should_cancel,
             )
         )
-    results["eval_seconds"] = round(time.perf_counter() - started, 3)
-    if write:
-        export.write_metrics(
-            adapter_dir, {k: v for k, v in results.items() if "predictions" not in k}
-        )
-    if progress:
-        progress("evaluating", 2, 2, 0, None, 0.0)
     return results
 
 

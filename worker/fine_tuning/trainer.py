@@ -38,6 +38,7 @@ import torch.nn.functional as functional
 from shared.classifier import EMBEDDING, NLI, CategorySpec, model_identity
 from shared.classifier.artifact import HEAD_PREFIX, AdapterManifest
 from shared.training_config import TrainingConfig
+from worker.fine_tuning import devices
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,10 @@ def prepare_dataset(
     )
 
 
-def _collate(dataset: Any, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad the selected rows to the longest one in the batch, not to max_length."""
+def _collate(
+    dataset: Any, indices: Sequence[int], pad_id: int, device: str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """Pad the selected rows to the longest one in the batch (not max_length), on ``device``."""
     rows = dataset[list(indices)]
     width = max(len(ids) for ids in rows["input_ids"])
     input_ids = torch.full((len(indices), width), pad_id, dtype=torch.long)
@@ -115,11 +118,11 @@ def _collate(dataset: Any, indices: Sequence[int], pad_id: int) -> dict[str, tor
         input_ids[row, : len(ids)] = torch.tensor(ids)
         attention[row, : len(mask)] = torch.tensor(mask)
     return {
-        "input_ids": input_ids,
-        "attention_mask": attention,
-        "labels": torch.tensor(rows["label"], dtype=torch.long),
+        "input_ids": input_ids.to(device),
+        "attention_mask": attention.to(device),
+        "labels": torch.tensor(rows["label"], dtype=torch.long).to(device),
         "texts": list(rows["text"]),
-        "indices": torch.tensor(list(indices), dtype=torch.long),
+        "indices": torch.tensor(list(indices), dtype=torch.long).to(device),
     }
 
 
@@ -210,14 +213,22 @@ def train(
         raise ValueError(f"examples use labels that are not categories: {unknown}")
     progress = progress or _no_progress
     should_cancel = should_cancel or _never_cancel
-    if kind == EMBEDDING:
-        trainer = _EmbeddingTrainer(base_model, categories, config)
-    elif kind == NLI:
-        trainer = _NLITrainer(base_model, categories, config)
-    else:
+    if kind not in (EMBEDDING, NLI):
         raise ValueError(f"unknown model kind {kind!r}")
-    adapter = trainer.fit(train_examples, val_examples, progress, should_cancel)
-    return adapter, trainer.tokenizer
+    device = devices.resolve_device(config.device)
+    devices.reset_peak_memory(device)
+    trainer: _BaseTrainer | None = None
+    try:
+        trainer_class = _EmbeddingTrainer if kind == EMBEDDING else _NLITrainer
+        trainer = trainer_class(base_model, categories, config, device)
+        adapter = trainer.fit(train_examples, val_examples, progress, should_cancel)
+        tokenizer = trainer.tokenizer
+    finally:
+        # Drop every model reference before handing cached GPU blocks back.
+        del trainer
+        devices.free_device_memory(device)
+    adapter.history.update(device=device, peak_gpu_memory_mb=devices.peak_memory_mb(device))
+    return adapter, tokenizer
 
 
 class _BaseTrainer:
@@ -225,11 +236,18 @@ class _BaseTrainer:
 
     kind = ""
 
-    def __init__(self, base_model: str, categories: Sequence[CategorySpec], config: TrainingConfig):
+    def __init__(
+        self,
+        base_model: str,
+        categories: Sequence[CategorySpec],
+        config: TrainingConfig,
+        device: str = "cpu",
+    ):
         self.base_model = base_model
         self.categories = list(categories)
         self.labels = [category.name for category in categories]
         self.config = config
+        self.device = device
         self.tokenizer: Any = None
 
     # Subclasses implement these.
@@ -253,6 +271,43 @@ class _BaseTrainer:
 
     def steps_per_epoch(self, size: int) -> int:
         return max(1, math.ceil(size / self.config.batch_size))
+
+    # Batching: fixed batch_size on CPU (unchanged results), token budget on CUDA.
+    def cost_multiplier(self) -> int:
+        """Sequences the model runs per text (NLI: one per category)."""
+        return 1
+
+    def token_lengths(self, dataset: Any) -> list[int]:
+        """Padded length each text costs in a batch."""
+        return [len(ids) for ids in dataset["input_ids"]]
+
+    def epoch_batches(
+        self, dataset: Any, epoch: int, generator: torch.Generator
+    ) -> list[list[int]]:
+        if not devices.gpu_recipe(self.device):
+            order = torch.randperm(len(dataset), generator=generator).tolist()
+            size = self.config.batch_size
+            return [order[start : start + size] for start in range(0, len(order), size)]
+        return devices.token_budget_batches(
+            self.token_lengths(dataset),
+            self.config.max_batch_tokens,
+            seed=self.config.seed * 1000 + epoch,
+            cost_multiplier=self.cost_multiplier(),
+        )
+
+    def eval_batches(self, dataset: Any) -> list[list[int]]:
+        """In-order chunks of 64 on CPU; larger token-budget batches on CUDA (no gradients)."""
+        if not devices.gpu_recipe(self.device):
+            return [
+                list(range(start, min(len(dataset), start + 64)))
+                for start in range(0, len(dataset), 64)
+            ]
+        return devices.token_budget_batches(
+            self.token_lengths(dataset),
+            4 * self.config.max_batch_tokens,
+            seed=0,
+            cost_multiplier=self.cost_multiplier(),
+        )
 
     def _label_ids(self, examples: Sequence[dict[str, Any]]) -> list[int]:
         return [self.labels.index(example["label"]) for example in examples]
@@ -285,12 +340,15 @@ class _BaseTrainer:
         self.val_set = val_set
         self.before_training(train_set, pad_id)
         optimizer = torch.optim.AdamW(self.parameter_groups(), weight_decay=0.0)
-        steps_per_epoch = self.steps_per_epoch(len(train_set))
+        generator = torch.Generator().manual_seed(config.seed)
+        if not devices.gpu_recipe(self.device):
+            steps_per_epoch = self.steps_per_epoch(len(train_set))
+        else:
+            steps_per_epoch = len(self.epoch_batches(train_set, 1, generator))
         total_steps = steps_per_epoch * config.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / max(1, total_steps // 10))
         )
-        generator = torch.Generator().manual_seed(config.seed)
         timer = _Timer(total_steps)
         history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
         best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
@@ -300,12 +358,11 @@ class _BaseTrainer:
         for epoch in range(1, config.epochs + 1):
             self.on_epoch_start(train_set, pad_id, epoch)
             self.set_mode(True)
-            order = torch.randperm(len(train_set), generator=generator).tolist()
             losses = []
-            for start in range(0, len(order), config.batch_size):
+            for indices in self.epoch_batches(train_set, epoch, generator):
                 if should_cancel():
                     raise TrainingCancelled("training was cancelled")
-                batch = _collate(train_set, order[start : start + config.batch_size], pad_id)
+                batch = _collate(train_set, indices, pad_id, self.device)
                 loss = self.batch_loss(batch, training=True)
                 optimizer.zero_grad()
                 loss.backward()
@@ -313,6 +370,7 @@ class _BaseTrainer:
                 scheduler.step()
                 step += 1
                 losses.append(float(loss.detach()))
+                total_steps = max(total_steps, step)
                 progress("training", step, total_steps, epoch, losses[-1], timer.eta(step))
             history["train_loss"].append(sum(losses) / len(losses))
             if val_set is None:
@@ -362,8 +420,8 @@ class _BaseTrainer:
         self.set_mode(False)
         total, correct, count = 0.0, 0, 0
         with torch.no_grad():
-            for start in range(0, len(dataset), 64):
-                batch = _collate(dataset, range(start, min(len(dataset), start + 64)), pad_id)
+            for indices in self.eval_batches(dataset):
+                batch = _collate(dataset, indices, pad_id, self.device)
                 logits = self.logits(batch)
                 total += float(functional.cross_entropy(logits, batch["labels"], reduction="sum"))
                 correct += int((logits.argmax(dim=1) == batch["labels"]).sum())
@@ -398,11 +456,19 @@ class _EmbeddingTrainer(_BaseTrainer):
 
     kind = EMBEDDING
 
-    def __init__(self, base_model: str, categories: Sequence[CategorySpec], config: TrainingConfig):
-        super().__init__(base_model, categories, config)
+    def __init__(
+        self,
+        base_model: str,
+        categories: Sequence[CategorySpec],
+        config: TrainingConfig,
+        device: str = "cpu",
+    ):
+        super().__init__(base_model, categories, config, device)
         from shared.classifier.embedding import load_encoder
 
         self.tokenizer, encoder = load_encoder(base_model)
+        # Frozen weights in bf16 on CUDA; peft keeps the LoRA weights in fp32.
+        encoder.to(device=device, dtype=devices.frozen_dtype(device))
         self.use_lora = config.method == "lora"
         self.encoder = setup_lora_model(encoder, config) if self.use_lora else encoder
         if not self.use_lora:
@@ -414,14 +480,16 @@ class _EmbeddingTrainer(_BaseTrainer):
             truncation=True,
             max_length=config.max_length,
             return_tensors="pt",
+        ).to(device)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(ZERO_SHOT_LOGIT_SCALE, device=device))
+        self.log_temperature = torch.nn.Parameter(
+            torch.tensor(math.log(RECIPE["temperature"]), device=device)
         )
-        self.logit_scale = torch.nn.Parameter(torch.tensor(ZERO_SHOT_LOGIT_SCALE))
-        self.log_temperature = torch.nn.Parameter(torch.tensor(math.log(RECIPE["temperature"])))
         self.description_weight = torch.nn.Parameter(
-            torch.tensor(float(RECIPE["description_weight"]))
+            torch.tensor(float(RECIPE["description_weight"]), device=device)
         )
-        self.bank = torch.zeros(0)
-        self.bank_classes = torch.zeros(0, dtype=torch.long)
+        self.bank = torch.zeros(0, device=device)
+        self.bank_classes = torch.zeros(0, dtype=torch.long, device=device)
 
     def _embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from shared.classifier.embedding import embed
@@ -432,19 +500,24 @@ class _EmbeddingTrainer(_BaseTrainer):
         """Embeddings of a whole dataset, no gradients."""
         with torch.no_grad():
             self.encoder.eval()
-            return torch.cat(
+            batches = self.eval_batches(dataset)
+            embeddings = torch.cat(
                 [
-                    self._embed(
-                        _collate(dataset, range(start, min(len(dataset), start + 64)), pad_id)
-                    )
-                    for start in range(0, len(dataset), 64)
+                    self._embed(_collate(dataset, indices, pad_id, self.device))
+                    for indices in batches
                 ]
             )
+            if not devices.gpu_recipe(self.device):
+                return embeddings  # in-order chunks
+            order = torch.tensor([index for indices in batches for index in indices])
+            result = torch.empty_like(embeddings)
+            result[order.to(self.device)] = embeddings
+            return result
 
     def before_training(self, train_set: Any, pad_id: int) -> None:
         self.train_set, self.pad_id = train_set, pad_id
         self.bank = self._embed_all(train_set, pad_id)
-        self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long)
+        self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long, device=self.device)
 
     def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
         if epoch > 1 and self.use_lora:
@@ -478,7 +551,9 @@ class _EmbeddingTrainer(_BaseTrainer):
         indices = batch["indices"]
         exemplars = self.bank.clone()
         exemplars[indices] = embeddings
-        exclude = torch.zeros(len(indices), exemplars.shape[0], dtype=torch.bool)
+        exclude = torch.zeros(
+            len(indices), exemplars.shape[0], dtype=torch.bool, device=self.device
+        )
         exclude[torch.arange(len(indices)), indices] = True
         logits = self._scores(embeddings, descriptions, exemplars, exclude)
         return functional.cross_entropy(logits, batch["labels"])
@@ -572,10 +647,14 @@ class _EmbeddingTrainer(_BaseTrainer):
         self.before_training(train_set, pad_id)
         train_y = self.bank_classes
         val_x = self._embed_all(self.val_set, pad_id) if self.val_set is not None else None
-        val_y = torch.tensor(self.val_set["label"]) if self.val_set is not None else None
+        val_y = (
+            torch.tensor(self.val_set["label"], device=self.device)
+            if self.val_set is not None
+            else None
+        )
         with torch.no_grad():
             descriptions = self._embed(self.descriptions)
-        exclude = torch.eye(len(train_y), dtype=torch.bool)
+        exclude = torch.eye(len(train_y), dtype=torch.bool, device=self.device)
         optimizer = torch.optim.Adam(self.parameter_groups())
         total_steps = HEAD_STEPS_PER_EPOCH * config.epochs
         timer = _Timer(total_steps)
@@ -634,11 +713,12 @@ class _EmbeddingTrainer(_BaseTrainer):
             exemplars.append(self._embed_all(self.val_set, self.pad_id))
             classes.append(torch.tensor(self.val_set["label"], dtype=torch.long))
         tensors = {
-            f"{HEAD_PREFIX}exemplars": torch.cat(exemplars).contiguous(),
+            f"{HEAD_PREFIX}exemplars": torch.cat(exemplars).float().cpu().contiguous(),
             f"{HEAD_PREFIX}exemplar_classes": torch.cat(classes).contiguous(),
-            f"{HEAD_PREFIX}logit_scale": self.logit_scale.detach().clone().reshape(()),
-            f"{HEAD_PREFIX}temperature": self.log_temperature.detach().exp().reshape(()),
+            f"{HEAD_PREFIX}logit_scale": self.logit_scale.detach().cpu().clone().reshape(()),
+            f"{HEAD_PREFIX}temperature": self.log_temperature.detach().cpu().exp().reshape(()),
             f"{HEAD_PREFIX}description_weight": self.description_weight.detach()
+            .cpu()
             .clone()
             .reshape(()),
         }
@@ -647,7 +727,7 @@ class _EmbeddingTrainer(_BaseTrainer):
             from peft import get_peft_model_state_dict
 
             for name, value in get_peft_model_state_dict(self.encoder).items():
-                tensors[name] = value.detach().clone().contiguous()
+                tensors[name] = value.detach().float().cpu().clone().contiguous()
             peft_fields = peft_fields_of(self.encoder)
         peft_fields["base_model_name_or_path"] = model_identity(self.base_model)
         return TrainedAdapter(
@@ -658,16 +738,38 @@ class _EmbeddingTrainer(_BaseTrainer):
         )
 
 
+def _keep_head_in_fp32(model: torch.nn.Module, head_names: Sequence[str]) -> None:
+    """Trainable head modules in fp32 beside a bf16 body: cast their inputs up."""
+    prefixes = {name.rsplit(".", 2)[0] for name in head_names}
+    for prefix in prefixes:
+        module = model.get_submodule(prefix)
+        module.float()
+        module.register_forward_pre_hook(
+            lambda _module, args: tuple(
+                arg.float() if torch.is_tensor(arg) and arg.is_floating_point() else arg
+                for arg in args
+            )
+        )
+
+
 class _NLITrainer(_BaseTrainer):
     """Cross-entropy over the entailment logits of all categories for each text."""
 
     kind = NLI
 
-    def __init__(self, base_model: str, categories: Sequence[CategorySpec], config: TrainingConfig):
-        super().__init__(base_model, categories, config)
+    def __init__(
+        self,
+        base_model: str,
+        categories: Sequence[CategorySpec],
+        config: TrainingConfig,
+        device: str = "cpu",
+    ):
+        super().__init__(base_model, categories, config, device)
         from shared.classifier.nli import entailment_index, load_nli_model
 
         self.tokenizer, model = load_nli_model(base_model)
+        # Frozen weights in bf16 on CUDA; LoRA (peft) and a trained head stay fp32.
+        model.to(device=device, dtype=devices.frozen_dtype(device))
         self.entail = entailment_index(model.config)
         self.hypotheses = [config.hypothesis_template.format(c.text) for c in self.categories]
         if config.method == "lora":
@@ -684,10 +786,18 @@ class _NLITrainer(_BaseTrainer):
                 raise ValueError("this NLI model has no classification head to train")
             for name, parameter in model.named_parameters():
                 parameter.requires_grad_(name in self.head_names)
+            if devices.gpu_recipe(device):
+                _keep_head_in_fp32(model, self.head_names)
         self.texts: list[str] = []
+        self.hypothesis_tokens = max(
+            len(ids) for ids in self.tokenizer(self.hypotheses, truncation=True)["input_ids"]
+        )
 
-    def steps_per_epoch(self, size: int) -> int:
-        return super().steps_per_epoch(size)
+    def cost_multiplier(self) -> int:
+        return len(self.hypotheses)
+
+    def token_lengths(self, dataset: Any) -> list[int]:
+        return [len(ids) + self.hypothesis_tokens for ids in dataset["input_ids"]]
 
     def _pair_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         from shared.classifier.nli import entailment_logits, pair_batch
@@ -734,13 +844,13 @@ class _NLITrainer(_BaseTrainer):
             from peft import get_peft_model_state_dict
 
             for name, value in get_peft_model_state_dict(self.model).items():
-                tensors[name] = value.detach().clone().contiguous()
+                tensors[name] = value.detach().float().cpu().clone().contiguous()
             peft_fields = peft_fields_of(self.model)
         else:
             own = dict(self.model.named_parameters())
             for name in self.head_names:
                 tensors[f"{HEAD_PREFIX}params.{name}"] = copy.deepcopy(
-                    own[name].detach()
+                    own[name].detach().float().cpu()
                 ).contiguous()
             peft_fields = {"peft_type": None}
         peft_fields["base_model_name_or_path"] = model_identity(self.base_model)
