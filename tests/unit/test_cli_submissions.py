@@ -127,3 +127,17 @@ def test_a_file_that_is_not_utf8_is_a_usage_error(database, tmp_path):
     assert result.exit_code == 2
     assert "not valid CSV" in result.output
     assert count(database, Submission) == 0
+
+
+def test_seed_demo_leaves_the_dashboard_ready_to_train(database):
+    """`make dev` should let a newcomer start a fine-tuning run straight away."""
+    from shared.db import make_engine, make_session_factory
+    from shared.training_data import training_stats
+
+    assert run(["seed-demo"], database).exit_code == 0
+    session = make_session_factory(make_engine(database))()
+    try:
+        stats = training_stats(session)
+    finally:
+        session.close()
+    assert stats["ready"], stats["quality"]["warnings"]
