@@ -11,8 +11,10 @@ through a centroid; a category without examples falls back to its description.
   training text's scores against the descriptions and all *other* training
   examples. It pulls same-category texts together and pushes the others apart
   (what makes SetFit's contrastive pairs work), on exactly the scorer that
-  serves predictions. The softmax scale, the temperature and the description
-  weight are learned beside it. Early stopping on validation loss; best epoch kept.
+  serves predictions, plus a supervised contrastive term over the same
+  pairs (SetFit's contrastive idea, temperature 0.1). The softmax scale, the
+  temperature and the description weight are learned beside it. Early
+  stopping on validation loss; best epoch kept.
 - ``head``: the encoder stays frozen; only scale, temperature and description
   weight are fitted on cached embeddings (seconds).
 
@@ -50,6 +52,9 @@ RECIPE: dict[str, Any] = {
     "temperature": 0.05,  # softness of the nearest-example maximum
     "description_weight": 0.5,  # weight of the description cosine beside the examples
     "learn_scoring": True,  # lora: also learn temperature and description weight
+    # lora: weight of a supervised contrastive term (SetFit's pairs, every in-batch text
+    # against every other labelled text, temperature 0.1) beside the exemplar loss.
+    "supcon_weight": 2.0,
 }
 
 
@@ -556,7 +561,13 @@ class _EmbeddingTrainer(_BaseTrainer):
         )
         exclude[torch.arange(len(indices)), indices] = True
         logits = self._scores(embeddings, descriptions, exemplars, exclude)
-        return functional.cross_entropy(logits, batch["labels"])
+        loss = functional.cross_entropy(logits, batch["labels"])
+        weight = float(RECIPE["supcon_weight"])
+        if weight > 0:
+            loss = loss + weight * _supervised_contrastive(
+                embeddings, exemplars, batch["labels"], self.bank_classes, exclude
+            )
+        return loss
 
     def set_mode(self, training: bool) -> None:
         self.encoder.train(training)
@@ -736,6 +747,21 @@ class _EmbeddingTrainer(_BaseTrainer):
             manifest=self.manifest(self.config.method, self.config.max_length),
             history=history,
         )
+
+
+def _supervised_contrastive(
+    embeddings: torch.Tensor,
+    exemplars: torch.Tensor,
+    labels: torch.Tensor,
+    exemplar_classes: torch.Tensor,
+    exclude: torch.Tensor,
+) -> torch.Tensor:
+    """SupCon: each text against every other exemplar, same-class ones as positives."""
+    similarity = (embeddings @ exemplars.T / SUPCON_TEMPERATURE).masked_fill(exclude, float("-inf"))
+    log_probability = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    positives = (labels[:, None] == exemplar_classes[None, :]) & ~exclude
+    log_probability = log_probability.masked_fill(~positives, 0.0)
+    return (-(log_probability.sum(1)) / positives.sum(1).clamp(min=1)).mean()
 
 
 def _keep_head_in_fp32(model: torch.nn.Module, head_names: Sequence[str]) -> None:
