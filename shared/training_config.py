@@ -38,7 +38,7 @@ class TrainingConfig:
     cv_folds: int = field(default=5, metadata={"help": "folds for cross-validation"})
     seed: int = field(default=0, metadata={"help": "seed for sampling, split and init"})
     max_length: int = field(default=64, metadata={"help": "token cap while training"})
-    patience: int = field(default=3, metadata={"help": "epochs without val improvement"})
+    patience: int = field(default=2, metadata={"help": "epochs without val improvement"})
     lora_lr_multiplier: float = field(default=3.0, metadata={"help": "adapter lr / nominal"})
     head_lr_multiplier: float = field(
         default=50.0, metadata={"help": "scoring-parameter lr / nominal"}
