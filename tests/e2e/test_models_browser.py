@@ -37,13 +37,16 @@ def test_deploy_rollback_and_import_from_the_models_page(
     log_in(page, live_server, *admin_account)
     page.goto(f"{live_server.url}/admin/models")
     page.locator('[data-role="active-model"]', has_text="Base model").wait_for()
+    rollback = page.get_by_role("button", name="Roll back to the base model")
     row = page.locator('[data-role="models"] tbody tr', has_text=f"run {run.id}")
+    row.wait_for()
+    assert rollback.is_disabled()  # the base model is in use: nothing to roll back
     row.get_by_role("button", name="Deploy").click()
     page.locator('[data-role="panel-status"]', has_text=f"Deployed run-{run.id}").wait_for()
     page.locator('[data-role="history"] tbody tr', has_text="deploy").first.wait_for()
 
     page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Roll back to the base model").click()
+    rollback.click()
     page.locator('[data-role="panel-status"]', has_text="Rolled back").wait_for()
 
     page.set_input_files("#import-archive", str(archive))

@@ -134,6 +134,11 @@
       return call("GET", "/deployments").then(function (result) {
         if (!result.ok) { setStatus(status, result.body.error || "could not load the models", true); return; }
         showActive(result.body.active || {});
+        // Nothing to roll back while no fine-tuned model is deployed.
+        var deployed = (result.body.models || []).some(function (model) { return model.is_active_model; });
+        var rollback = panel.querySelector('[data-action="rollback"]');
+        rollback.disabled = !deployed;
+        rollback.title = deployed ? "" : "The base model is already in use.";
         fillRows(panel.querySelector('[data-role="models"] tbody'), (result.body.models || []).map(modelRow), 5,
           "No fine-tuned model yet.");
         fillRows(panel.querySelector('[data-role="history"] tbody'), (result.body.events || []).map(eventRow), 7,
