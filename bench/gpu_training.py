@@ -78,43 +78,16 @@ def dataset() -> tuple[list[dict], list[dict], list[str]]:
 
 def build_bart_large_nli(out_dir: Path, layers: int = 12, d_model: int = 1024) -> str:
     """A bart-large-mnli-shaped model with random weights, saved with the packaged tokenizer."""
-    import shutil
+    from shared.classifier.tiny import build_tiny_nli_model
 
-    import torch
-    from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
-
-    from shared.classifier import default_base_model
-    from shared.classifier.tiny import TOKENIZER_FILES
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    source = Path(default_base_model())
-    for name in TOKENIZER_FILES:
-        if (source / name).is_file():
-            shutil.copy(source / name, out_dir / name)
-    tokenizer = AutoTokenizer.from_pretrained(str(out_dir))
-    heads = max(1, d_model // 64)
-    config = BartConfig(
-        vocab_size=len(tokenizer),
+    return build_tiny_nli_model(
+        out_dir,
         d_model=d_model,
-        encoder_layers=layers,
-        decoder_layers=layers,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
-        encoder_ffn_dim=4 * d_model,
-        decoder_ffn_dim=4 * d_model,
-        max_position_embeddings=1024,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id,
-        decoder_start_token_id=tokenizer.sep_token_id,
-        forced_eos_token_id=tokenizer.sep_token_id,
-        num_labels=3,
-        id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
-        label2id={"contradiction": 0, "neutral": 1, "entailment": 2},
+        layers=layers,
+        heads=max(1, d_model // 64),
+        ffn_multiplier=4,
+        max_positions=1024,
     )
-    torch.manual_seed(0)
-    BartForSequenceClassification(config).save_pretrained(str(out_dir))
-    return str(out_dir)
 
 
 def token_budget(model_path: str, kind: str, train: list[dict], labels: list[str], n: int) -> int:

@@ -18,8 +18,20 @@ TOKENIZER_FILES = (
 )
 
 
-def build_tiny_nli_model(out_dir: str | Path, seed: int = 0, d_model: int = 32) -> str:
-    """Write a random tiny ``BartForSequenceClassification`` (3 NLI labels) to ``out_dir``."""
+def build_tiny_nli_model(
+    out_dir: str | Path,
+    seed: int = 0,
+    d_model: int = 32,
+    layers: int = 1,
+    heads: int = 2,
+    ffn_multiplier: int = 2,
+    max_positions: int = 512,
+) -> str:
+    """Write a random ``BartForSequenceClassification`` (3 NLI labels) to ``out_dir``.
+
+    Tiny by default (tests); the shape parameters let a benchmark build a
+    bart-large-mnli-sized model (d_model 1024, 12 layers, 16 heads, ffn x4).
+    """
     import torch
     from transformers import AutoTokenizer, BartConfig, BartForSequenceClassification
 
@@ -35,13 +47,13 @@ def build_tiny_nli_model(out_dir: str | Path, seed: int = 0, d_model: int = 32) 
     config = BartConfig(
         vocab_size=len(tokenizer),
         d_model=d_model,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_ffn_dim=2 * d_model,
-        decoder_ffn_dim=2 * d_model,
-        max_position_embeddings=512,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn_multiplier * d_model,
+        decoder_ffn_dim=ffn_multiplier * d_model,
+        max_position_embeddings=max_positions,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id,
