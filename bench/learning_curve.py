@@ -307,8 +307,12 @@ def main() -> None:
                         raise SystemExit(f"run {method} k={k} seed={seed} failed")
                     result = json.loads(output.stdout.strip().splitlines()[-1])
                     print(json.dumps(result), file=sys.stderr, flush=True)
+                    # Re-read before writing: another benchmark process (SetFit runs for
+                    # an hour) may have stored its own results meanwhile.
                     runs = [
-                        r for r in runs if (r["method"], r["k"], r["seed"]) != (method, k, seed)
+                        r
+                        for r in load_results()
+                        if (r["method"], r["k"], r["seed"]) != (method, k, seed)
                     ]
                     runs.append(result)
                     save_results(runs)

@@ -39,7 +39,13 @@ class TrainingConfig:
     seed: int = field(default=0, metadata={"help": "seed for sampling, split and init"})
     max_length: int = field(default=64, metadata={"help": "token cap while training"})
     patience: int = field(default=2, metadata={"help": "epochs without val improvement"})
-    lora_lr_multiplier: float = field(default=3.0, metadata={"help": "adapter lr / nominal"})
+    lora_lr_multiplier: float | None = field(
+        default=None,
+        metadata={
+            "help": "adapter lr / nominal; default per model kind "
+            "(embedding: 10, LoRA on the top block only; NLI: 3)"
+        },
+    )
     head_lr_multiplier: float = field(
         default=50.0, metadata={"help": "scoring-parameter lr / nominal"}
     )
@@ -94,6 +100,12 @@ class TrainingConfig:
             raise ValueError(f"max_length must be from 8 to 512, got {self.max_length!r}")
         if not isinstance(self.patience, int) or self.patience < 1:
             raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
+        if self.lora_lr_multiplier is not None and (
+            not isinstance(self.lora_lr_multiplier, int | float) or self.lora_lr_multiplier <= 0
+        ):
+            raise ValueError(
+                f"lora_lr_multiplier must be a positive number, got {self.lora_lr_multiplier!r}"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES}, got {self.device!r}")
         if not isinstance(self.max_batch_tokens, int) or self.max_batch_tokens < 64:

@@ -231,6 +231,7 @@ def _build_finetuned(
     head: dict,
 ) -> Classifier:
     """Apply an adapter to a freshly loaded (or copied) base model and wrap it."""
+    from shared.classifier import artifact
     from shared.classifier.embedding import model_device
 
     _apply_adapter(model, lora_tensors, head, peft_fields)
@@ -260,6 +261,7 @@ def _build_finetuned(
             ),
             scale=scale,
             batch_size=64 if on_cpu else 256,
+            shared_layers=artifact.untouched_bottom_layers(lora_tensors, head),
         )
     from shared.classifier.nli import NLIClassifier
 

@@ -128,6 +128,26 @@ def merge_lora_weights(model: Any, lora_tensors: dict[str, Any], scaling: float)
     return len(pairs)
 
 
+_BLOCK_INDEX = re.compile(r"(?:^|\.)layer\.(\d+)\.")
+
+
+def untouched_bottom_layers(lora_tensors: dict[str, Any], head: dict[str, Any]) -> int:
+    """How many bottom encoder blocks (``...layer.<i>...``) an adapter leaves as they were.
+
+    0 when it changes anything outside numbered blocks (or replaces parameters),
+    or when it has no LoRA tensors at all (nothing to share then: same model).
+    """
+    if not lora_tensors or any(key.startswith("params.") for key in head):
+        return 0
+    indices = []
+    for key in lora_tensors:
+        match = _BLOCK_INDEX.search(key)
+        if match is None:
+            return 0
+        indices.append(int(match.group(1)))
+    return min(indices)
+
+
 def lora_scaling(peft_fields: dict[str, Any]) -> float:
     """The LoRA scaling factor peft would use (alpha / r, or alpha / sqrt(r) with rsLoRA)."""
     rank = int(peft_fields.get("r") or 8)

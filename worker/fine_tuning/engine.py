@@ -34,6 +34,7 @@ from shared.classifier import (
     model_identity,
     predictions_from_scores,
 )
+from shared.classifier.embedding import encode_both
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
@@ -253,16 +254,18 @@ def _evaluate(
     texts = [example["text"] for example in test]
     truth = [example["label"] for example in test]
     labels = [spec.name for spec in specs]
-    if getattr(finetuned, "model", None) is getattr(base, "model", object()) and hasattr(
-        base, "encode"
-    ):
-        # Frozen encoder (method "head"): one encoding pass serves both models.
-        embeddings = base.encode(texts)
+    if hasattr(base, "encode") and hasattr(finetuned, "encode"):
+        if finetuned.model is base.model:
+            # Frozen encoder (method "head"): one encoding pass serves both models.
+            base_embeddings = tuned_embeddings = base.encode(texts)
+        else:
+            # LoRA on the top blocks: the bottom blocks run once for both models.
+            base_embeddings, tuned_embeddings = encode_both(base, finetuned, texts)
         base_predictions = _labels(
-            predictions_from_scores(base.score(texts, specs, embeddings).tolist(), specs)
+            predictions_from_scores(base.score(texts, specs, base_embeddings).tolist(), specs)
         )
         tuned_predictions = _labels(
-            predictions_from_scores(finetuned.score(texts, specs, embeddings).tolist(), specs)
+            predictions_from_scores(finetuned.score(texts, specs, tuned_embeddings).tolist(), specs)
         )
     else:
         base_predictions = _predict(base, texts, specs)

@@ -6,15 +6,17 @@ examples ("exemplars", see ``shared.classifier.embedding.exemplar_scores``).
 Coarse categories are unions of sub-topics, so examples count one by one, not
 through a centroid; a category without examples falls back to its description.
 
-- ``lora``: LoRA adapters on the encoder (``query``/``value`` for BERT-style
-  models) trained with a leave-one-out objective: cross-entropy of each
+- ``lora``: LoRA adapters on the top block of the encoder (``query``/``value``
+  for BERT-style models) trained with a leave-one-out objective: cross-entropy of each
   training text's scores against the descriptions and all *other* training
   examples. It pulls same-category texts together and pushes the others apart
   (what makes SetFit's contrastive pairs work), on exactly the scorer that
   serves predictions, plus a supervised contrastive term over the same
   pairs (SetFit's contrastive idea, temperature 0.1). The softmax scale, the
   temperature and the description weight are learned beside it. Early
-  stopping on validation loss; best epoch kept.
+  stopping on validation loss; best epoch kept. The frozen blocks below the
+  adapted one run once per text (a prefix cache), not once per epoch, and
+  evaluation shares them between the base and the fine-tuned model.
 - ``head``: the encoder stays frozen; only scale, temperature and description
   weight are fitted on cached embeddings (seconds).
 
@@ -39,6 +41,7 @@ import torch.nn.functional as functional
 
 from shared.classifier import EMBEDDING, NLI, CategorySpec, model_identity
 from shared.classifier.artifact import HEAD_PREFIX, AdapterManifest
+from shared.classifier.embedding import embed, embed_from_prefix, encoder_blocks, prefix_states
 from shared.training_config import TrainingConfig
 from worker.fine_tuning import devices
 
@@ -55,7 +58,14 @@ RECIPE: dict[str, Any] = {
     # lora: weight of a supervised contrastive term (SetFit's pairs, every in-batch text
     # against every other labelled text, temperature 0.1) beside the exemplar loss.
     "supcon_weight": 2.0,
+    # lora: adapt only the top N encoder blocks (all when None); the rest run once per text.
+    "lora_top_layers": 1,
+    # lora: adapter learning rate / the nominal one (one block adapts: larger steps).
+    "lora_lr_multiplier": 10.0,
 }
+NLI_LORA_LR_MULTIPLIER = 3.0
+# Prefix states of the frozen bottom blocks are cached up to this size (else recomputed).
+PREFIX_CACHE_LIMIT_MB = 512
 
 
 class TrainingCancelled(Exception):
@@ -149,8 +159,13 @@ def default_target_modules(model: torch.nn.Module) -> list[str]:
     return linear
 
 
-def setup_lora_model(model: torch.nn.Module, config: TrainingConfig) -> Any:
-    """Wrap ``model`` in a peft LoRA model (r, alpha, dropout 0.1, bias none)."""
+def setup_lora_model(
+    model: torch.nn.Module, config: TrainingConfig, layers: Sequence[int] | None = None
+) -> Any:
+    """Wrap ``model`` in a peft LoRA model (r, alpha, dropout 0.1, bias none).
+
+    ``layers``: adapt only these encoder blocks (``...layer.<i>...``); all by default.
+    """
     from peft import LoraConfig, get_peft_model
 
     lora_config = LoraConfig(
@@ -159,6 +174,8 @@ def setup_lora_model(model: torch.nn.Module, config: TrainingConfig) -> Any:
         lora_dropout=config.lora_dropout,
         bias="none",
         target_modules=config.target_modules or default_target_modules(model),
+        layers_to_transform=list(layers) if layers is not None else None,
+        layers_pattern="layer" if layers is not None else None,
     )
     return get_peft_model(model, lora_config)
 
@@ -314,6 +331,10 @@ class _BaseTrainer:
             cost_multiplier=self.cost_multiplier(),
         )
 
+    def collate(self, dataset: Any, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """One batch of ``dataset`` on the training device."""
+        return _collate(dataset, indices, pad_id, self.device)
+
     def _label_ids(self, examples: Sequence[dict[str, Any]]) -> list[int]:
         return [self.labels.index(example["label"]) for example in examples]
 
@@ -367,7 +388,7 @@ class _BaseTrainer:
             for indices in self.epoch_batches(train_set, epoch, generator):
                 if should_cancel():
                     raise TrainingCancelled("training was cancelled")
-                batch = _collate(train_set, indices, pad_id, self.device)
+                batch = self.collate(train_set, indices, pad_id)
                 loss = self.batch_loss(batch, training=True)
                 optimizer.zero_grad()
                 loss.backward()
@@ -426,7 +447,7 @@ class _BaseTrainer:
         total, correct, count = 0.0, 0, 0
         with torch.no_grad():
             for indices in self.eval_batches(dataset):
-                batch = _collate(dataset, indices, pad_id, self.device)
+                batch = self.collate(dataset, indices, pad_id)
                 logits = self.logits(batch)
                 total += float(functional.cross_entropy(logits, batch["labels"], reduction="sum"))
                 correct += int((logits.argmax(dim=1) == batch["labels"]).sum())
@@ -446,6 +467,15 @@ class _BaseTrainer:
             hypothesis_template=self.config.hypothesis_template if self.kind == NLI else None,
             max_length=max_length,
         )
+
+
+def _top_blocks(encoder: torch.nn.Module) -> list[int] | None:
+    """Indices of the encoder blocks LoRA adapts (RECIPE's top N), None for all."""
+    blocks = encoder_blocks(encoder)
+    top = RECIPE["lora_top_layers"]
+    if blocks is None or not top or top >= len(blocks):
+        return None
+    return list(range(len(blocks) - top, len(blocks)))
 
 
 class _EmbeddingTrainer(_BaseTrainer):
@@ -475,17 +505,31 @@ class _EmbeddingTrainer(_BaseTrainer):
         # Frozen weights in bf16 on CUDA; peft keeps the LoRA weights in fp32.
         encoder.to(device=device, dtype=devices.frozen_dtype(device))
         self.use_lora = config.method == "lora"
-        self.encoder = setup_lora_model(encoder, config) if self.use_lora else encoder
+        # LoRA on the top blocks only; the frozen bottom blocks run once per text
+        # (prefix cache) instead of every epoch, in training and in evaluation.
+        adapted = _top_blocks(encoder) if self.use_lora else None
+        self.frozen_layers = adapted[0] if adapted else 0
+        self.encoder = setup_lora_model(encoder, config, adapted) if self.use_lora else encoder
+        self.body = self.encoder.get_base_model() if self.use_lora else self.encoder
         if not self.use_lora:
             for parameter in self.encoder.parameters():
                 parameter.requires_grad_(False)
-        self.descriptions = self.tokenizer(
-            [c.text for c in self.categories],
-            padding=True,
-            truncation=True,
-            max_length=config.max_length,
-            return_tensors="pt",
-        ).to(device)
+        self._prefix: dict[int, tuple[Any, torch.Tensor]] = {}
+        self.descriptions = dict(
+            self.tokenizer(
+                [c.text for c in self.categories],
+                padding=True,
+                truncation=True,
+                max_length=config.max_length,
+                return_tensors="pt",
+            ).to(device)
+        )
+        if self.frozen_layers:
+            with torch.no_grad():
+                self.body.eval()
+                self.descriptions["prefix"] = prefix_states(
+                    self.body, self.descriptions, self.frozen_layers
+                )
         self.logit_scale = torch.nn.Parameter(torch.tensor(ZERO_SHOT_LOGIT_SCALE, device=device))
         self.log_temperature = torch.nn.Parameter(
             torch.tensor(math.log(RECIPE["temperature"]), device=device)
@@ -497,9 +541,40 @@ class _EmbeddingTrainer(_BaseTrainer):
         self.bank_classes = torch.zeros(0, dtype=torch.long, device=device)
 
     def _embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        from shared.classifier.embedding import embed
-
+        if "prefix" in batch:
+            return embed_from_prefix(
+                self.body, batch["prefix"], batch["attention_mask"], self.frozen_layers
+            )
         return embed(self.encoder, batch)
+
+    def _cache_prefix(self, dataset: Any, pad_id: int) -> None:
+        """Run the frozen bottom blocks once over ``dataset`` (if the cache stays small)."""
+        if not self.frozen_layers or dataset is None or not len(dataset):
+            return
+        width = max(len(ids) for ids in dataset["input_ids"])
+        hidden = self.body.config.hidden_size
+        size_mb = len(dataset) * width * hidden * self.body.dtype.itemsize / 2**20
+        if size_mb > PREFIX_CACHE_LIMIT_MB:
+            logger.info("prefix cache skipped: %.0f MB over the limit", size_mb)
+            return
+        chunks = []
+        with torch.no_grad():
+            self.body.eval()
+            for start in range(0, len(dataset), 64):
+                indices = list(range(start, min(len(dataset), start + 64)))
+                batch = _collate(dataset, indices, pad_id, self.device)
+                states = prefix_states(self.body, batch, self.frozen_layers)
+                chunks.append(functional.pad(states, (0, 0, 0, width - states.shape[1])))
+        self._prefix[id(dataset)] = (dataset, torch.cat(chunks))
+
+    def collate(self, dataset: Any, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = super().collate(dataset, indices, pad_id)
+        cached = self._prefix.get(id(dataset))
+        if cached is not None:
+            width = batch["input_ids"].shape[1]
+            rows = torch.tensor(list(indices), dtype=torch.long, device=self.device)
+            batch["prefix"] = cached[1][rows, :width]
+        return batch
 
     def _embed_all(self, dataset: Any, pad_id: int) -> torch.Tensor:
         """Embeddings of a whole dataset, no gradients."""
@@ -507,10 +582,7 @@ class _EmbeddingTrainer(_BaseTrainer):
             self.encoder.eval()
             batches = self.eval_batches(dataset)
             embeddings = torch.cat(
-                [
-                    self._embed(_collate(dataset, indices, pad_id, self.device))
-                    for indices in batches
-                ]
+                [self._embed(self.collate(dataset, indices, pad_id)) for indices in batches]
             )
             if not devices.gpu_recipe(self.device):
                 return embeddings  # in-order chunks
@@ -521,6 +593,8 @@ class _EmbeddingTrainer(_BaseTrainer):
 
     def before_training(self, train_set: Any, pad_id: int) -> None:
         self.train_set, self.pad_id = train_set, pad_id
+        self._cache_prefix(train_set, pad_id)
+        self._cache_prefix(self.val_set, pad_id)
         self.bank = self._embed_all(train_set, pad_id)
         self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long, device=self.device)
 
@@ -586,7 +660,8 @@ class _EmbeddingTrainer(_BaseTrainer):
             groups.append(
                 {
                     "params": adapter,
-                    "lr": self.config.learning_rate * self.config.lora_lr_multiplier,
+                    "lr": self.config.learning_rate
+                    * (self.config.lora_lr_multiplier or RECIPE["lora_lr_multiplier"]),
                 }
             )
         return groups
@@ -844,7 +919,7 @@ class _NLITrainer(_BaseTrainer):
 
     def parameter_groups(self) -> list[dict[str, Any]]:
         multiplier = (
-            self.config.lora_lr_multiplier
+            (self.config.lora_lr_multiplier or NLI_LORA_LR_MULTIPLIER)
             if self.config.method == "lora"
             else self.config.head_lr_multiplier / 5
         )

@@ -1,0 +1,113 @@
+"""LoRA on the top encoder blocks: the frozen bottom runs once, in training and in evaluation."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from shared.classifier import (  # noqa: E402
+    CategorySpec,
+    default_base_model,
+    finetuned_from_base,
+    load_base_classifier,
+)
+from shared.classifier.artifact import untouched_bottom_layers  # noqa: E402
+from shared.classifier.embedding import encode_both  # noqa: E402
+from shared.training_config import TrainingConfig  # noqa: E402
+from worker.fine_tuning import engine  # noqa: E402
+from worker.fine_tuning.trainer import _collate, _EmbeddingTrainer, prepare_dataset  # noqa: E402
+
+CATEGORIES = [
+    CategorySpec("cards", "card delivery, lost or stolen cards"),
+    CategorySpec("transfers", "sending and receiving money"),
+]
+EXAMPLES = [
+    ("my card has not arrived yet", "cards"),
+    ("I lost my debit card on the bus", "cards"),
+    ("how long does a new card take to be delivered", "cards"),
+    ("someone stole my card, please block it", "cards"),
+    ("how do I send money to my brother abroad", "transfers"),
+    ("my transfer to a friend is still pending", "transfers"),
+    ("can I receive a payment from another bank", "transfers"),
+    ("the money I sent never reached the recipient", "transfers"),
+]
+TEXTS = [
+    "where is my new card",
+    "I want to wire money to Spain",
+    "card got stolen yesterday evening at the station",
+    "hi",
+]
+
+
+def _examples() -> list[dict]:
+    return [{"id": i, "text": text, "label": label} for i, (text, label) in enumerate(EXAMPLES)]
+
+
+@pytest.fixture(scope="module")
+def lora_adapter(tmp_path_factory) -> str:
+    examples = _examples()
+    info = engine.train_model(
+        examples[1:4] + examples[5:],
+        [examples[0], examples[4]],
+        TrainingConfig(method="lora", seed=0, epochs=2),
+        default_base_model(),
+        CATEGORIES,
+        output_dir=tmp_path_factory.mktemp("prefix") / "adapter",
+    )
+    return info["adapter_dir"]
+
+
+def test_lora_adapts_only_the_top_blocks(lora_adapter) -> None:
+    from shared.classifier import artifact
+
+    tensors = artifact.read_adapter_tensors(lora_adapter)
+    lora, head = artifact.split_tensors(tensors)
+    blocks = {key.split(".layer.")[1].split(".")[0] for key in lora}
+    assert blocks == {"5"}  # all-MiniLM-L6-v2 has 6 blocks; the recipe adapts the top one
+    assert untouched_bottom_layers(lora, head) == 5
+
+
+def test_shared_bottom_encoding_matches_two_full_passes(lora_adapter) -> None:
+    base = load_base_classifier(default_base_model())
+    tuned = finetuned_from_base(base, lora_adapter, version="run-1")
+    assert tuned.shared_layers == 5
+    base_shared, tuned_shared = encode_both(base, tuned, TEXTS)
+    assert torch.allclose(base_shared, base.encode(TEXTS), atol=1e-5)
+    assert torch.allclose(tuned_shared, tuned.encode(TEXTS), atol=1e-5)
+    assert not torch.allclose(tuned_shared, base_shared, atol=1e-3)  # the adapter did change them
+
+
+def test_cached_prefix_gives_the_embeddings_of_a_full_forward() -> None:
+    trainer = _EmbeddingTrainer(
+        default_base_model(), CATEGORIES, TrainingConfig(method="lora", seed=0)
+    )
+    assert trainer.frozen_layers == 5
+    with torch.no_grad():  # make the adapter non-trivial (peft starts B at zero)
+        for name, parameter in trainer.encoder.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.05)
+    dataset = prepare_dataset(TEXTS, [0, 1, 0, 1], trainer.tokenizer, 64)
+    pad_id = trainer.tokenizer.pad_token_id
+    trainer._cache_prefix(dataset, pad_id)
+    trainer.set_mode(False)
+    with torch.no_grad():
+        for indices in ([0, 1, 2, 3], [3, 0], [2]):
+            cached = trainer.collate(dataset, indices, pad_id)
+            assert "prefix" in cached
+            full = _collate(dataset, indices, pad_id)
+            assert torch.allclose(trainer._embed(cached), trainer._embed(full), atol=1e-5)
+
+
+def test_head_and_unknown_architectures_have_nothing_to_share() -> None:
+    assert untouched_bottom_layers({}, {"exemplars": torch.zeros(1, 2)}) == 0
+    key = "base_model.model.pooler.dense.lora_A.weight"
+    assert untouched_bottom_layers({key: torch.zeros(1)}, {}) == 0
+    trainer = _EmbeddingTrainer(
+        default_base_model(), CATEGORIES, TrainingConfig(method="head", seed=0)
+    )
+    assert trainer.frozen_layers == 0
