@@ -1,4 +1,4 @@
-"""LoRA on the top encoder blocks: the frozen bottom runs once, in training and in evaluation."""
+"""The embedding lora recipe: LoRA on the top block (its frozen bottom runs once), SupCon fade."""
 
 from __future__ import annotations
 
@@ -111,3 +111,13 @@ def test_head_and_unknown_architectures_have_nothing_to_share() -> None:
         default_base_model(), CATEGORIES, TrainingConfig(method="head", seed=0)
     )
     assert trainer.frozen_layers == 0
+
+
+def test_the_contrastive_term_fades_as_categories_get_more_examples() -> None:
+    from worker.fine_tuning.trainer import RECIPE, supcon_weight
+
+    full = RECIPE["supcon_weight"]
+    assert supcon_weight([0] * 7 + [1] * 7) == full
+    assert supcon_weight([0] * 3 + [1] * 3) == full
+    assert supcon_weight([0] * 28 + [1] * 28) == full * (7 / 28) ** 2
+    assert supcon_weight([]) == 0.0

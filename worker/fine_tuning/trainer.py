@@ -56,8 +56,12 @@ RECIPE: dict[str, Any] = {
     "description_weight": 0.5,  # weight of the description cosine beside the examples
     "learn_scoring": True,  # lora: also learn temperature and description weight
     # lora: weight of a supervised contrastive term (SetFit's pairs, every in-batch text
-    # against every other labelled text, temperature 0.1) beside the exemplar loss.
+    # against every other labelled text, temperature 0.1) beside the exemplar loss, with
+    # up to ``supcon_full_weight_per_category`` training texts per category; beyond, it
+    # fades as (that / per category)^2: it helps few-shot runs, while with more
+    # examples it squeezes a category's sub-topics into one cluster (bench/README.md).
     "supcon_weight": 2.0,
+    "supcon_full_weight_per_category": 7,
     # lora: adapt only the top N encoder blocks (all when None); the rest run once per text.
     "lora_top_layers": 1,
     # lora: adapter learning rate / the nominal one (one block adapts: larger steps).
@@ -539,6 +543,7 @@ class _EmbeddingTrainer(_BaseTrainer):
         )
         self.bank = torch.zeros(0, device=device)
         self.bank_classes = torch.zeros(0, dtype=torch.long, device=device)
+        self.supcon_weight = 0.0
 
     def _embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "prefix" in batch:
@@ -597,6 +602,7 @@ class _EmbeddingTrainer(_BaseTrainer):
         self._cache_prefix(self.val_set, pad_id)
         self.bank = self._embed_all(train_set, pad_id)
         self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long, device=self.device)
+        self.supcon_weight = supcon_weight(train_set["label"])
 
     def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
         if epoch > 1 and self.use_lora:
@@ -636,7 +642,7 @@ class _EmbeddingTrainer(_BaseTrainer):
         exclude[torch.arange(len(indices)), indices] = True
         logits = self._scores(embeddings, descriptions, exemplars, exclude)
         loss = functional.cross_entropy(logits, batch["labels"])
-        weight = float(RECIPE["supcon_weight"])
+        weight = self.supcon_weight
         if weight > 0:
             loss = loss + weight * _supervised_contrastive(
                 embeddings, exemplars, batch["labels"], self.bank_classes, exclude
@@ -822,6 +828,15 @@ class _EmbeddingTrainer(_BaseTrainer):
             manifest=self.manifest(self.config.method, self.config.max_length),
             history=history,
         )
+
+
+def supcon_weight(labels: Sequence[int]) -> float:
+    """The recipe's contrastive weight for a training set (fades with examples per category)."""
+    if not labels:
+        return 0.0
+    per_category = len(labels) / len(set(labels))
+    full = float(RECIPE["supcon_full_weight_per_category"])
+    return float(RECIPE["supcon_weight"]) * min(1.0, (full / per_category) ** 2)
 
 
 def _supervised_contrastive(
