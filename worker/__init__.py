@@ -9,4 +9,6 @@ from worker.celery_app import create_celery
 celery = create_celery()
 app = celery
 
-from worker import tasks, tasks_models  # noqa: E402,F401  (registers the tasks on the app)
+# tasks/tasks_models register the tasks on the app; warmup makes training workers import
+# torch & co. once, before they fork their children.
+from worker import tasks, tasks_models, warmup  # noqa: E402,F401
