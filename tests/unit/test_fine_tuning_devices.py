@@ -177,9 +177,9 @@ def test_gpu_recipe_embeddings_come_back_in_text_order(gpu_recipe_on_cpu, tmp_pa
 def test_gpu_recipe_keeps_frozen_weights_in_bf16_and_trainables_in_fp32(
     gpu_recipe_on_cpu, tiny_bart, method
 ) -> None:
-    from worker.fine_tuning.trainer import _NLITrainer
+    from worker.fine_tuning.nli_trainer import NLITrainer
 
-    trainer = _NLITrainer(tiny_bart, CATEGORIES, TrainingConfig(method=method), "cpu")
+    trainer = NLITrainer(tiny_bart, CATEGORIES, TrainingConfig(method=method), "cpu")
     parameters = list(trainer.model.named_parameters())
     trainable = {p.dtype for _, p in parameters if p.requires_grad}
     frozen = {p.dtype for _, p in parameters if not p.requires_grad}

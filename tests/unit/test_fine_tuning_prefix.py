@@ -20,7 +20,8 @@ from shared.classifier.artifact import untouched_bottom_layers  # noqa: E402
 from shared.classifier.embedding import encode_both  # noqa: E402
 from shared.training_config import TrainingConfig  # noqa: E402
 from worker.fine_tuning import engine  # noqa: E402
-from worker.fine_tuning.trainer import _collate, _EmbeddingTrainer, prepare_dataset  # noqa: E402
+from worker.fine_tuning.embedding_trainer import EmbeddingTrainer  # noqa: E402
+from worker.fine_tuning.trainer import _collate, prepare_dataset  # noqa: E402
 
 CATEGORIES = [
     CategorySpec("cards", "card delivery, lost or stolen cards"),
@@ -83,7 +84,7 @@ def test_shared_bottom_encoding_matches_two_full_passes(lora_adapter) -> None:
 
 
 def test_cached_prefix_gives_the_embeddings_of_a_full_forward() -> None:
-    trainer = _EmbeddingTrainer(
+    trainer = EmbeddingTrainer(
         default_base_model(), CATEGORIES, TrainingConfig(method="lora", seed=0)
     )
     assert trainer.frozen_layers == 5
@@ -107,14 +108,14 @@ def test_head_and_unknown_architectures_have_nothing_to_share() -> None:
     assert untouched_bottom_layers({}, {"exemplars": torch.zeros(1, 2)}) == 0
     key = "base_model.model.pooler.dense.lora_A.weight"
     assert untouched_bottom_layers({key: torch.zeros(1)}, {}) == 0
-    trainer = _EmbeddingTrainer(
+    trainer = EmbeddingTrainer(
         default_base_model(), CATEGORIES, TrainingConfig(method="head", seed=0)
     )
     assert trainer.frozen_layers == 0
 
 
 def test_the_contrastive_term_fades_as_categories_get_more_examples() -> None:
-    from worker.fine_tuning.trainer import RECIPE, supcon_weight
+    from worker.fine_tuning.embedding_trainer import RECIPE, supcon_weight
 
     full = RECIPE["supcon_weight"]
     assert supcon_weight([0] * 7 + [1] * 7) == full

@@ -1,0 +1,459 @@
+"""Embedding models: LoRA on the top encoder block, or the scorer's head only.
+
+Embedding models score a text against a category by the cosine to the
+category's description plus a soft maximum over the category's labelled
+examples ("exemplars", see ``shared.classifier.embedding.exemplar_scores``).
+Coarse categories are unions of sub-topics, so examples count one by one, not
+through a centroid; a category without examples falls back to its description.
+
+- ``lora``: LoRA adapters on the top block of the encoder (``query``/``value``
+  for BERT-style models) trained with a leave-one-out objective: cross-entropy of each
+  training text's scores against the descriptions and all *other* training
+  examples. It pulls same-category texts together and pushes the others apart
+  (what makes SetFit's contrastive pairs work), on exactly the scorer that
+  serves predictions, plus a supervised contrastive term over the same
+  pairs (SetFit's contrastive idea, temperature 0.1). The softmax scale, the
+  temperature and the description weight are learned beside it. Early
+  stopping on validation loss; best epoch kept. The frozen blocks below the
+  adapted one run once per text (a prefix cache), not once per epoch, and
+  evaluation shares them between the base and the fine-tuned model.
+- ``head``: the encoder stays frozen; only scale, temperature and description
+  weight are fitted on cached embeddings (seconds).
+
+The exported model is the base model + adapter + the exemplar embeddings of
+every labelled example (train and validation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as functional
+
+from shared.classifier import EMBEDDING, CategorySpec, model_identity
+from shared.classifier.artifact import HEAD_PREFIX
+from shared.classifier.embedding import embed, embed_from_prefix, encoder_blocks, prefix_states
+from shared.training_config import TrainingConfig
+from worker.fine_tuning import devices
+from worker.fine_tuning.trainer import (
+    BaseTrainer,
+    ProgressCallback,
+    TrainedAdapter,
+    TrainingCancelled,
+    _collate,
+    _Timer,
+    peft_fields_of,
+    prepare_dataset,
+    setup_lora_model,
+)
+
+logger = logging.getLogger(__name__)
+
+ZERO_SHOT_LOGIT_SCALE = math.log(20.0)
+SUPCON_TEMPERATURE = 0.1
+HEAD_STEPS_PER_EPOCH = 20
+# The embedding recipe (tuned on banking.csv, see bench/README.md).
+RECIPE: dict[str, Any] = {
+    "temperature": 0.05,  # softness of the nearest-example maximum
+    "description_weight": 0.5,  # weight of the description cosine beside the examples
+    "learn_scoring": True,  # lora: also learn temperature and description weight
+    # lora: weight of a supervised contrastive term (SetFit's pairs, every in-batch text
+    # against every other labelled text, temperature 0.1) beside the exemplar loss, with
+    # up to ``supcon_full_weight_per_category`` training texts per category; beyond, it
+    # fades as (that / per category)^2: it helps few-shot runs, while with more
+    # examples it squeezes a category's sub-topics into one cluster (bench/README.md).
+    "supcon_weight": 2.0,
+    "supcon_full_weight_per_category": 7,
+    # lora: adapt only the top N encoder blocks (all when None); the rest run once per text.
+    "lora_top_layers": 1,
+    # lora: adapter learning rate / the nominal one (one block adapts: larger steps).
+    "lora_lr_multiplier": 10.0,
+}
+# Prefix states of the frozen bottom blocks are cached up to this size (else recomputed).
+PREFIX_CACHE_LIMIT_MB = 512
+
+
+def _top_blocks(encoder: torch.nn.Module) -> list[int] | None:
+    """Indices of the encoder blocks LoRA adapts (RECIPE's top N), None for all."""
+    blocks = encoder_blocks(encoder)
+    top = RECIPE["lora_top_layers"]
+    if blocks is None or not top or top >= len(blocks):
+        return None
+    return list(range(len(blocks) - top, len(blocks)))
+
+
+class EmbeddingTrainer(BaseTrainer):
+    """Description + soft-nearest-example scorer; LoRA on the encoder for method ``lora``.
+
+    Training scores each text against the descriptions and against every other
+    training example (its own embedding masked out): a leave-one-out nearest
+    neighbour objective that pulls same-category texts together and pushes the
+    others away, like SetFit's contrastive pairs, but on exactly the scorer that
+    serves predictions. Examples outside the batch come from a bank refreshed
+    every epoch; in-batch examples carry gradients.
+    """
+
+    kind = EMBEDDING
+
+    def __init__(
+        self,
+        base_model: str,
+        categories: Sequence[CategorySpec],
+        config: TrainingConfig,
+        device: str = "cpu",
+    ):
+        super().__init__(base_model, categories, config, device)
+        from shared.classifier.embedding import load_encoder
+
+        self.tokenizer, encoder = load_encoder(base_model)
+        # Frozen weights in bf16 on CUDA; peft keeps the LoRA weights in fp32.
+        encoder.to(device=device, dtype=devices.frozen_dtype(device))
+        self.use_lora = config.method == "lora"
+        # LoRA on the top blocks only; the frozen bottom blocks run once per text
+        # (prefix cache) instead of every epoch, in training and in evaluation.
+        adapted = _top_blocks(encoder) if self.use_lora else None
+        self.frozen_layers = adapted[0] if adapted else 0
+        self.encoder = setup_lora_model(encoder, config, adapted) if self.use_lora else encoder
+        self.body = self.encoder.get_base_model() if self.use_lora else self.encoder
+        if not self.use_lora:
+            for parameter in self.encoder.parameters():
+                parameter.requires_grad_(False)
+        self._prefix: dict[int, tuple[Any, torch.Tensor]] = {}
+        self.descriptions = dict(
+            self.tokenizer(
+                [c.text for c in self.categories],
+                padding=True,
+                truncation=True,
+                max_length=config.max_length,
+                return_tensors="pt",
+            ).to(device)
+        )
+        if self.frozen_layers:
+            with torch.no_grad():
+                self.body.eval()
+                self.descriptions["prefix"] = prefix_states(
+                    self.body, self.descriptions, self.frozen_layers
+                )
+        self.logit_scale = torch.nn.Parameter(torch.tensor(ZERO_SHOT_LOGIT_SCALE, device=device))
+        self.log_temperature = torch.nn.Parameter(
+            torch.tensor(math.log(RECIPE["temperature"]), device=device)
+        )
+        self.description_weight = torch.nn.Parameter(
+            torch.tensor(float(RECIPE["description_weight"]), device=device)
+        )
+        self.bank = torch.zeros(0, device=device)
+        self.bank_classes = torch.zeros(0, dtype=torch.long, device=device)
+        self.supcon_weight = 0.0
+
+    def _embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if "prefix" in batch:
+            return embed_from_prefix(
+                self.body, batch["prefix"], batch["attention_mask"], self.frozen_layers
+            )
+        return embed(self.encoder, batch)
+
+    def _cache_prefix(self, dataset: Any, pad_id: int) -> None:
+        """Run the frozen bottom blocks once over ``dataset`` (if the cache stays small)."""
+        if not self.frozen_layers or dataset is None or not len(dataset):
+            return
+        width = max(len(ids) for ids in dataset["input_ids"])
+        hidden = self.body.config.hidden_size
+        size_mb = len(dataset) * width * hidden * self.body.dtype.itemsize / 2**20
+        if size_mb > PREFIX_CACHE_LIMIT_MB:
+            logger.info("prefix cache skipped: %.0f MB over the limit", size_mb)
+            return
+        chunks = []
+        with torch.no_grad():
+            self.body.eval()
+            for start in range(0, len(dataset), 64):
+                indices = list(range(start, min(len(dataset), start + 64)))
+                batch = _collate(dataset, indices, pad_id, self.device)
+                states = prefix_states(self.body, batch, self.frozen_layers)
+                chunks.append(functional.pad(states, (0, 0, 0, width - states.shape[1])))
+        self._prefix[id(dataset)] = (dataset, torch.cat(chunks))
+
+    def collate(self, dataset: Any, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
+        batch = super().collate(dataset, indices, pad_id)
+        cached = self._prefix.get(id(dataset))
+        if cached is not None:
+            width = batch["input_ids"].shape[1]
+            rows = torch.tensor(list(indices), dtype=torch.long, device=self.device)
+            batch["prefix"] = cached[1][rows, :width]
+        return batch
+
+    def _embed_all(self, dataset: Any, pad_id: int) -> torch.Tensor:
+        """Embeddings of a whole dataset, no gradients."""
+        with torch.no_grad():
+            self.encoder.eval()
+            batches = self.eval_batches(dataset)
+            embeddings = torch.cat(
+                [self._embed(self.collate(dataset, indices, pad_id)) for indices in batches]
+            )
+            if not devices.gpu_recipe(self.device):
+                return embeddings  # in-order chunks
+            order = torch.tensor([index for indices in batches for index in indices])
+            result = torch.empty_like(embeddings)
+            result[order.to(self.device)] = embeddings
+            return result
+
+    def before_training(self, train_set: Any, pad_id: int) -> None:
+        self.train_set, self.pad_id = train_set, pad_id
+        self._cache_prefix(train_set, pad_id)
+        self._cache_prefix(self.val_set, pad_id)
+        self.bank = self._embed_all(train_set, pad_id)
+        self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long, device=self.device)
+        self.supcon_weight = supcon_weight(train_set["label"])
+
+    def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
+        if epoch > 1 and self.use_lora:
+            self.bank = self._embed_all(train_set, pad_id)
+
+    def _scores(
+        self,
+        embeddings: torch.Tensor,
+        descriptions: torch.Tensor,
+        exemplars: torch.Tensor,
+        exclude: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        from shared.classifier.embedding import exemplar_scores
+
+        return self.logit_scale.exp() * exemplar_scores(
+            embeddings,
+            descriptions,
+            exemplars,
+            self.bank_classes,
+            self.log_temperature.exp(),
+            self.description_weight,
+            exclude,
+        )
+
+    def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._scores(self._embed(batch), self._embed(self.descriptions), self.bank)
+
+    def batch_loss(self, batch: dict[str, torch.Tensor], training: bool) -> torch.Tensor:
+        embeddings = self._embed(batch)
+        descriptions = self._embed(self.descriptions)
+        indices = batch["indices"]
+        exemplars = self.bank.clone()
+        exemplars[indices] = embeddings
+        exclude = torch.zeros(
+            len(indices), exemplars.shape[0], dtype=torch.bool, device=self.device
+        )
+        exclude[torch.arange(len(indices)), indices] = True
+        logits = self._scores(embeddings, descriptions, exemplars, exclude)
+        loss = functional.cross_entropy(logits, batch["labels"])
+        weight = self.supcon_weight
+        if weight > 0:
+            loss = loss + weight * _supervised_contrastive(
+                embeddings, exemplars, batch["labels"], self.bank_classes, exclude
+            )
+        return loss
+
+    def set_mode(self, training: bool) -> None:
+        self.encoder.train(training)
+
+    def _scoring_parameters(self) -> list[torch.nn.Parameter]:
+        parameters = [self.logit_scale]
+        if not self.use_lora or RECIPE["learn_scoring"]:
+            parameters += [self.log_temperature, self.description_weight]
+        return parameters
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        head_lr = self.config.learning_rate * self.config.head_lr_multiplier
+        groups = [{"params": self._scoring_parameters(), "lr": head_lr}]
+        if self.use_lora:
+            adapter = [p for p in self.encoder.parameters() if p.requires_grad]
+            groups.append(
+                {
+                    "params": adapter,
+                    "lr": self.config.learning_rate
+                    * (self.config.lora_lr_multiplier or RECIPE["lora_lr_multiplier"]),
+                }
+            )
+        return groups
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        state = {
+            "__logit_scale": self.logit_scale.detach().clone(),
+            "__log_temperature": self.log_temperature.detach().clone(),
+            "__description_weight": self.description_weight.detach().clone(),
+        }
+        if self.use_lora:
+            state.update(
+                {
+                    name: value.detach().clone()
+                    for name, value in self.encoder.named_parameters()
+                    if value.requires_grad
+                }
+            )
+        return state
+
+    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            self.logit_scale.copy_(state["__logit_scale"])
+            self.log_temperature.copy_(state["__log_temperature"])
+            self.description_weight.copy_(state["__description_weight"])
+            own = dict(self.encoder.named_parameters())
+            for name, value in state.items():
+                if name in own:
+                    own[name].copy_(value)
+
+    def fit(
+        self,
+        train_examples: Sequence[dict[str, Any]],
+        val_examples: Sequence[dict[str, Any]],
+        progress: ProgressCallback,
+        should_cancel: Callable[[], bool],
+    ) -> TrainedAdapter:
+        if self.use_lora:
+            return super().fit(train_examples, val_examples, progress, should_cancel)
+        return self._fit_head(train_examples, val_examples, progress, should_cancel)
+
+    def _fit_head(
+        self,
+        train_examples: Sequence[dict[str, Any]],
+        val_examples: Sequence[dict[str, Any]],
+        progress: ProgressCallback,
+        should_cancel: Callable[[], bool],
+    ) -> TrainedAdapter:
+        """Frozen encoder: learn scale, temperature and description weight on cached embeddings."""
+        started = time.perf_counter()
+        config = self.config
+        pad_id = self.tokenizer.pad_token_id or 0
+        train_set = prepare_dataset(
+            [e["text"] for e in train_examples],
+            self._label_ids(train_examples),
+            self.tokenizer,
+            config.max_length,
+        )
+        self.val_set = (
+            prepare_dataset(
+                [e["text"] for e in val_examples],
+                self._label_ids(val_examples),
+                self.tokenizer,
+                config.max_length,
+            )
+            if val_examples
+            else None
+        )
+        self.before_training(train_set, pad_id)
+        train_y = self.bank_classes
+        val_x = self._embed_all(self.val_set, pad_id) if self.val_set is not None else None
+        val_y = (
+            torch.tensor(self.val_set["label"], device=self.device)
+            if self.val_set is not None
+            else None
+        )
+        with torch.no_grad():
+            descriptions = self._embed(self.descriptions)
+        exclude = torch.eye(len(train_y), dtype=torch.bool, device=self.device)
+        optimizer = torch.optim.Adam(self.parameter_groups())
+        total_steps = HEAD_STEPS_PER_EPOCH * config.epochs
+        timer = _Timer(total_steps)
+        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+        best_loss, best_state, best_epoch, stale, step = math.inf, None, 0, 0, 0
+        for epoch in range(1, config.epochs + 1):
+            if should_cancel():
+                raise TrainingCancelled("training was cancelled")
+            for _ in range(HEAD_STEPS_PER_EPOCH):
+                loss = functional.cross_entropy(
+                    self._scores(self.bank, descriptions, self.bank, exclude), train_y
+                )
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                step += 1
+            history["train_loss"].append(float(loss.detach()))
+            progress("training", step, total_steps, epoch, float(loss.detach()), timer.eta(step))
+            if val_x is None:
+                best_epoch = epoch
+                continue
+            with torch.no_grad():
+                val_scores = self._scores(val_x, descriptions, self.bank)
+                val_loss = float(functional.cross_entropy(val_scores, val_y))
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(
+                    float((val_scores.argmax(1) == val_y).float().mean())
+                )
+            if val_loss < best_loss - 1e-4:
+                best_loss, best_state, best_epoch, stale = (
+                    val_loss,
+                    self.trainable_state(),
+                    epoch,
+                    0,
+                )
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    break
+        if best_state is not None:
+            self.load_state(best_state)
+        history.update(
+            best_epoch=best_epoch,
+            epochs_run=len(history["train_loss"]),
+            steps=step,
+            train_seconds=round(time.perf_counter() - started, 3),
+        )
+        progress("training", total_steps, total_steps, best_epoch, None, 0.0)
+        return self.export(history)
+
+    def export(self, history: dict[str, Any]) -> TrainedAdapter:
+        """Adapter + every labelled example (train and validation) as exemplars."""
+        exemplars = [self._embed_all(self.train_set, self.pad_id)]
+        classes = [torch.tensor(self.train_set["label"], dtype=torch.long)]
+        if self.val_set is not None and len(self.val_set):
+            exemplars.append(self._embed_all(self.val_set, self.pad_id))
+            classes.append(torch.tensor(self.val_set["label"], dtype=torch.long))
+        tensors = {
+            f"{HEAD_PREFIX}exemplars": torch.cat(exemplars).float().cpu().contiguous(),
+            f"{HEAD_PREFIX}exemplar_classes": torch.cat(classes).contiguous(),
+            f"{HEAD_PREFIX}logit_scale": self.logit_scale.detach().cpu().clone().reshape(()),
+            f"{HEAD_PREFIX}temperature": self.log_temperature.detach().cpu().exp().reshape(()),
+            f"{HEAD_PREFIX}description_weight": self.description_weight.detach()
+            .cpu()
+            .clone()
+            .reshape(()),
+        }
+        peft_fields: dict[str, Any] = {"peft_type": None}
+        if self.use_lora:
+            from peft import get_peft_model_state_dict
+
+            for name, value in get_peft_model_state_dict(self.encoder).items():
+                tensors[name] = value.detach().float().cpu().clone().contiguous()
+            peft_fields = peft_fields_of(self.encoder)
+        peft_fields["base_model_name_or_path"] = model_identity(self.base_model)
+        return TrainedAdapter(
+            tensors=tensors,
+            peft_fields=peft_fields,
+            manifest=self.manifest(self.config.method, self.config.max_length),
+            history=history,
+        )
+
+
+def supcon_weight(labels: Sequence[int]) -> float:
+    """The recipe's contrastive weight for a training set (fades with examples per category)."""
+    if not labels:
+        return 0.0
+    per_category = len(labels) / len(set(labels))
+    full = float(RECIPE["supcon_full_weight_per_category"])
+    return float(RECIPE["supcon_weight"]) * min(1.0, (full / per_category) ** 2)
+
+
+def _supervised_contrastive(
+    embeddings: torch.Tensor,
+    exemplars: torch.Tensor,
+    labels: torch.Tensor,
+    exemplar_classes: torch.Tensor,
+    exclude: torch.Tensor,
+) -> torch.Tensor:
+    """SupCon: each text against every other exemplar, same-class ones as positives."""
+    similarity = (embeddings @ exemplars.T / SUPCON_TEMPERATURE).masked_fill(exclude, float("-inf"))
+    log_probability = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    positives = (labels[:, None] == exemplar_classes[None, :]) & ~exclude
+    log_probability = log_probability.masked_fill(~positives, 0.0)
+    return (-(log_probability.sum(1)) / positives.sum(1).clamp(min=1)).mean()
