@@ -130,6 +130,27 @@ class Config:
         default=6 * 3600,
         metadata={"env": "SORTLOOP_TRAINING_TIME_LIMIT", "help": "hard limit of one task"},
     )
+    training_device: str = field(
+        default="auto",
+        metadata={
+            "env": "SORTLOOP_TRAINING_DEVICE",
+            "help": "training worker: auto (CUDA when available), cpu or cuda",
+        },
+    )
+    training_max_batch_tokens: int = field(
+        default=8192,
+        metadata={
+            "env": "SORTLOOP_MAX_BATCH_TOKENS",
+            "help": "training worker on CUDA: padded tokens per batch (lower it on a smaller GPU)",
+        },
+    )
+    training_gradient_accumulation: int = field(
+        default=1,
+        metadata={
+            "env": "SORTLOOP_GRADIENT_ACCUMULATION",
+            "help": "training worker: batches per optimizer step (1..64)",
+        },
+    )
     model_check_interval_seconds: float = field(
         default=2.0,
         metadata={"env": "SORTLOOP_MODEL_CHECK_INTERVAL", "help": "hot-reload check period"},
@@ -146,6 +167,14 @@ class Config:
             )
         if not self.base_model_kind:
             object.__setattr__(self, "base_model_kind", infer_base_model_kind(self.base_model))
+        if self.training_device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(
+                f"SORTLOOP_TRAINING_DEVICE={self.training_device!r}: use auto, cpu or cuda"
+            )
+        if self.training_max_batch_tokens < 64:
+            raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")
+        if not 1 <= self.training_gradient_accumulation <= 64:
+            raise ConfigError("SORTLOOP_GRADIENT_ACCUMULATION must be from 1 to 64")
         if not self.contributor_types:
             raise ConfigError("SORTLOOP_CONTRIBUTOR_TYPES must name at least one type")
 
@@ -173,6 +202,14 @@ class Config:
             else:
                 values[spec.name] = raw.strip()
         return cls(**values)
+
+    def training_overrides(self) -> dict[str, object]:
+        """This host's training settings (TrainingConfig fields) beside the admin's choices."""
+        return {
+            "device": self.training_device,
+            "max_batch_tokens": self.training_max_batch_tokens,
+            "gradient_accumulation_steps": self.training_gradient_accumulation,
+        }
 
     def with_overrides(self, **changes: object) -> Config:
         return replace(self, **changes)

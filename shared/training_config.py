@@ -66,6 +66,14 @@ class TrainingConfig:
         },
     )
 
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={
+            "help": "batches whose gradients add up before one optimizer step: a larger "
+            "effective batch at the memory of one batch (1..64)"
+        },
+    )
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
@@ -111,6 +119,14 @@ class TrainingConfig:
         if not isinstance(self.max_batch_tokens, int) or self.max_batch_tokens < 64:
             raise ValueError(
                 f"max_batch_tokens must be an integer >= 64, got {self.max_batch_tokens!r}"
+            )
+        if (
+            not isinstance(self.gradient_accumulation_steps, int)
+            or not 1 <= self.gradient_accumulation_steps <= 64
+        ):
+            raise ValueError(
+                "gradient_accumulation_steps must be an integer from 1 to 64, "
+                f"got {self.gradient_accumulation_steps!r}"
             )
         if "{}" not in self.hypothesis_template:
             raise ValueError("hypothesis_template must contain '{}' for the category description")

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +185,12 @@ class StepContext:
     sessions: sessionmaker[Session]
     status: str
     progress_range: tuple[float, float]
+    # The worker host's training settings (device, token budget, accumulation).
+    training_overrides: dict[str, Any] = field(default_factory=dict)
+
+    def engine_config(self, chosen: dict[str, Any]) -> dict[str, Any]:
+        """The admin's choices for the run plus this host's training settings."""
+        return {**chosen, **self.training_overrides}
 
     def progress_writer(self) -> ProgressWriter:
         return ProgressWriter(self.run_id, self.sessions, self.status, self.progress_range)
@@ -295,7 +301,7 @@ def _work_train(context: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
     info = train_model(
         inputs["train"],
         inputs["val"],
-        inputs["config"],
+        context.engine_config(inputs["config"]),
         inputs["base_model"],
         inputs["categories"],
         progress=progress,
@@ -356,7 +362,7 @@ def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
         inputs["categories"],
         cross_validation=bool(inputs["config"].get("cross_validation")),
         cv_examples=inputs["train_and_val"],
-        config=inputs["config"],
+        config=context.engine_config(inputs["config"]),
         progress=progress,
         should_cancel=progress.should_cancel,
     )
@@ -525,6 +531,7 @@ def run_step(
     models_dir: str,
     heartbeat_timeout_seconds: float,
     task_id: str | None = None,
+    training_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one step of a run through the lifecycle; never leaves it half-done.
 
@@ -536,7 +543,9 @@ def run_step(
     outcome, inputs = _claim(sessions, run_id, step, task_id)
     if outcome != "run":
         return {"run_id": run_id, "step": step.name, "outcome": outcome, "error": None}
-    context = StepContext(run_id, models_dir, sessions, step.status, step.progress_range)
+    context = StepContext(
+        run_id, models_dir, sessions, step.status, step.progress_range, training_overrides or {}
+    )
     started = time.monotonic()
     try:
         with Heartbeat(

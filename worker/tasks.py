@@ -38,6 +38,7 @@ def _run_pipeline_step(task: Any, run_id: int, step: pipeline.Step) -> dict[str,
         models_dir=config.models_dir,
         heartbeat_timeout_seconds=config.heartbeat_timeout_seconds,
         task_id=task.request.id,
+        training_overrides=config.training_overrides(),
     )
     if result["outcome"] == "failed":
         # The run is already failed with its error; failing the task stops the chain and

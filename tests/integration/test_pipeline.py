@@ -7,6 +7,7 @@ consuming the training queue is the one started here, which a test may kill.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -37,6 +38,8 @@ def pipeline_config(config, tmp_path_factory):
             models_dir=str(tmp_path_factory.mktemp("pipeline-models")),
             heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
             beat_interval_seconds=2.0,
+            training_device="cpu",
+            training_gradient_accumulation=2,  # the worker host's settings reach the engine
         )
 
 
@@ -201,9 +204,11 @@ def test_a_run_goes_from_queued_to_completed_with_rising_progress_and_results(
     assert len(results["confusion_matrix"]) == 8
     assert results["loss_curve"], "the loss curve is recorded"
     assert final["error"] is None
-    assert Path(
-        pipeline_config.models_dir, "finetuned", f"run_{run_id}", "adapter_config.json"
-    ).is_file()
+    published = Path(pipeline_config.models_dir, "finetuned", f"run_{run_id}")
+    assert (published / "adapter_config.json").is_file()
+    recorded = json.loads((published / "training_data.json").read_text())["config"]
+    assert (recorded["device"], recorded["gradient_accumulation_steps"]) == ("cpu", 2)
+    assert recorded["epochs"] == 2 and recorded["lora_r"] == 8  # and the admin's choices
 
     (row,) = client.get("/admin/api/runs", headers=admin_headers).get_json()
     assert row["run_id"] == run_id

@@ -22,11 +22,32 @@ def test_defaults_work_without_any_environment():
         ("BASE_MODEL_KIND", "transformer"),
         ("SORTLOOP_HEARTBEAT_TIMEOUT", "soon"),
         ("SORTLOOP_TRAINING_TIME_LIMIT", "0"),
+        ("SORTLOOP_TRAINING_DEVICE", "tpu"),
+        ("SORTLOOP_MAX_BATCH_TOKENS", "32"),
+        ("SORTLOOP_GRADIENT_ACCUMULATION", "100"),
     ],
 )
 def test_a_bad_value_is_refused_with_the_variable_named(variable, value):
     with pytest.raises(ConfigError, match=variable):
         Config.from_env({variable: value})
+
+
+def test_the_training_host_settings_become_engine_config_fields():
+    from shared.training_config import TrainingConfig
+
+    config = Config.from_env(
+        {
+            "SORTLOOP_TRAINING_DEVICE": "cpu",
+            "SORTLOOP_MAX_BATCH_TOKENS": "2048",
+            "SORTLOOP_GRADIENT_ACCUMULATION": "4",
+        }
+    )
+    engine = TrainingConfig.from_dict({"method": "lora", **config.training_overrides()})
+    assert (engine.device, engine.max_batch_tokens, engine.gradient_accumulation_steps) == (
+        "cpu",
+        2048,
+        4,
+    )
 
 
 def test_nli_kind_is_inferred_from_an_mnli_model_name():

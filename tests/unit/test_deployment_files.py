@@ -45,6 +45,30 @@ def test_training_worker_reserves_an_nvidia_gpu_and_runs_one_task_at_a_time(comp
     assert "--max-tasks-per-child" in command
 
 
+def test_training_worker_settings_default_to_a_valid_cuda_config(compose):
+    import re
+
+    from shared.config import Config
+
+    environment = compose["services"]["worker"]["environment"]
+    names = [
+        "SORTLOOP_TRAINING_DEVICE",
+        "SORTLOOP_MAX_BATCH_TOKENS",
+        "SORTLOOP_GRADIENT_ACCUMULATION",
+    ]
+    defaults = {
+        name: re.fullmatch(r"\$\{" + name + r":-(.+)\}", environment[name]).group(1)
+        for name in names
+    }
+    config = Config.from_env(defaults)
+    assert config.training_overrides() == {
+        "device": "cuda",
+        "max_batch_tokens": 8192,
+        "gradient_accumulation_steps": 1,
+    }
+    assert environment["MODELS_DIR"] == "/data/models"  # the shared settings are merged in
+
+
 def test_cpu_worker_consumes_the_default_queue(compose):
     command = compose["services"]["worker-cpu"]["command"]
     assert command[command.index("-Q") + 1] == "default"

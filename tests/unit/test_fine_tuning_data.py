@@ -80,6 +80,9 @@ def test_config_round_trips_through_a_dict() -> None:
         ("epochs", 11),
         ("split", [0.5, 0.5]),
         ("split", [0.7, 0.2, 0.2]),
+        ("gradient_accumulation_steps", 0),
+        ("gradient_accumulation_steps", 65),
+        ("lora_lr_multiplier", -1.0),
     ],
 )
 def test_bad_config_values_name_the_field(field: str, value: object) -> None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -69,3 +70,50 @@ def test_nli_model_trains_exports_and_reloads(tiny_bart, tmp_path, method) -> No
         p.label for p in reloaded.classify([e["text"] for e in _examples("e")], CATEGORIES)
     ]
     assert predicted == results["predictions"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bart_without_dropout(tmp_path_factory) -> str:
+    from shared.classifier.tiny import build_tiny_nli_model
+
+    path = Path(build_tiny_nli_model(tmp_path_factory.mktemp("bart-no-dropout")))
+    config = json.loads((path / "config.json").read_text())
+    config["dropout"] = 0.0  # so that both runs below are deterministic functions of the data
+    (path / "config.json").write_text(json.dumps(config))
+    return str(path)
+
+
+def test_gradient_accumulation_trains_like_one_larger_batch(
+    tiny_bart_without_dropout, tmp_path
+) -> None:
+    from shared.classifier.artifact import read_adapter_tensors
+
+    def train(batch_size: int, accumulation: int) -> tuple[dict, dict]:
+        config = TrainingConfig(
+            method="lora",
+            epochs=2,
+            batch_size=batch_size,
+            gradient_accumulation_steps=accumulation,
+            lora_dropout=0.0,
+            learning_rate=5e-4,
+        )
+        info = engine.train_model(
+            _examples("t"),
+            [],
+            config,
+            tiny_bart_without_dropout,
+            CATEGORIES,
+            output_dir=tmp_path / f"{batch_size}x{accumulation}",
+        )
+        return info, read_adapter_tensors(info["adapter_dir"])
+
+    large_info, large = train(batch_size=6, accumulation=1)
+    accumulated_info, accumulated = train(batch_size=3, accumulation=2)
+    single_info, single = train(batch_size=3, accumulation=1)
+    assert large_info["steps"] == accumulated_info["steps"] == 4  # 12 texts / 6, 2 epochs
+    assert single_info["steps"] == 8
+    lora_keys = [key for key in large if "lora_" in key]
+    assert lora_keys
+    for key in lora_keys:
+        assert torch.allclose(large[key], accumulated[key], atol=1e-5), key
+    assert any(not torch.allclose(large[key], single[key], atol=1e-5) for key in lora_keys)

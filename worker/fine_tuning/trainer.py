@@ -261,7 +261,7 @@ class BaseTrainer:
     def set_mode(self, training: bool) -> None:
         raise NotImplementedError
 
-    def steps_per_epoch(self, size: int) -> int:
+    def batches_per_epoch(self, size: int) -> int:
         return max(1, math.ceil(size / self.config.batch_size))
 
     # Batching: fixed batch_size on CPU (unchanged results), token budget on CUDA.
@@ -338,10 +338,11 @@ class BaseTrainer:
         optimizer = torch.optim.AdamW(self.parameter_groups(), weight_decay=0.0)
         generator = torch.Generator().manual_seed(config.seed)
         if not devices.gpu_recipe(self.device):
-            steps_per_epoch = self.steps_per_epoch(len(train_set))
+            batches_per_epoch = self.batches_per_epoch(len(train_set))
         else:
-            steps_per_epoch = len(self.epoch_batches(train_set, 1, generator))
-        total_steps = steps_per_epoch * config.epochs
+            batches_per_epoch = len(self.epoch_batches(train_set, 1, generator))
+        accumulation = config.gradient_accumulation_steps
+        total_steps = math.ceil(batches_per_epoch / accumulation) * config.epochs
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / max(1, total_steps // 10))
         )
@@ -355,17 +356,28 @@ class BaseTrainer:
             self.on_epoch_start(train_set, pad_id, epoch)
             self.set_mode(True)
             losses = []
-            for indices in self.epoch_batches(train_set, epoch, generator):
-                if should_cancel():
-                    raise TrainingCancelled("training was cancelled")
-                batch = self.collate(train_set, indices, pad_id)
-                loss = self.batch_loss(batch, training=True)
+            batches = self.epoch_batches(train_set, epoch, generator)
+            # One optimizer step per group of ``accumulation`` batches; each batch's mean
+            # loss is weighted by its share of the group's texts, so the step follows
+            # the mean over the whole group, as one large batch would.
+            for start in range(0, len(batches), accumulation):
+                group = batches[start : start + accumulation]
+                group_size = sum(len(indices) for indices in group)
                 optimizer.zero_grad()
-                loss.backward()
+                group_loss = 0.0
+                for indices in group:
+                    if should_cancel():
+                        raise TrainingCancelled("training was cancelled")
+                    batch = self.collate(train_set, indices, pad_id)
+                    loss = self.batch_loss(batch, training=True)
+                    if len(group) > 1:
+                        loss = loss * (len(indices) / group_size)
+                    loss.backward()
+                    group_loss += float(loss.detach())
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                losses.append(float(loss.detach()))
+                losses.append(group_loss)
                 total_steps = max(total_steps, step)
                 progress("training", step, total_steps, epoch, losses[-1], timer.eta(step))
             history["train_loss"].append(sum(losses) / len(losses))
