@@ -278,6 +278,70 @@ def start_training_run(
     return run
 
 
+def estimate_run_duration(session: Session, options: object, *, base_model: str) -> dict[str, Any]:
+    """How long a run with ``options`` should take on today's data, before it starts.
+
+    Scaled from the latest completed run of the same method, cross-validation
+    choice and base model: its training time by examples and by maximum epochs,
+    the rest (data checks, evaluation) by examples. ``seconds`` is None (with the
+    reason in ``basis``) until such a run exists. InvalidInput for bad options,
+    as for start-training.
+    """
+    config = validate_training_config(options)
+    example_ids, _ = _training_snapshot(session)
+    examples = len(example_ids)
+    reference = None
+    candidates = session.scalars(
+        select(FineTuningRun)
+        .where(
+            FineTuningRun.status == "completed",
+            FineTuningRun.base_model == base_model,
+            FineTuningRun.started_at.is_not(None),
+            FineTuningRun.completed_at.is_not(None),
+            FineTuningRun.num_training_examples > 0,
+        )
+        .order_by(FineTuningRun.completed_at.desc(), FineTuningRun.id.desc())
+        .limit(50)
+    )
+    for run in candidates:
+        chosen = run.training_config or {}
+        if chosen.get("method") == config["method"] and bool(
+            chosen.get("cross_validation")
+        ) == bool(config["cross_validation"]):
+            reference = run
+            break
+    if reference is None:
+        return {
+            "seconds": None,
+            "num_examples": examples,
+            "reference_run": None,
+            "basis": f"no completed {config['method']} run"
+            + (" with cross-validation" if config["cross_validation"] else "")
+            + " on this base model yet: the first one sets the estimate",
+        }
+    took = max(0.0, (reference.completed_at - reference.started_at).total_seconds())
+    training = ((reference.results or {}).get("training") or {}).get("train_seconds")
+    training = min(took, float(training)) if _is_number(training) else took
+    size = examples / reference.num_training_examples
+    epochs = config["epochs"] / int((reference.training_config or {}).get("epochs") or 10)
+    seconds = training * size * epochs + (took - training) * size
+    return {
+        "seconds": round(seconds, 1),
+        "num_examples": examples,
+        "reference_run": {
+            "run_id": reference.id,
+            "num_examples": reference.num_training_examples,
+            "seconds": round(took, 1),
+            "epochs": int((reference.training_config or {}).get("epochs") or 10),
+        },
+        "basis": (
+            f"scaled from run {reference.id} ({reference.num_training_examples} examples, "
+            f"up to {int((reference.training_config or {}).get('epochs') or 10)} epochs, "
+            f"{took:.0f} s); early stopping can make it shorter"
+        ),
+    }
+
+
 def pipeline_sender(celery_app: Any, publish_retries: int = 1) -> Enqueue:
     """An ``enqueue`` that sends validate_data → train → evaluate for a run by task name.
 

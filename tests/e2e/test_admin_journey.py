@@ -88,6 +88,9 @@ def test_admin_corrects_trains_watches_progress_and_reads_the_run_details(
     page.get_by_role("button", name="Start fine-tuning…").click()
     confirm = page.locator('[data-role="confirm"]')
     assert "LoRA rank 16" in confirm.inner_text()
+    first_estimate = confirm.locator('[data-role="confirm-estimate"]')
+    first_estimate.filter(has_text="Expected duration: unknown").wait_for()
+    assert "no completed lora run" in first_estimate.inner_text()
     confirm.get_by_role("button", name="Confirm and start").click()
 
     bar = page.locator('[data-role="progress-bar"]')
@@ -106,6 +109,14 @@ def test_admin_corrects_trains_watches_progress_and_reads_the_run_details(
     assert seen[-1] == 100
     assert len(set(seen)) >= 2, "the bar moved while the page stayed open"
     assert "accuracy" in outcome
+
+    # The next run states its expected duration, scaled from the one that just finished.
+    page.get_by_role("button", name="Start fine-tuning…").click()
+    estimate = confirm.locator('[data-role="confirm-estimate"]').filter(has_text="scaled from run")
+    estimate.wait_for()
+    assert "Expected duration: about" in estimate.inner_text()
+    confirm.get_by_role("button", name="Back").click()
+    assert confirm.is_hidden()
 
     history_row = page.locator('[data-role="history"] tbody tr').first
     history_row.get_by_text("completed").wait_for()

@@ -14,6 +14,7 @@ from shared.settings_store import set_setting
 from shared.training_runs import (
     DEFAULT_TRAINING_CONFIG,
     cancel_training_run,
+    estimate_run_duration,
     list_runs,
     maybe_auto_train,
     reap_stale_runs,
@@ -430,3 +431,54 @@ def test_cancel_through_the_api_works_even_when_the_broker_is_down(client, sessi
 
     assert response.status_code == 200
     assert response.get_json()["status"] == "cancelled"
+
+
+def _completed_run(
+    session, *, method, examples, seconds, train_seconds, epochs=10, cv=False, hours_ago=1
+):
+    started = utcnow() - timedelta(hours=hours_ago)
+    return make_run(
+        session,
+        base_model="test-model",
+        status="completed",
+        training_config={**DEFAULT_TRAINING_CONFIG, "method": method, "epochs": epochs,
+                         "cross_validation": cv},
+        num_training_examples=examples,
+        started_at=started,
+        completed_at=started + timedelta(seconds=seconds),
+        results={"training": {"train_seconds": train_seconds}},
+    )  # fmt: skip
+
+
+def test_a_run_has_no_duration_estimate_before_a_similar_run_completed(session, examples):
+    estimate = estimate_run_duration(session, {"method": "head"}, base_model="test-model")
+    assert estimate["seconds"] is None
+    assert estimate["num_examples"] == 12
+    assert "no completed head run" in estimate["basis"]
+
+
+def test_the_estimate_scales_the_latest_similar_run_by_examples_and_epochs(session, examples):
+    _completed_run(session, method="lora", examples=24, seconds=50, train_seconds=40, hours_ago=9)
+    reference = _completed_run(session, method="lora", examples=6, seconds=30, train_seconds=20)
+    _completed_run(session, method="head", examples=12, seconds=5, train_seconds=1)
+    _completed_run(session, method="lora", examples=12, seconds=900, train_seconds=880, cv=True)
+    session.commit()
+
+    estimate = estimate_run_duration(
+        session, {"method": "lora", "epochs": 5}, base_model="test-model"
+    )
+
+    # 12 examples now vs 6: training 20 s x 2 x (5 / 10 epochs) + the other 10 s x 2
+    assert estimate["seconds"] == pytest.approx(40.0)
+    assert estimate["reference_run"]["run_id"] == reference.id
+    assert f"run {reference.id}" in estimate["basis"]
+    other_model = estimate_run_duration(session, {"method": "lora"}, base_model="other-model")
+    assert other_model["seconds"] is None
+
+
+def test_the_estimate_api_refuses_bad_options_like_start_training(client, examples, admin_headers):
+    ok = client.post("/admin/api/training-estimate", json={"method": "lora"}, headers=admin_headers)
+    assert ok.status_code == 200 and ok.get_json()["num_examples"] == 12
+    bad = client.post("/admin/api/training-estimate", json={"epochs": 99}, headers=admin_headers)
+    assert bad.status_code == 400 and "epochs" in bad.get_json()["error"]
+    assert client.post("/admin/api/training-estimate", json={}).status_code in (400, 401)

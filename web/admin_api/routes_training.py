@@ -7,6 +7,7 @@ from flask import current_app, jsonify, request
 from shared.errors import InvalidInput
 from shared.training_runs import (
     cancel_training_run,
+    estimate_run_duration,
     get_run,
     list_runs,
     pipeline_sender,
@@ -45,6 +46,19 @@ def start_training():
         created_by=current_actor(),
     )
     return jsonify({"run_id": run.id, "status": run.status}), 202
+
+
+@bp.post("/training-estimate")
+@admin_required
+def training_estimate():
+    """The expected duration of a run with these options (same body as start-training)."""
+    return jsonify(
+        estimate_run_duration(
+            get_session(),
+            _json_object(allow_empty=True),
+            base_model=current_app.config["SORTLOOP"].base_model,
+        )
+    )
 
 
 @bp.get("/training-status/<int:run_id>")

@@ -92,6 +92,26 @@
       config.split.join(" / ") + (config.cross_validation ? ", with cross-validation" : "") + ".";
   }
 
+  function formatSeconds(seconds) {
+    if (seconds < 90) return "about " + Math.max(1, Math.round(seconds)) + " s";
+    if (seconds < 5400) return "about " + Math.round(seconds / 60) + " min";
+    return "about " + (seconds / 3600).toFixed(1) + " h";
+  }
+
+  // The expected duration, before the admin confirms (scaled from the last similar run).
+  function showEstimate(config) {
+    var node = $("confirm-estimate");
+    setText(node, "Estimating the duration…");
+    call("POST", "/training-estimate", config).then(function (result) {
+      if (!result.ok) { setText(node, result.body.error || "No estimate available."); return; }
+      var estimate = result.body;
+      setText(node, estimate.seconds === null
+        ? "Expected duration: unknown (" + estimate.basis + ")."
+        : "Expected duration: " + formatSeconds(estimate.seconds) + " for " + estimate.num_examples +
+          " examples (" + estimate.basis + ").");
+    }, function () { setText(node, "No estimate: the server could not be reached."); });
+  }
+
   function setupForm() {
     var form = $("start-form");
     var confirmBox = $("confirm");
@@ -106,6 +126,7 @@
       setText($("form-status"), "");
       pending = read.config;
       setText($("confirm-summary"), describe(pending));
+      showEstimate(pending);
       confirmBox.hidden = false;
       confirmBox.querySelector('[data-action="confirm-start"]').focus();
     });
