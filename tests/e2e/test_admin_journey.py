@@ -98,8 +98,10 @@ def test_admin_corrects_trains_watches_progress_and_reads_the_run_details(
     seen = []
     deadline = time.monotonic() + RUN_TIMEOUT_MS / 1000
     while time.monotonic() < deadline:
-        seen.append(int(bar.get_attribute("aria-valuenow")))
+        # Status first, then the bar: both come from one status response, so a final
+        # status is never paired with the bar of the poll before it.
         status = page.locator('[data-role="progress-status"]').inner_text()
+        seen.append(int(bar.get_attribute("aria-valuenow")))
         if status in ("completed", "failed", "cancelled"):
             break
         page.wait_for_timeout(250)
