@@ -42,6 +42,7 @@ from shared.training_config import TrainingConfig
 from worker.fine_tuning import devices
 from worker.fine_tuning.trainer import (
     BaseTrainer,
+    EarlyStopping,
     ProgressCallback,
     TrainedAdapter,
     TrainingCancelled,
@@ -356,7 +357,7 @@ class EmbeddingTrainer(BaseTrainer):
         total_steps = HEAD_STEPS_PER_EPOCH * config.epochs
         timer = _Timer(total_steps)
         history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
-        best_loss, best_state, best_epoch, stale, step = math.inf, None, 0, 0, 0
+        stopping, step = EarlyStopping(self, config.patience), 0
         for epoch in range(1, config.epochs + 1):
             if should_cancel():
                 raise TrainingCancelled("training was cancelled")
@@ -371,7 +372,7 @@ class EmbeddingTrainer(BaseTrainer):
             history["train_loss"].append(float(loss.detach()))
             progress("training", step, total_steps, epoch, float(loss.detach()), timer.eta(step))
             if val_x is None:
-                best_epoch = epoch
+                stopping.without_validation(epoch)
                 continue
             with torch.no_grad():
                 val_scores = self._scores(val_x, descriptions, self.bank)
@@ -380,27 +381,9 @@ class EmbeddingTrainer(BaseTrainer):
                 history["val_accuracy"].append(
                     float((val_scores.argmax(1) == val_y).float().mean())
                 )
-            if val_loss < best_loss - 1e-4:
-                best_loss, best_state, best_epoch, stale = (
-                    val_loss,
-                    self.trainable_state(),
-                    epoch,
-                    0,
-                )
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    break
-        if best_state is not None:
-            self.load_state(best_state)
-        history.update(
-            best_epoch=best_epoch,
-            epochs_run=len(history["train_loss"]),
-            steps=step,
-            train_seconds=round(time.perf_counter() - started, 3),
-        )
-        progress("training", total_steps, total_steps, best_epoch, None, 0.0)
-        return self.export(history)
+            if stopping.should_stop(epoch, val_loss):
+                break
+        return stopping.finish(history, step, started, progress, total_steps)
 
     def export(self, history: dict[str, Any]) -> TrainedAdapter:
         """Adapter + every labelled example (train and validation) as exemplars."""

@@ -223,6 +223,50 @@ def train(
     return adapter, tokenizer
 
 
+class EarlyStopping:
+    """Early stopping on validation loss; remembers the best epoch's trainable state."""
+
+    def __init__(self, trainer: BaseTrainer, patience: int) -> None:
+        self.trainer = trainer
+        self.patience = patience
+        self.best_loss, self.best_state, self.best_epoch, self.stale = math.inf, None, 0, 0
+
+    def without_validation(self, epoch: int) -> None:
+        """No validation set: the last epoch is the one kept."""
+        self.best_state, self.best_epoch = None, epoch
+
+    def should_stop(self, epoch: int, val_loss: float) -> bool:
+        if val_loss < self.best_loss - 1e-4:
+            self.best_loss, self.best_epoch, self.stale = val_loss, epoch, 0
+            self.best_state = self.trainer.trainable_state()
+            return False
+        self.stale += 1
+        if self.stale >= self.patience:
+            logger.info("early stop at epoch=%d best_epoch=%d", epoch, self.best_epoch)
+            return True
+        return False
+
+    def finish(
+        self,
+        history: dict[str, Any],
+        steps: int,
+        started: float,
+        progress: ProgressCallback,
+        total_steps: int,
+    ) -> TrainedAdapter:
+        """Restore the best epoch, complete the history, export the adapter."""
+        if self.best_state is not None:
+            self.trainer.load_state(self.best_state)
+        history.update(
+            best_epoch=self.best_epoch,
+            epochs_run=len(history["train_loss"]),
+            steps=steps,
+            train_seconds=round(time.perf_counter() - started, 3),
+        )
+        progress("training", total_steps, total_steps, self.best_epoch, None, 0.0)
+        return self.trainer.export(history)
+
+
 class BaseTrainer:
     """The shared epoch loop: batches, early stopping, best state, progress, cancel."""
 
@@ -348,7 +392,7 @@ class BaseTrainer:
         )
         timer = _Timer(total_steps)
         history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
-        best_loss, best_state, best_epoch, stale = math.inf, None, 0, 0
+        stopping = EarlyStopping(self, config.patience)
         step = 0
         started = time.perf_counter()
         progress("training", 0, total_steps, 0, None, None)
@@ -382,7 +426,7 @@ class BaseTrainer:
                 progress("training", step, total_steps, epoch, losses[-1], timer.eta(step))
             history["train_loss"].append(sum(losses) / len(losses))
             if val_set is None:
-                best_state, best_epoch = None, epoch
+                stopping.without_validation(epoch)
                 continue
             val_loss, val_accuracy = self.evaluate_loss(val_set, pad_id)
             history["val_loss"].append(val_loss)
@@ -394,28 +438,9 @@ class BaseTrainer:
                 val_loss,
                 val_accuracy,
             )
-            if val_loss < best_loss - 1e-4:
-                best_loss, best_state, best_epoch, stale = (
-                    val_loss,
-                    self.trainable_state(),
-                    epoch,
-                    0,
-                )
-            else:
-                stale += 1
-                if stale >= config.patience:
-                    logger.info("early stop at epoch=%d best_epoch=%d", epoch, best_epoch)
-                    break
-        if best_state is not None:
-            self.load_state(best_state)
-        history.update(
-            best_epoch=best_epoch,
-            epochs_run=len(history["train_loss"]),
-            steps=step,
-            train_seconds=round(time.perf_counter() - started, 3),
-        )
-        progress("training", total_steps, total_steps, best_epoch, None, 0.0)
-        return self.export(history)
+            if stopping.should_stop(epoch, val_loss):
+                break
+        return stopping.finish(history, step, started, progress, total_steps)
 
     def before_training(self, train_set: Any, pad_id: int) -> None:
         return None
