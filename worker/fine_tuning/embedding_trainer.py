@@ -49,7 +49,6 @@ from worker.fine_tuning.trainer import (
     _collate,
     _Timer,
     peft_fields_of,
-    prepare_dataset,
     setup_lora_model,
 )
 
@@ -326,22 +325,7 @@ class EmbeddingTrainer(BaseTrainer):
         started = time.perf_counter()
         config = self.config
         pad_id = self.tokenizer.pad_token_id or 0
-        train_set = prepare_dataset(
-            [e["text"] for e in train_examples],
-            self._label_ids(train_examples),
-            self.tokenizer,
-            config.max_length,
-        )
-        self.val_set = (
-            prepare_dataset(
-                [e["text"] for e in val_examples],
-                self._label_ids(val_examples),
-                self.tokenizer,
-                config.max_length,
-            )
-            if val_examples
-            else None
-        )
+        train_set, self.val_set = self.datasets(train_examples, val_examples)
         self.before_training(train_set, pad_id)
         train_y = self.bank_classes
         val_x = self._embed_all(self.val_set, pad_id) if self.val_set is not None else None

@@ -349,6 +349,21 @@ class BaseTrainer:
         """One batch of ``dataset`` on the training device."""
         return _collate(dataset, indices, pad_id, self.device)
 
+    def datasets(
+        self, train_examples: Sequence[dict[str, Any]], val_examples: Sequence[dict[str, Any]]
+    ) -> tuple[Any, Any]:
+        """Tokenised train and validation sets (validation None when there is none)."""
+
+        def tokenised(examples: Sequence[dict[str, Any]]) -> Any:
+            return prepare_dataset(
+                [example["text"] for example in examples],
+                self._label_ids(examples),
+                self.tokenizer,
+                self.config.max_length,
+            )
+
+        return tokenised(train_examples), (tokenised(val_examples) if val_examples else None)
+
     def _label_ids(self, examples: Sequence[dict[str, Any]]) -> list[int]:
         return [self.labels.index(example["label"]) for example in examples]
 
@@ -361,22 +376,7 @@ class BaseTrainer:
     ) -> TrainedAdapter:
         config = self.config
         pad_id = self.tokenizer.pad_token_id or 0
-        train_set = prepare_dataset(
-            [e["text"] for e in train_examples],
-            self._label_ids(train_examples),
-            self.tokenizer,
-            config.max_length,
-        )
-        val_set = (
-            prepare_dataset(
-                [e["text"] for e in val_examples],
-                self._label_ids(val_examples),
-                self.tokenizer,
-                config.max_length,
-            )
-            if val_examples
-            else None
-        )
+        train_set, val_set = self.datasets(train_examples, val_examples)
         self.val_set = val_set
         self.before_training(train_set, pad_id)
         optimizer = torch.optim.AdamW(self.parameter_groups(), weight_decay=0.0)
