@@ -38,17 +38,41 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "banking.csv"
 RESULTS = REPO / "bench" / "results"
-RESULTS_FILE = RESULTS / "learning_curve.json"
-PLOT_FILE = RESULTS / "learning_curve.png"
 TEST_PER_CATEGORY = 100
 TEST_SEED = 123
 VAL_FRACTION = 0.15
 METHODS = ("zero_shot", "head", "lora", "setfit")
+# Two tasks on banking.csv's texts: the 8 coarse topics (unions of sub-topics), and
+# 10 fine intents drawn once at random (one topic each, named by the intent).
+DATASETS = ("banking", "intents")
+INTENTS = 10
+INTENT_SEED = 7
 
 
-def load_rows() -> list[dict[str, str]]:
+def results_file(dataset: str) -> Path:
+    return RESULTS / (
+        "learning_curve.json" if dataset == "banking" else f"learning_curve_{dataset}.json"
+    )
+
+
+def plot_file(dataset: str) -> Path:
+    return RESULTS / (
+        "learning_curve.png" if dataset == "banking" else f"learning_curve_{dataset}.png"
+    )
+
+
+def intent_label(intent: str) -> str:
+    """``card_payment_not_recognised`` -> ``card payment not recognised``."""
+    return intent.replace("_", " ").strip(" ?").lower()
+
+
+def load_rows(dataset: str = "banking") -> list[dict[str, str]]:
     with DATA.open(newline="", encoding="utf-8") as stream:
-        return list(csv.DictReader(stream))
+        rows = list(csv.DictReader(stream))
+    if dataset == "banking":
+        return rows
+    chosen = set(random.Random(INTENT_SEED).sample(sorted({r["intent"] for r in rows}), INTENTS))
+    return [{**r, "label": intent_label(r["intent"])} for r in rows if r["intent"] in chosen]
 
 
 def labels_of(rows: list[dict[str, str]]) -> list[str]:
@@ -56,12 +80,12 @@ def labels_of(rows: list[dict[str, str]]) -> list[str]:
 
 
 def test_set(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The fixed stratified test subsample (100 per category of split=test)."""
+    """The fixed stratified test subsample (up to 100 per category of split=test)."""
     rng = random.Random(TEST_SEED)
     chosen = []
     for label in labels_of(rows):
         members = [r for r in rows if r["split"] == "test" and r["label"] == label]
-        chosen += rng.sample(members, TEST_PER_CATEGORY)
+        chosen += rng.sample(members, min(TEST_PER_CATEGORY, len(members)))
     return [
         {"id": f"test-{i}", "text": r["text"], "label": r["label"]} for i, r in enumerate(chosen)
     ]
@@ -86,13 +110,13 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_one(method: str, k: int, seed: int) -> dict:
+def run_one(method: str, k: int, seed: int, dataset: str = "banking") -> dict:
     """One measured run in this process: what a pipeline run does, end to end."""
     import torch
 
     torch.set_num_threads(2)
     started = time.perf_counter()
-    rows = load_rows()
+    rows = load_rows(dataset)
     labels = labels_of(rows)
     test = test_set(rows)
     train, val = training_sample(rows, k, seed)
@@ -186,16 +210,19 @@ def _run_setfit(examples: list[dict], test: list[dict], labels: list[str], seed:
     }
 
 
-def load_results() -> list[dict]:
-    if RESULTS_FILE.is_file():
-        return json.loads(RESULTS_FILE.read_text())["runs"]
+def load_results(dataset: str = "banking") -> list[dict]:
+    path = results_file(dataset)
+    if path.is_file():
+        return json.loads(path.read_text())["runs"]
     return []
 
 
-def save_results(runs: list[dict]) -> None:
+def save_results(runs: list[dict], dataset: str = "banking") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs = sorted(runs, key=lambda r: (METHODS.index(r["method"]), r["k"], r["seed"]))
-    RESULTS_FILE.write_text(json.dumps({"runs": runs, "summary": summarize(runs)}, indent=2) + "\n")
+    results_file(dataset).write_text(
+        json.dumps({"runs": runs, "summary": summarize(runs)}, indent=2) + "\n"
+    )
 
 
 def summarize(runs: list[dict]) -> dict:
@@ -246,7 +273,7 @@ def markdown_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(runs: list[dict]) -> None:
+def plot(runs: list[dict], dataset: str = "banking") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,12 +291,14 @@ def plot(runs: list[dict]) -> None:
     axis.set_xscale("log", base=2)
     axis.set_xticks([4, 8, 16, 32], labels=["4", "8", "16", "32"])
     axis.set_xlabel("examples per category")
-    axis.set_ylabel("accuracy (800 banking test texts)")
-    axis.set_title("all-MiniLM-L6-v2, 8 categories, mean ± std over seeds")
+    num_test = runs[0]["num_test"] if runs else 0
+    labels = labels_of(load_rows(dataset))
+    axis.set_ylabel(f"accuracy ({num_test} test texts)")
+    axis.set_title(f"{dataset}: all-MiniLM-L6-v2, {len(labels)} categories, mean ± std over seeds")
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(PLOT_FILE, dpi=120)
+    figure.savefig(plot_file(dataset), dpi=120)
 
 
 def main() -> None:
@@ -279,15 +308,17 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rerun", action="store_true", help="replace stored runs")
     parser.add_argument("--summary", action="store_true", help="only print the stored summary")
-    parser.add_argument("--plot", action="store_true", help=f"write {PLOT_FILE.name}")
+    parser.add_argument("--dataset", choices=DATASETS, default="banking")
+    parser.add_argument("--plot", action="store_true", help="write the plot next to the results")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: method,k,seed
     args = parser.parse_args()
+    dataset = args.dataset
     if args.one:
         method, k, seed = args.one.split(",")
-        print(json.dumps(run_one(method, int(k), int(seed))))
+        print(json.dumps(run_one(method, int(k), int(seed), dataset)))
         return
-    runs = load_results()
+    runs = load_results(dataset)
     if not args.summary:
         for method in args.methods.split(","):
             for k in [int(k) for k in args.ks.split(",")]:
@@ -298,7 +329,14 @@ def main() -> None:
                     if done and not args.rerun:
                         continue
                     output = subprocess.run(
-                        [sys.executable, __file__, "--one", f"{method},{k},{seed}"],
+                        [
+                            sys.executable,
+                            __file__,
+                            "--dataset",
+                            dataset,
+                            "--one",
+                            f"{method},{k},{seed}",
+                        ],
                         capture_output=True,
                         text=True,
                     )
@@ -311,13 +349,13 @@ def main() -> None:
                     # an hour) may have stored its own results meanwhile.
                     runs = [
                         r
-                        for r in load_results()
+                        for r in load_results(dataset)
                         if (r["method"], r["k"], r["seed"]) != (method, k, seed)
                     ]
                     runs.append(result)
-                    save_results(runs)
+                    save_results(runs, dataset)
     if args.plot:
-        plot(runs)
+        plot(runs, dataset)
     if args.markdown:
         print(markdown_table(runs))
         return
