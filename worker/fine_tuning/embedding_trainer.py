@@ -124,6 +124,7 @@ class EmbeddingTrainer(BaseTrainer):
             for parameter in self.encoder.parameters():
                 parameter.requires_grad_(False)
         self._prefix: dict[int, tuple[Any, torch.Tensor]] = {}
+        self._frozen_embeddings: dict[int, tuple[Any, torch.Tensor]] = {}
         self.descriptions = dict(
             self.tokenizer(
                 [c.text for c in self.categories],
@@ -167,15 +168,14 @@ class EmbeddingTrainer(BaseTrainer):
         if size_mb > PREFIX_CACHE_LIMIT_MB:
             logger.info("prefix cache skipped: %.0f MB over the limit", size_mb)
             return
-        chunks = []
+        cache = torch.zeros(len(dataset), width, hidden, dtype=self.body.dtype, device=self.device)
         with torch.no_grad():
             self.body.eval()
-            for start in range(0, len(dataset), 64):
-                indices = list(range(start, min(len(dataset), start + 64)))
+            for indices in self.eval_batches(dataset):
                 batch = _collate(dataset, indices, pad_id, self.device)
                 states = prefix_states(self.body, batch, self.frozen_layers)
-                chunks.append(functional.pad(states, (0, 0, 0, width - states.shape[1])))
-        self._prefix[id(dataset)] = (dataset, torch.cat(chunks))
+                cache[batch["indices"], : states.shape[1]] = states
+        self._prefix[id(dataset)] = (dataset, cache)
 
     def collate(self, dataset: Any, indices: Sequence[int], pad_id: int) -> dict[str, torch.Tensor]:
         batch = super().collate(dataset, indices, pad_id)
@@ -187,19 +187,22 @@ class EmbeddingTrainer(BaseTrainer):
         return batch
 
     def _embed_all(self, dataset: Any, pad_id: int) -> torch.Tensor:
-        """Embeddings of a whole dataset, no gradients."""
+        """Embeddings of a whole dataset, no gradients (once per dataset when frozen)."""
+        frozen = self._frozen_embeddings.get(id(dataset))
+        if frozen is not None and frozen[0] is dataset:
+            return frozen[1]
         with torch.no_grad():
             self.encoder.eval()
             batches = self.eval_batches(dataset)
             embeddings = torch.cat(
                 [self._embed(self.collate(dataset, indices, pad_id)) for indices in batches]
             )
-            if not devices.gpu_recipe(self.device):
-                return embeddings  # in-order chunks
             order = torch.tensor([index for indices in batches for index in indices])
             result = torch.empty_like(embeddings)
             result[order.to(self.device)] = embeddings
-            return result
+        if not self.use_lora:  # the encoder never changes: method head embeds each text once
+            self._frozen_embeddings[id(dataset)] = (dataset, result)
+        return result
 
     def before_training(self, train_set: Any, pad_id: int) -> None:
         self.train_set, self.pad_id = train_set, pad_id

@@ -332,12 +332,12 @@ class BaseTrainer:
         )
 
     def eval_batches(self, dataset: Any) -> list[list[int]]:
-        """In-order chunks of 64 on CPU; larger token-budget batches on CUDA (no gradients)."""
+        """Batches of similar length (little padding), no gradients: chunks of 64 on CPU,
+        larger token-budget batches on CUDA. Callers put the results back in order."""
         if not devices.gpu_recipe(self.device):
-            return [
-                list(range(start, min(len(dataset), start + 64)))
-                for start in range(0, len(dataset), 64)
-            ]
+            lengths = self.token_lengths(dataset)
+            order = sorted(range(len(dataset)), key=lambda index: lengths[index])
+            return [order[start : start + 64] for start in range(0, len(order), 64)]
         return devices.token_budget_batches(
             self.token_lengths(dataset),
             4 * self.config.max_batch_tokens,
