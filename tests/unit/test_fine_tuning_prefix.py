@@ -52,9 +52,10 @@ def _examples() -> list[dict]:
 @pytest.fixture(scope="module")
 def lora_adapter(tmp_path_factory) -> str:
     examples = _examples()
+    # No validation set: the last epoch is kept, so the adapter surely moved.
     info = engine.train_model(
-        examples[1:4] + examples[5:],
-        [examples[0], examples[4]],
+        examples,
+        [],
         TrainingConfig(method="lora", seed=0, epochs=2),
         default_base_model(),
         CATEGORIES,
