@@ -16,9 +16,10 @@ through a centroid; a category without examples falls back to its description.
   temperature and the description weight are fitted first on the frozen
   encoder (what ``head`` does), then learned beside the adapter. Early
   stopping on validation loss; best epoch kept, and that fitted starting point
-  counts as epoch 0: an adapter epoch must beat it on validation to be kept. The frozen blocks below the
-  adapted one run once per text (a prefix cache), not once per epoch, and
-  evaluation shares them between the base and the fine-tuned model.
+  counts as epoch 0: an adapter epoch must beat it on validation to be kept.
+  The frozen blocks below the adapted one run once per text (a prefix cache),
+  not once per epoch, and evaluation shares them between the base and the
+  fine-tuned model.
 - ``head``: the encoder stays frozen; only scale, temperature and description
   weight are fitted on cached embeddings (seconds).
 
@@ -398,11 +399,12 @@ class EmbeddingTrainer(BaseTrainer):
             self.load_state(stopping.best_state)
         return history, step, stopping
 
-    def starting_point(
-        self, train_set: Any, val_set: Any, pad_id: int, should_cancel: Callable[[], bool]
-    ) -> float | None:
-        """lora: fit the scoring head on the base encoder first (method head), so the
-        adapter starts from it and is kept only if an epoch beats it on validation."""
+    def starting_point(self, pad_id: int, should_cancel: Callable[[], bool]) -> float | None:
+        """lora: fit the scoring parameters on the base encoder first (method head).
+
+        The adapter starts from there; with a validation set that state is also
+        the candidate an adapter epoch must beat to be kept.
+        """
         if not RECIPE["head_first"]:
             return None
         _, _, stopping = self._fit_scoring(pad_id, lambda *_: None, should_cancel)

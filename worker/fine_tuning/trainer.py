@@ -396,10 +396,9 @@ class BaseTrainer:
         step = 0
         started = time.perf_counter()
         progress("training", 0, total_steps, 0, None, None)
-        if val_set is not None:
-            starting_loss = self.starting_point(train_set, val_set, pad_id, should_cancel)
-            if starting_loss is not None:
-                stopping.should_stop(0, starting_loss)  # epoch 0: kept unless an epoch beats it
+        starting_loss = self.starting_point(pad_id, should_cancel)
+        if starting_loss is not None:
+            stopping.should_stop(0, starting_loss)  # epoch 0: kept unless an epoch beats it
         for epoch in range(1, config.epochs + 1):
             self.on_epoch_start(train_set, pad_id, epoch)
             self.set_mode(True)
@@ -449,11 +448,12 @@ class BaseTrainer:
     def before_training(self, train_set: Any, pad_id: int) -> None:
         return None
 
-    def starting_point(
-        self, train_set: Any, val_set: Any, pad_id: int, should_cancel: Callable[[], bool]
-    ) -> float | None:
-        """Prepare the state training starts from; its validation loss makes it a
-        candidate (epoch 0) that an epoch must beat to be kept. None: no candidate."""
+    def starting_point(self, pad_id: int, should_cancel: Callable[[], bool]) -> float | None:
+        """Prepare the state training starts from (after ``before_training``).
+
+        Its validation loss, when returned, makes it a candidate (epoch 0) that an
+        epoch must beat to be kept; None when there is no candidate.
+        """
         return None
 
     def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
