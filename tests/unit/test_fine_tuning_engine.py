@@ -146,6 +146,8 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     assert min(info["val_loss"]) > min(head_info["val_loss"])
     assert results["predictions"] == head_run[1]["predictions"]
     assert results["accuracy"] == head_run[1]["accuracy"]
+    card = (Path(info["adapter_dir"]) / "README.md").read_text()
+    assert "No adapter epoch beat it on the validation set" in card
 
 
 def test_progress_is_reported_and_cancel_stops_training(banking, tmp_path) -> None:

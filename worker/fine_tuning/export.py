@@ -176,8 +176,14 @@ def model_card(
             "",
             f"Best epoch {history.get('best_epoch')} of {history.get('epochs_run')}; "
             f"{history.get('train_seconds')} s.",
-            "",
         ]
+        if history.get("best_epoch") == 0 and history.get("epochs_run"):
+            lines.append(
+                "Epoch 0 is the start: the scorer fitted on the frozen base model. No adapter "
+                "epoch beat it on the validation set, so the adapter is kept at zero and "
+                "this model scores like method head."
+            )
+        lines.append("")
     if metrics:
         lines += ["## Evaluation (held-out test set)", ""]
         for key in ("accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"):
