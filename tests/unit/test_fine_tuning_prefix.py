@@ -105,6 +105,20 @@ def test_cached_prefix_gives_the_embeddings_of_a_full_forward() -> None:
             assert torch.allclose(trainer._embed(cached), trainer._embed(full), atol=1e-5)
 
 
+def test_whole_dataset_embeddings_come_back_in_dataset_order() -> None:
+    # No-gradient batches go shortest first (less padding); results must not move.
+    trainer = EmbeddingTrainer(
+        default_base_model(), CATEGORIES, TrainingConfig(method="head", seed=0)
+    )
+    dataset = prepare_dataset(TEXTS, [0, 1, 0, 1], trainer.tokenizer, 64)
+    pad_id = trainer.tokenizer.pad_token_id
+    assert trainer.eval_batches(dataset) == [[3, 0, 1, 2]]  # "hi" first, the longest last
+    together = trainer._embed_all(dataset, pad_id)
+    with torch.no_grad():
+        alone = torch.cat([trainer._embed(_collate(dataset, [i], pad_id)) for i in range(4)])
+    assert torch.allclose(together, alone, atol=1e-5)
+
+
 def test_head_and_unknown_architectures_have_nothing_to_share() -> None:
     assert untouched_bottom_layers({}, {"exemplars": torch.zeros(1, 2)}) == 0
     key = "base_model.model.pooler.dense.lora_A.weight"
