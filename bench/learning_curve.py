@@ -1,11 +1,13 @@
 """Learning curve on banking.csv: zero-shot base vs ``lora`` vs ``head`` vs SetFit.
 
+Two tasks (``--dataset``): ``banking``, the 8 coarse topics, and ``intents``,
+10 of the 77 fine intents drawn once (seed 7), each named by its intent.
 For each k in 4, 8, 16, 32 examples per category and each seed, k examples per
 category are sampled from the ``split=train`` rows (the same sample for every
 method). Our engine splits them 85/15 into train/validation (early stopping);
 SetFit trains on all k. Every method is scored on the same fixed, stratified
-800-text subsample of the ``split=test`` rows (100 per category, seed 123) to
-keep a run's evaluation time bounded. Each (method, k, seed) runs in its own
+subsample of the ``split=test`` rows (up to 100 per category, seed 123: 800
+texts for banking, all 399 for intents) to keep a run's evaluation time bounded. Each (method, k, seed) runs in its own
 subprocess so that its wall time and peak RSS are its own; results accumulate
 in a JSON file (re-running skips what is there), a summary is printed as JSON,
 and ``--plot`` writes accuracy vs k.
@@ -13,6 +15,7 @@ and ``--plot`` writes accuracy vs k.
     python bench/learning_curve.py --methods zero_shot,lora,head --ks 4,8,16,32 --seeds 0,1,2
     .venv-bench/bin/python bench/learning_curve.py --methods setfit   # SetFit lives in .venv-bench
     python bench/learning_curve.py --summary --plot
+    python bench/learning_curve.py --dataset intents --methods zero_shot,lora,head
 
 Not a test: nothing here is time-gated.
 """
@@ -49,16 +52,9 @@ INTENTS = 10
 INTENT_SEED = 7
 
 
-def results_file(dataset: str) -> Path:
-    return RESULTS / (
-        "learning_curve.json" if dataset == "banking" else f"learning_curve_{dataset}.json"
-    )
-
-
-def plot_file(dataset: str) -> Path:
-    return RESULTS / (
-        "learning_curve.png" if dataset == "banking" else f"learning_curve_{dataset}.png"
-    )
+def output_file(dataset: str, suffix: str) -> Path:
+    """``learning_curve<suffix>`` for banking, ``learning_curve_<dataset><suffix>`` otherwise."""
+    return RESULTS / f"learning_curve{'' if dataset == 'banking' else '_' + dataset}{suffix}"
 
 
 def intent_label(intent: str) -> str:
@@ -211,7 +207,7 @@ def _run_setfit(examples: list[dict], test: list[dict], labels: list[str], seed:
 
 
 def load_results(dataset: str = "banking") -> list[dict]:
-    path = results_file(dataset)
+    path = output_file(dataset, ".json")
     if path.is_file():
         return json.loads(path.read_text())["runs"]
     return []
@@ -220,7 +216,7 @@ def load_results(dataset: str = "banking") -> list[dict]:
 def save_results(runs: list[dict], dataset: str = "banking") -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     runs = sorted(runs, key=lambda r: (METHODS.index(r["method"]), r["k"], r["seed"]))
-    results_file(dataset).write_text(
+    output_file(dataset, ".json").write_text(
         json.dumps({"runs": runs, "summary": summarize(runs)}, indent=2) + "\n"
     )
 
@@ -298,7 +294,7 @@ def plot(runs: list[dict], dataset: str = "banking") -> None:
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
-    figure.savefig(plot_file(dataset), dpi=120)
+    figure.savefig(output_file(dataset, ".png"), dpi=120)
 
 
 def main() -> None:

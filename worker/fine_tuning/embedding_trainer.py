@@ -353,7 +353,8 @@ class EmbeddingTrainer(BaseTrainer):
         progress: ProgressCallback,
         should_cancel: Callable[[], bool],
     ) -> tuple[dict[str, Any], int, EarlyStopping]:
-        """The scoring parameters on the current (frozen) embeddings, best epoch loaded."""
+        """Fit the scoring parameters on the current (frozen) embeddings; the caller
+        loads ``stopping.best_state`` (``EarlyStopping.finish`` does for method head)."""
         config = self.config
         train_y = self.bank_classes
         val_x = self._embed_all(self.val_set, pad_id) if self.val_set is not None else None
@@ -395,8 +396,6 @@ class EmbeddingTrainer(BaseTrainer):
                 )
             if stopping.should_stop(epoch, val_loss):
                 break
-        if stopping.best_state is not None:
-            self.load_state(stopping.best_state)
         return history, step, stopping
 
     def starting_point(self, pad_id: int, should_cancel: Callable[[], bool]) -> float | None:
@@ -408,6 +407,8 @@ class EmbeddingTrainer(BaseTrainer):
         if not RECIPE["head_first"]:
             return None
         _, _, stopping = self._fit_scoring(pad_id, lambda *_: None, should_cancel)
+        if stopping.best_state is not None:
+            self.load_state(stopping.best_state)
         return stopping.best_loss if math.isfinite(stopping.best_loss) else None
 
     def export(self, history: dict[str, Any]) -> TrainedAdapter:
