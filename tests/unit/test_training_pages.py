@@ -127,6 +127,39 @@ def test_run_details_draw_f1_confusion_matrix_and_loss_curve_with_escaped_labels
     assert "0.7 / 0.15 / 0.15" in html
 
 
+def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(
+    logged_in, session
+):
+    trained = completed_run(session)
+    trained.results = {
+        **trained.results,
+        "training": {
+            "method": "lora",
+            "best_epoch": 3,
+            "epochs_run": 5,
+            "train_seconds": 4.21,
+            "device": "cpu",
+            "train_loss": [1.0] * 5,
+            "val_loss": [1.0] * 5,
+        },
+    }
+    kept_start = completed_run(session)
+    kept_start.results = {
+        **kept_start.results,
+        "training": {"method": "lora", "best_epoch": 0, "epochs_run": 2, "device": "cpu"},
+    }
+    session.commit()
+
+    trained_html = logged_in.get(f"/admin/training/runs/{trained.id}").get_data(as_text=True)
+    start_html = logged_in.get(f"/admin/training/runs/{kept_start.id}").get_data(as_text=True)
+
+    assert "best epoch 3 of 5, 4.2 s on cpu" in trained_html
+    assert 'data-role="adapter-not-kept"' not in trained_html
+    assert "best epoch 0 of 2 on cpu" in start_html
+    assert 'data-role="adapter-not-kept"' in start_html
+    assert "adapter was not kept" in start_html
+
+
 def test_run_details_of_a_failed_run_show_the_error(logged_in, session):
     run = make_run(session, status="failed", error="worker lost: no heartbeat for more than 300 s")
     session.commit()
