@@ -127,9 +127,7 @@ def test_run_details_draw_f1_confusion_matrix_and_loss_curve_with_escaped_labels
     assert "0.7 / 0.15 / 0.15" in html
 
 
-def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(
-    logged_in, session
-):
+def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(logged_in, session):
     trained = completed_run(session)
     trained.results = {
         **trained.results,
