@@ -26,6 +26,10 @@ from shared.classifier.base import (
 logger = logging.getLogger(__name__)
 
 ZERO_SHOT_SCALE = 20.0
+# Token cap of a text the classifier embeds (all-MiniLM-L6-v2 was trained up to 256).
+# The engine embeds the exemplars it exports the same way, so a labelled text is its
+# own nearest exemplar at cosine 1 whatever the training cap.
+MAX_LENGTH = 256
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -173,7 +177,7 @@ class EmbeddingClassifier:
         temperature: float = 0.05,
         description_weight: float = 0.5,
         scale: float = ZERO_SHOT_SCALE,
-        max_length: int = 256,
+        max_length: int = MAX_LENGTH,
         batch_size: int = 64,
         shared_layers: int = 0,
     ) -> None:

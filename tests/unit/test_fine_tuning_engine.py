@@ -185,3 +185,44 @@ def test_publish_is_an_atomic_rename(banking, tmp_path) -> None:
     assert published == tmp_path / "finetuned" / "run_5"
     assert (published / "adapter_model.safetensors").is_file() and not staging.exists()
     assert not [p for p in published.parent.iterdir() if p.name.startswith(".")]
+
+
+LONG_TEXT = (
+    "I have been waiting for my replacement card for three weeks now and nobody at the "
+    "branch could tell me where it is. I called twice and both times I was told it had "
+    "been dispatched, but the tracking number does not work and the app still says the "
+    "card is being prepared, which is not acceptable because I need it to pay my rent."
+)
+
+
+@pytest.mark.parametrize("method", ["head", "lora"])
+def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(method, tmp_path) -> None:
+    # Training cuts texts at max_length tokens (64 by default); the classifier embeds a
+    # query up to 256. The exported exemplar must be the text as the classifier sees it.
+    from shared.classifier import finetuned_from_base, load_base_classifier
+
+    categories = [
+        CategorySpec("cards", "card delivery, lost or stolen cards"),
+        CategorySpec("transfers", "sending and receiving money"),
+    ]
+    texts = [
+        ("my card has not arrived yet", "cards"),
+        ("I lost my debit card on the bus", "cards"),
+        (LONG_TEXT, "cards"),
+        ("how do I send money abroad", "transfers"),
+        ("my transfer is still pending", "transfers"),
+        ("the money I sent never arrived", "transfers"),
+    ]
+    examples = [{"id": i, "text": text, "label": label} for i, (text, label) in enumerate(texts)]
+    config = TrainingConfig(method=method, seed=0, epochs=2)
+    base = load_base_classifier(default_base_model())
+    assert len(base.tokenizer(LONG_TEXT)["input_ids"]) > config.max_length
+    info = engine.train_model(
+        examples, [], config, default_base_model(), categories, output_dir=tmp_path / "a"
+    )
+    tuned = finetuned_from_base(base, info["adapter_dir"], version="run-1")
+
+    similarity = tuned.exemplars @ tuned.encode([LONG_TEXT])[0]
+
+    assert float(similarity[2]) == pytest.approx(1.0, abs=1e-4)
+    assert tuned.classify([LONG_TEXT], categories)[0].label == "cards"

@@ -40,7 +40,13 @@ import torch.nn.functional as functional
 
 from shared.classifier import EMBEDDING, CategorySpec, model_identity
 from shared.classifier.artifact import HEAD_PREFIX
-from shared.classifier.embedding import embed, embed_from_prefix, encoder_blocks, prefix_states
+from shared.classifier.embedding import (
+    MAX_LENGTH,
+    embed,
+    embed_from_prefix,
+    encoder_blocks,
+    prefix_states,
+)
 from shared.training_config import TrainingConfig
 from worker.fine_tuning import devices
 from worker.fine_tuning.trainer import (
@@ -52,6 +58,7 @@ from worker.fine_tuning.trainer import (
     _collate,
     _Timer,
     peft_fields_of,
+    prepare_dataset,
     setup_lora_model,
 )
 
@@ -121,6 +128,9 @@ class EmbeddingTrainer(BaseTrainer):
         # Frozen weights in bf16 on CUDA; peft keeps the LoRA weights in fp32.
         encoder.to(device=device, dtype=devices.frozen_dtype(device))
         self.use_lora = config.method == "lora"
+        if not self.use_lora:
+            # Nothing trains through the encoder: embed as the classifier will (no cap).
+            self.max_length = max(config.max_length, MAX_LENGTH)
         # LoRA on the top blocks only; the frozen bottom blocks run once per text
         # (prefix cache) instead of every epoch, in training and in evaluation.
         adapted = _top_blocks(encoder) if self.use_lora else None
@@ -137,7 +147,7 @@ class EmbeddingTrainer(BaseTrainer):
                 [c.text for c in self.categories],
                 padding=True,
                 truncation=True,
-                max_length=config.max_length,
+                max_length=max(config.max_length, MAX_LENGTH),
                 return_tensors="pt",
             ).to(device)
         )
@@ -411,12 +421,21 @@ class EmbeddingTrainer(BaseTrainer):
             self.load_state(stopping.best_state)
         return stopping.best_loss if math.isfinite(stopping.best_loss) else None
 
+    def _as_served(self, dataset: Any) -> Any:
+        """``dataset``, re-tokenised up to the classifier's cap if the training cap cut a text."""
+        if self.max_length >= MAX_LENGTH or all(
+            len(ids) < self.max_length for ids in dataset["input_ids"]
+        ):
+            return dataset
+        return prepare_dataset(dataset["text"], dataset["label"], self.tokenizer, MAX_LENGTH)
+
     def export(self, history: dict[str, Any]) -> TrainedAdapter:
-        """Adapter + every labelled example (train and validation) as exemplars."""
-        exemplars = [self._embed_all(self.train_set, self.pad_id)]
+        """Adapter + every labelled example (train and validation) as exemplars, embedded
+        as the classifier embeds a query (a long text is not cut at the training cap)."""
+        exemplars = [self._embed_all(self._as_served(self.train_set), self.pad_id)]
         classes = [torch.tensor(self.train_set["label"], dtype=torch.long)]
         if self.val_set is not None and len(self.val_set):
-            exemplars.append(self._embed_all(self.val_set, self.pad_id))
+            exemplars.append(self._embed_all(self._as_served(self.val_set), self.pad_id))
             classes.append(torch.tensor(self.val_set["label"], dtype=torch.long))
         tensors = {
             f"{HEAD_PREFIX}exemplars": torch.cat(exemplars).float().cpu().contiguous(),

@@ -285,6 +285,8 @@ class BaseTrainer:
         self.config = config
         self.device = device
         self.tokenizer: Any = None
+        # Token cap of the tokenised train and validation sets.
+        self.max_length = config.max_length
 
     # Subclasses implement these.
     def trainable_state(self) -> dict[str, torch.Tensor]:
@@ -359,7 +361,7 @@ class BaseTrainer:
                 [example["text"] for example in examples],
                 self._label_ids(examples),
                 self.tokenizer,
-                self.config.max_length,
+                self.max_length,
             )
 
         return tokenised(train_examples), (tokenised(val_examples) if val_examples else None)
