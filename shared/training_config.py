@@ -30,7 +30,13 @@ class TrainingConfig:
     lora_dropout: float = field(default=0.1, metadata={"help": "dropout on the LoRA input"})
     learning_rate: float = field(default=2e-4, metadata={"help": "nominal rate, 1e-4..5e-4"})
     epochs: int = field(default=10, metadata={"help": "maximum epochs, 1..10"})
-    batch_size: int = field(default=16, metadata={"help": "texts per optimizer step"})
+    batch_size: int = field(
+        default=16,
+        metadata={
+            "help": "texts per optimizer step (embedding lora on the CPU: at least this, "
+            "and larger for large sets, so an epoch is about 4 steps)"
+        },
+    )
     split: tuple[float, float, float] = field(
         default=DEFAULT_SPLIT, metadata={"help": "train/validation/test fractions"}
     )

@@ -137,3 +137,26 @@ def test_the_contrastive_term_fades_as_categories_get_more_examples() -> None:
     assert supcon_weight([0] * 3 + [1] * 3) == full
     assert supcon_weight([0] * 28 + [1] * 28) == full * (7 / 28) ** 2
     assert supcon_weight([]) == 0.0
+
+
+def test_a_lora_epoch_is_about_four_steps_whatever_the_data_size() -> None:
+    # Tuned at 8 per category (about 4 steps an epoch); with 64 per category and 16
+    # texts a batch, an epoch of 30+ steps at the same rate moved the adapter so far
+    # that it lost to head (bench/README.md). Larger sets get larger batches instead.
+    from worker.fine_tuning.embedding_trainer import RECIPE
+
+    steps = RECIPE["steps_per_epoch"]
+    lora = EmbeddingTrainer(
+        default_base_model(), CATEGORIES, TrainingConfig(method="lora", seed=0, batch_size=16)
+    )
+    assert lora.batches_per_epoch(56) == 4  # small sets keep the configured batch size
+    assert lora.batch_size(56) == 16
+    assert lora.batches_per_epoch(435) == steps and lora.batch_size(435) > 16
+    generator = torch.Generator().manual_seed(0)
+    batches = lora.epoch_batches(list(range(1000)), 1, generator)
+    assert len(batches) == steps
+    assert sorted(i for batch in batches for i in batch) == list(range(1000))
+    head = EmbeddingTrainer(
+        default_base_model(), CATEGORIES, TrainingConfig(method="head", seed=0, batch_size=16)
+    )
+    assert head.batch_size(435) == 16

@@ -307,8 +307,12 @@ class BaseTrainer:
     def set_mode(self, training: bool) -> None:
         raise NotImplementedError
 
+    def batch_size(self, size: int) -> int:
+        """Texts per CPU batch for a training set of ``size`` texts."""
+        return self.config.batch_size
+
     def batches_per_epoch(self, size: int) -> int:
-        return max(1, math.ceil(size / self.config.batch_size))
+        return max(1, math.ceil(size / self.batch_size(size)))
 
     # Batching: fixed batch_size on CPU (unchanged results), token budget on CUDA.
     def cost_multiplier(self) -> int:
@@ -324,7 +328,7 @@ class BaseTrainer:
     ) -> list[list[int]]:
         if not devices.gpu_recipe(self.device):
             order = torch.randperm(len(dataset), generator=generator).tolist()
-            size = self.config.batch_size
+            size = self.batch_size(len(dataset))
             return [order[start : start + size] for start in range(0, len(order), size)]
         return devices.token_budget_batches(
             self.token_lengths(dataset),
