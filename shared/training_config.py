@@ -34,7 +34,7 @@ class TrainingConfig:
         default=16,
         metadata={
             "help": "texts per optimizer step (embedding lora on the CPU: at least this, "
-            "and larger for large sets, so an epoch is about 4 steps)"
+            "and larger for large sets, so an epoch takes at most 8 steps)"
         },
     )
     split: tuple[float, float, float] = field(
