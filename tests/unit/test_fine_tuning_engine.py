@@ -226,3 +226,26 @@ def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(method, tmp_path
 
     assert float(similarity[2]) == pytest.approx(1.0, abs=1e-4)
     assert tuned.classify([LONG_TEXT], categories)[0].label == "cards"
+
+
+def test_exemplars_are_cut_where_the_classifier_cuts_even_with_a_larger_training_cap(
+    tmp_path,
+) -> None:
+    from shared.classifier import finetuned_from_base, load_base_classifier
+    from shared.classifier.embedding import MAX_LENGTH
+
+    categories = [CategorySpec("cards", "cards"), CategorySpec("transfers", "transfers")]
+    very_long = " ".join([LONG_TEXT] * 5)
+    texts = [("my card is lost", "cards"), (very_long, "cards"), ("send money", "transfers")]
+    examples = [{"id": i, "text": text, "label": label} for i, (text, label) in enumerate(texts)]
+    config = TrainingConfig(method="lora", seed=0, epochs=1, max_length=512)
+    base = load_base_classifier(default_base_model())
+    assert len(base.tokenizer(very_long)["input_ids"]) > MAX_LENGTH
+    info = engine.train_model(
+        examples, [], config, default_base_model(), categories, output_dir=tmp_path / "a"
+    )
+    tuned = finetuned_from_base(base, info["adapter_dir"], version="run-1")
+
+    similarity = tuned.exemplars @ tuned.encode([very_long])[0]
+
+    assert float(similarity[1]) == pytest.approx(1.0, abs=1e-4)

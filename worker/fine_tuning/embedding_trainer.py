@@ -134,8 +134,8 @@ class EmbeddingTrainer(BaseTrainer):
         encoder.to(device=device, dtype=devices.frozen_dtype(device))
         self.use_lora = config.method == "lora"
         if not self.use_lora:
-            # Nothing trains through the encoder: embed as the classifier will (no cap).
-            self.max_length = max(config.max_length, MAX_LENGTH)
+            # Nothing trains through the encoder: embed as the classifier will.
+            self.max_length = MAX_LENGTH
         # LoRA on the top blocks only; the frozen bottom blocks run once per text
         # (prefix cache) instead of every epoch, in training and in evaluation.
         adapted = _top_blocks(encoder) if self.use_lora else None
@@ -152,7 +152,7 @@ class EmbeddingTrainer(BaseTrainer):
                 [c.text for c in self.categories],
                 padding=True,
                 truncation=True,
-                max_length=max(config.max_length, MAX_LENGTH),
+                max_length=MAX_LENGTH,  # as the classifier embeds them
                 return_tensors="pt",
             ).to(device)
         )
@@ -433,10 +433,9 @@ class EmbeddingTrainer(BaseTrainer):
         return stopping.best_loss if math.isfinite(stopping.best_loss) else None
 
     def _as_served(self, dataset: Any) -> Any:
-        """``dataset``, re-tokenised up to the classifier's cap if the training cap cut a text."""
-        if self.max_length >= MAX_LENGTH or all(
-            len(ids) < self.max_length for ids in dataset["input_ids"]
-        ):
+        """``dataset``, re-tokenised at the classifier's cap unless no text reached either cap."""
+        cap = min(self.max_length, MAX_LENGTH)
+        if all(len(ids) < cap for ids in dataset["input_ids"]):
             return dataset
         return prepare_dataset(dataset["text"], dataset["label"], self.tokenizer, MAX_LENGTH)
 
