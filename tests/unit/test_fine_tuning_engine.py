@@ -195,16 +195,36 @@ LONG_TEXT = (
 )
 
 
+CARDS_AND_TRANSFERS = [
+    CategorySpec("cards", "card delivery, lost or stolen cards"),
+    CategorySpec("transfers", "sending and receiving money"),
+]
+
+
+@pytest.fixture(scope="module")
+def base_classifier():
+    from shared.classifier import load_base_classifier
+
+    return load_base_classifier(default_base_model())
+
+
+def _fine_tuned_on(texts: list[tuple[str, str]], config, base, output_dir: Path):
+    """The fine-tuned classifier trained on ``texts`` (no validation set), on ``base``."""
+    from shared.classifier import finetuned_from_base
+
+    examples = [{"id": i, "text": text, "label": label} for i, (text, label) in enumerate(texts)]
+    info = engine.train_model(
+        examples, [], config, default_base_model(), CARDS_AND_TRANSFERS, output_dir=output_dir
+    )
+    return finetuned_from_base(base, info["adapter_dir"], version="run-1")
+
+
 @pytest.mark.parametrize("method", ["head", "lora"])
-def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(method, tmp_path) -> None:
+def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(
+    method, base_classifier, tmp_path
+) -> None:
     # Training cuts texts at max_length tokens (64 by default); the classifier embeds a
     # query up to 256. The exported exemplar must be the text as the classifier sees it.
-    from shared.classifier import finetuned_from_base, load_base_classifier
-
-    categories = [
-        CategorySpec("cards", "card delivery, lost or stolen cards"),
-        CategorySpec("transfers", "sending and receiving money"),
-    ]
     texts = [
         ("my card has not arrived yet", "cards"),
         ("I lost my debit card on the bus", "cards"),
@@ -213,38 +233,26 @@ def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(method, tmp_path
         ("my transfer is still pending", "transfers"),
         ("the money I sent never arrived", "transfers"),
     ]
-    examples = [{"id": i, "text": text, "label": label} for i, (text, label) in enumerate(texts)]
     config = TrainingConfig(method=method, seed=0, epochs=2)
-    base = load_base_classifier(default_base_model())
-    assert len(base.tokenizer(LONG_TEXT)["input_ids"]) > config.max_length
-    info = engine.train_model(
-        examples, [], config, default_base_model(), categories, output_dir=tmp_path / "a"
-    )
-    tuned = finetuned_from_base(base, info["adapter_dir"], version="run-1")
+    assert len(base_classifier.tokenizer(LONG_TEXT)["input_ids"]) > config.max_length
+    tuned = _fine_tuned_on(texts, config, base_classifier, tmp_path / "a")
 
     similarity = tuned.exemplars @ tuned.encode([LONG_TEXT])[0]
 
     assert float(similarity[2]) == pytest.approx(1.0, abs=1e-4)
-    assert tuned.classify([LONG_TEXT], categories)[0].label == "cards"
+    assert tuned.classify([LONG_TEXT], CARDS_AND_TRANSFERS)[0].label == "cards"
 
 
 def test_exemplars_are_cut_where_the_classifier_cuts_even_with_a_larger_training_cap(
-    tmp_path,
+    base_classifier, tmp_path
 ) -> None:
-    from shared.classifier import finetuned_from_base, load_base_classifier
     from shared.classifier.embedding import MAX_LENGTH
 
-    categories = [CategorySpec("cards", "cards"), CategorySpec("transfers", "transfers")]
     very_long = " ".join([LONG_TEXT] * 5)
     texts = [("my card is lost", "cards"), (very_long, "cards"), ("send money", "transfers")]
-    examples = [{"id": i, "text": text, "label": label} for i, (text, label) in enumerate(texts)]
     config = TrainingConfig(method="lora", seed=0, epochs=1, max_length=512)
-    base = load_base_classifier(default_base_model())
-    assert len(base.tokenizer(very_long)["input_ids"]) > MAX_LENGTH
-    info = engine.train_model(
-        examples, [], config, default_base_model(), categories, output_dir=tmp_path / "a"
-    )
-    tuned = finetuned_from_base(base, info["adapter_dir"], version="run-1")
+    assert len(base_classifier.tokenizer(very_long)["input_ids"]) > MAX_LENGTH
+    tuned = _fine_tuned_on(texts, config, base_classifier, tmp_path / "a")
 
     similarity = tuned.exemplars @ tuned.encode([very_long])[0]
 

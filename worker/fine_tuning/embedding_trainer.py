@@ -433,10 +433,11 @@ class EmbeddingTrainer(BaseTrainer):
         return stopping.best_loss if math.isfinite(stopping.best_loss) else None
 
     def _as_served(self, dataset: Any) -> Any:
-        """``dataset``, re-tokenised at the classifier's cap unless no text reached either cap."""
-        cap = min(self.max_length, MAX_LENGTH)
-        if all(len(ids) < cap for ids in dataset["input_ids"]):
-            return dataset
+        """``dataset`` tokenised as the classifier tokenises a query (at ``MAX_LENGTH``)."""
+        if self.max_length == MAX_LENGTH or all(
+            len(ids) < min(self.max_length, MAX_LENGTH) for ids in dataset["input_ids"]
+        ):
+            return dataset  # already the same tokens (head, or no text reached a cap)
         return prepare_dataset(dataset["text"], dataset["label"], self.tokenizer, MAX_LENGTH)
 
     def export(self, history: dict[str, Any]) -> TrainedAdapter:
