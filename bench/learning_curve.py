@@ -303,10 +303,20 @@ def main() -> None:
     parser.add_argument("--ks", default="4,8,16,32")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--rerun", action="store_true", help="replace stored runs")
-    parser.add_argument("--summary", action="store_true", help="only print the stored summary")
+    parser.add_argument(
+        "--summary", action="store_true", help="run nothing: only report the stored runs"
+    )
     parser.add_argument("--dataset", choices=DATASETS, default="banking")
-    parser.add_argument("--plot", action="store_true", help="write the plot next to the results")
-    parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="write the plot next to the results (after running what is missing; see --summary)",
+    )
+    parser.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print a Markdown table (after running what is missing; see --summary)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: method,k,seed
     args = parser.parse_args()
     dataset = args.dataset
