@@ -10,6 +10,11 @@ LORA_RANKS = (8, 16, 32)
 LEARNING_RATE_RANGE = (1e-4, 5e-4)
 EPOCH_RANGE = (1, 10)
 DEFAULT_SPLIT = (0.7, 0.15, 0.15)
+# Method lora on an embedding model adapts the encoder's top block with few examples and
+# every block from this many training texts per category on (bench/README.md). NLI
+# models adapt every block; method head adapts none.
+ALL_LAYERS_FROM_PER_CATEGORY = 12
+ADAPTS = ("no block", "top block", "every block")
 DEVICES = ("auto", "cpu", "cuda")
 DEFAULT_MAX_BATCH_TOKENS = 8192  # ~256 bart-large NLI pairs (~14 GiB in bf16) or ~500 short texts
 
@@ -48,8 +53,8 @@ class TrainingConfig:
     lora_lr_multiplier: float | None = field(
         default=None,
         metadata={
-            "help": "adapter lr / nominal; default per model kind "
-            "(embedding: 10, LoRA on the top block only; NLI: 3)"
+            "help": "adapter lr / nominal; default per model kind and data (embedding: "
+            "10 on the top block, 5 on every block from 12 texts per category; NLI: 3)"
         },
     )
     head_lr_multiplier: float = field(
@@ -166,3 +171,12 @@ def validate_split(split: Any) -> tuple[float, float, float]:
     if abs(sum(values) - 1.0) > 1e-6:
         raise ValueError(f"split must sum to 1, got {split!r} (sum {sum(values):g})")
     return values  # type: ignore[return-value]
+
+
+def adapted_blocks(kind: str, method: str, train_texts_per_category: float) -> str:
+    """What a run adapts, one of ``ADAPTS``; its cost per example depends on it."""
+    if method != "lora":
+        return "no block"
+    if kind == "nli" or train_texts_per_category >= ALL_LAYERS_FROM_PER_CATEGORY:
+        return "every block"
+    return "top block"

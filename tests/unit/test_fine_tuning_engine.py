@@ -148,6 +148,9 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     assert results["accuracy"] == head_run[1]["accuracy"]
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
     assert "No adapter epoch beat it on the validation set" in card
+    # 8 per category: the fast recipe, LoRA on the top block only.
+    assert info["adapted_blocks"] == "top block"
+    assert "LoRA adapts the top block of the model." in card
 
 
 def test_progress_is_reported_and_cancel_stops_training(banking, tmp_path) -> None:

@@ -1,8 +1,10 @@
-"""The embedding lora recipe: LoRA on the top block (its frozen bottom runs once), SupCon fade."""
+"""The embedding lora recipe: LoRA on the top block (its frozen bottom runs once) for few
+examples, on every block for many; SupCon fade; epochs capped in steps."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,6 +90,7 @@ def test_cached_prefix_gives_the_embeddings_of_a_full_forward() -> None:
     trainer = EmbeddingTrainer(
         default_base_model(), CATEGORIES, TrainingConfig(method="lora", seed=0)
     )
+    trainer.setup_adapter(per_category=7)
     assert trainer.frozen_layers == 5
     with torch.no_grad():  # make the adapter non-trivial (peft starts B at zero)
         for name, parameter in trainer.encoder.named_parameters():
@@ -160,3 +163,63 @@ def test_a_lora_epoch_takes_at_most_eight_steps_whatever_the_data_size() -> None
         default_base_model(), CATEGORIES, TrainingConfig(method="head", seed=0, batch_size=16)
     )
     assert head.batch_size(435) == 16
+
+
+def test_with_many_examples_per_category_every_block_adapts(tmp_path) -> None:
+    from shared.classifier import artifact
+    from worker.fine_tuning.embedding_trainer import RECIPE
+
+    many = RECIPE["all_layers_from_per_category"]
+    assert many > 7  # 8 per category (7 to train on) keeps the fast top-block recipe
+    trainer = EmbeddingTrainer(
+        default_base_model(), CATEGORIES, TrainingConfig(method="lora", seed=0)
+    )
+    trainer.setup_adapter(per_category=many)
+    assert trainer.frozen_layers == 0
+    assert trainer.adapter_lr_multiplier == RECIPE["all_layers_lr_multiplier"]
+    chosen = EmbeddingTrainer(
+        default_base_model(),
+        CATEGORIES,
+        TrainingConfig(method="lora", seed=0, lora_lr_multiplier=2.0),
+    )
+    chosen.setup_adapter(per_category=many)
+    assert chosen.adapter_lr_multiplier == 2.0  # the admin's choice wins
+
+    # A real run with 24 texts per category: the export adapts all 6 blocks, and the
+    # classifier that loads it shares no frozen bottom with the base model.
+    variants = ["", " please", " today", " asap", " again", " now"]
+    examples = [
+        {"id": f"{i}-{j}", "text": text + suffix, "label": label}
+        for i, (text, label) in enumerate(EXAMPLES)
+        for j, suffix in enumerate(variants)
+    ]
+    assert len(examples) / len(CATEGORIES) >= many
+    info = engine.train_model(
+        examples,
+        [],
+        TrainingConfig(method="lora", seed=0, epochs=1),
+        default_base_model(),
+        CATEGORIES,
+        output_dir=tmp_path / "adapter",
+    )
+    assert info["adapted_blocks"] == "every block"
+    card = (Path(info["adapter_dir"]) / "README.md").read_text()
+    assert "LoRA adapts every block of the model." in card
+    lora, head = artifact.split_tensors(artifact.read_adapter_tensors(info["adapter_dir"]))
+    blocks = {key.split(".layer.")[1].split(".")[0] for key in lora}
+    assert blocks == {str(i) for i in range(6)}
+    assert untouched_bottom_layers(lora, head) == 0
+    base = load_base_classifier(default_base_model())
+    tuned = finetuned_from_base(base, info["adapter_dir"], version="run-2")
+    assert tuned.shared_layers == 0
+    base_shared, tuned_shared = encode_both(base, tuned, TEXTS)
+    assert torch.allclose(tuned_shared, tuned.encode(TEXTS), atol=1e-5)
+    assert not torch.allclose(tuned_shared, base_shared, atol=1e-3)
+
+
+def test_every_block_training_hands_freed_blocks_back_to_the_os() -> None:
+    # glibc (this machine and the Debian-based images) takes the fixed mmap threshold
+    # that keeps the every-block recipe under 1.5 GB (bench/README.md).
+    from worker.fine_tuning import devices
+
+    assert devices.return_large_blocks_to_the_os() is True

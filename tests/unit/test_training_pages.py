@@ -137,6 +137,7 @@ def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(log
             "epochs_run": 5,
             "train_seconds": 4.21,
             "device": "cpu",
+            "adapted_blocks": "every block",
             "train_loss": [1.0] * 5,
             "val_loss": [1.0] * 5,
         },
@@ -151,7 +152,7 @@ def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(log
     trained_html = logged_in.get(f"/admin/training/runs/{trained.id}").get_data(as_text=True)
     start_html = logged_in.get(f"/admin/training/runs/{kept_start.id}").get_data(as_text=True)
 
-    assert "best epoch 3 of 5, 4.2 s on cpu" in trained_html
+    assert "best epoch 3 of 5, 4.2 s on cpu; LoRA on every block of the encoder" in trained_html
     assert 'data-role="adapter-not-kept"' not in trained_html
     assert "best epoch 0 of 2 on cpu" in start_html
     assert 'data-role="adapter-not-kept"' in start_html

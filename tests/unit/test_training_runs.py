@@ -13,6 +13,7 @@ from shared.models import FineTuningRun, utcnow
 from shared.settings_store import set_setting
 from shared.training_runs import (
     DEFAULT_TRAINING_CONFIG,
+    EVERY_BLOCK_COST,
     cancel_training_run,
     estimate_run_duration,
     list_runs,
@@ -434,7 +435,16 @@ def test_cancel_through_the_api_works_even_when_the_broker_is_down(client, sessi
 
 
 def _completed_run(
-    session, *, method, examples, seconds, train_seconds, epochs=10, cv=False, hours_ago=1
+    session,
+    *,
+    method,
+    examples,
+    seconds,
+    train_seconds,
+    epochs=10,
+    cv=False,
+    hours_ago=1,
+    **fields,
 ):
     started = utcnow() - timedelta(hours=hours_ago)
     return make_run(
@@ -446,7 +456,7 @@ def _completed_run(
         num_training_examples=examples,
         started_at=started,
         completed_at=started + timedelta(seconds=seconds),
-        results={"training": {"train_seconds": train_seconds}},
+        results={"training": {"train_seconds": train_seconds, **fields}},
     )  # fmt: skip
 
 
@@ -474,6 +484,59 @@ def test_the_estimate_scales_the_latest_similar_run_by_examples_and_epochs(sessi
     assert f"run {reference.id}" in estimate["basis"]
     other_model = estimate_run_duration(session, {"method": "lora"}, base_model="other-model")
     assert other_model["seconds"] is None
+
+
+def test_the_estimate_prefers_a_run_that_adapted_the_same_blocks(session, examples):
+    # 12 examples over 3 categories (about 3 training texts each): an embedding lora run
+    # adapts the top block only. A recent run on more data adapted every block, which
+    # costs more per example, so the older top-block run is the better reference.
+    top = _completed_run(
+        session,
+        method="lora",
+        examples=12,
+        seconds=30,
+        train_seconds=20,
+        hours_ago=9,
+        adapted_blocks="top block",
+    )
+    every = _completed_run(
+        session,
+        method="lora",
+        examples=12,
+        seconds=90,
+        train_seconds=80,
+        adapted_blocks="every block",
+    )
+    session.commit()
+
+    estimate = estimate_run_duration(session, {"method": "lora"}, base_model="test-model")
+    assert estimate["adapted_blocks"] == "top block"
+    assert estimate["reference_run"]["run_id"] == top.id
+    assert estimate["seconds"] == pytest.approx(30.0)
+
+    # With only the every-block run to go by, its training time per example is scaled down.
+    session.delete(top)
+    session.commit()
+    estimate = estimate_run_duration(session, {"method": "lora"}, base_model="test-model")
+    assert estimate["reference_run"]["run_id"] == every.id
+    assert estimate["reference_run"]["adapted_blocks"] == "every block"
+    assert estimate["seconds"] == pytest.approx(80 / EVERY_BLOCK_COST + 10)
+    assert (
+        "adapted every block of the encoder there and will adapt the top block"
+        in (estimate["basis"])
+    )
+
+
+def test_the_estimate_counts_a_reference_run_by_all_the_examples_it_took(session, examples):
+    # Once its data is checked a run's num_training_examples is its training split only;
+    # today's count is every example, so the reference is counted the same way.
+    run = _completed_run(session, method="head", examples=8, seconds=10, train_seconds=4)
+    run.data_snapshot = {"example_ids": list(range(12))}
+    session.commit()
+
+    estimate = estimate_run_duration(session, {"method": "head"}, base_model="test-model")
+    assert estimate["reference_run"]["num_examples"] == 12
+    assert estimate["seconds"] == pytest.approx(10.0)
 
 
 def test_the_estimate_api_refuses_bad_options_like_start_training(client, examples, admin_headers):

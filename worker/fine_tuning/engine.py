@@ -156,6 +156,7 @@ def train_model(
         "num_train": len(train),
         "num_val": len(val),
         "steps": history.get("steps"),
+        "adapted_blocks": history.get("adapted_blocks"),
         "device": history.get("device", "cpu"),
         "peak_gpu_memory_mb": history.get("peak_gpu_memory_mb"),
     }

@@ -177,6 +177,9 @@ def model_card(
             f"Best epoch {history.get('best_epoch')} of {history.get('epochs_run')}; "
             f"{history.get('train_seconds')} s.",
         ]
+        adapted = {"top block": "the top block", "every block": "every block"}
+        if history.get("adapted_blocks") in adapted:
+            lines.append(f"LoRA adapts {adapted[history['adapted_blocks']]} of the model.")
         if history.get("best_epoch") == 0 and history.get("epochs_run"):
             lines.append(
                 "Epoch 0 is the start: the scorer fitted on the frozen base model. No adapter "

@@ -148,5 +148,8 @@ class NLITrainer(BaseTrainer):
             tensors=tensors,
             peft_fields=peft_fields,
             manifest=self.manifest(self.config.method, self.config.max_length),
-            history=history,
+            history={
+                **history,
+                "adapted_blocks": "every block" if self.config.method == "lora" else "no block",
+            },
         )
