@@ -100,6 +100,11 @@ RECIPE: dict[str, Any] = {
     # epoch, left as they are); at 64 per category, 16-text batches made 30+ steps an
     # epoch and the adapter lost to head (bench/README.md).
     "steps_per_epoch": 8,
+    # ... but a CPU batch holds at most this many texts, so memory stops growing with the
+    # data: backprop through every block costs about 4 MB a text (1.29 GB peak with
+    # 55-text batches at 64 per category on banking, bench/README.md). Larger sets take
+    # more than 8 steps an epoch.
+    "max_cpu_batch": 64,
 }
 # Prefix states of the frozen bottom blocks are cached up to this size (else recomputed).
 PREFIX_CACHE_LIMIT_MB = 512
@@ -211,7 +216,8 @@ class EmbeddingTrainer(BaseTrainer):
         steps = RECIPE["steps_per_epoch"]
         if not self.use_lora or not steps:
             return self.config.batch_size
-        return max(self.config.batch_size, math.ceil(size / steps))
+        grown = min(RECIPE["max_cpu_batch"], math.ceil(size / steps))
+        return max(self.config.batch_size, grown)
 
     def _embed(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if "prefix" in batch:
