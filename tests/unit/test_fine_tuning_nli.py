@@ -62,6 +62,8 @@ def test_nli_model_trains_exports_and_reloads(tiny_bart, tmp_path, method) -> No
     adapter_config = json.loads(Path(info["adapter_dir"], "adapter_config.json").read_text())
     if method == "lora":
         assert sorted(adapter_config["target_modules"]) == ["q_proj", "v_proj"]
+    # NLI lora adapts every block; head retrains the classification head only.
+    assert info["adapted_blocks"] == ("every block" if method == "lora" else "no block")
     results = engine.evaluate_model(info["adapter_dir"], tiny_bart, _examples("e"), CATEGORIES)
     assert 0.0 <= results["accuracy"] <= 1.0 and "verdict" in results
     reloaded = load_finetuned_classifier(tiny_bart, info["adapter_dir"], version="run-9")

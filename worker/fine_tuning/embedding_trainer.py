@@ -110,9 +110,10 @@ RECIPE: dict[str, Any] = {
 PREFIX_CACHE_LIMIT_MB = 512
 
 
-def adapted_blocks(encoder: torch.nn.Module, per_category: float) -> list[int] | None:
+def lora_block_indices(encoder: torch.nn.Module, per_category: float) -> list[int] | None:
     """Indices of the encoder blocks LoRA adapts for ``per_category`` training texts per
-    category: RECIPE's top N for few examples, every block (None) for many."""
+    category: RECIPE's top N for few examples, every block (None) for many. The same
+    rule as ``shared.training_config.adapted_blocks``, which names it for estimates."""
     blocks = encoder_blocks(encoder)
     top = RECIPE["lora_top_layers"]
     if per_category >= RECIPE["all_layers_from_per_category"]:
@@ -195,7 +196,7 @@ class EmbeddingTrainer(BaseTrainer):
         evaluation. With many, every block adapts."""
         if not self.use_lora or self.encoder is not self.body:
             return  # head, or already wrapped
-        adapted = adapted_blocks(self.body, per_category)
+        adapted = lora_block_indices(self.body, per_category)
         self.frozen_layers = adapted[0] if adapted else 0
         self.adapter_lr_multiplier = float(
             self.config.lora_lr_multiplier

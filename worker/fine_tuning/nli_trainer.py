@@ -16,7 +16,7 @@ import torch.nn.functional as functional
 
 from shared.classifier import NLI, CategorySpec, model_identity
 from shared.classifier.artifact import HEAD_PREFIX
-from shared.training_config import TrainingConfig
+from shared.training_config import TrainingConfig, adapted_blocks
 from worker.fine_tuning import devices
 from worker.fine_tuning.trainer import (
     BaseTrainer,
@@ -148,8 +148,6 @@ class NLITrainer(BaseTrainer):
             tensors=tensors,
             peft_fields=peft_fields,
             manifest=self.manifest(self.config.method, self.config.max_length),
-            history={
-                **history,
-                "adapted_blocks": "every block" if self.config.method == "lora" else "no block",
-            },
+            # NLI lora adapts every block whatever the data size.
+            history={**history, "adapted_blocks": adapted_blocks(NLI, self.config.method, 0)},
         )
