@@ -77,11 +77,25 @@ def lora_run(banking, tmp_path_factory) -> tuple[dict, dict]:
     return _train_and_evaluate(banking, tmp_path_factory.mktemp("lora"), "lora")
 
 
-def test_lora_beats_the_zero_shot_base_with_eight_per_category(lora_run) -> None:
+def test_lora_beats_the_zero_shot_base_with_eight_per_category(lora_run, banking) -> None:
     info, results = lora_run
     assert results["accuracy"] > results["baseline_accuracy"] + 0.03
     assert results["num_test"] == 200
     assert info["epochs_run"] >= 1 and info["train_loss"]
+    # The verdict says how sure the test set is, from the very predictions it scored.
+    truth = [example["label"] for example in banking["test"]]
+    pairs = list(zip(truth, results["predictions"], results["baseline_predictions"], strict=True))
+    fixed = sum(1 for t, tuned, base in pairs if tuned == t != base)
+    broken = sum(1 for t, tuned, base in pairs if base == t != tuned)
+    assert fixed - broken == round((results["accuracy"] - results["baseline_accuracy"]) * 200)
+    verdict = results["verdict"]
+    assert results["mcnemar_p_value"] == verdict["p_value"]
+    assert verdict["significant"] == (verdict["p_value"] < 0.05)
+    assert any(
+        f"on 200 test texts the fine-tuned model got {fixed} right" in reason
+        and f"and {broken} wrong that it got right" in reason
+        for reason in verdict["reasons"]
+    )
 
 
 def test_export_loads_back_and_predicts_the_same_labels(lora_run, banking) -> None:

@@ -275,7 +275,8 @@ def _evaluate(
         tuned_predictions = _predict(finetuned, texts, specs)
     tuned = metrics.classification_metrics(truth, tuned_predictions, labels)
     baseline = metrics.classification_metrics(truth, base_predictions, labels)
-    verdict = metrics.deploy_verdict(tuned, baseline)
+    changes = metrics.discordant_counts(truth, tuned_predictions, base_predictions)
+    verdict = metrics.deploy_verdict(tuned, baseline, changes)
     results: dict[str, Any] = {
         **{key: tuned[key] for key in tuned if key != "labels"},
         "labels": labels,
@@ -284,7 +285,7 @@ def _evaluate(
         "baseline_per_category_f1": baseline["per_category_f1"],
         "baseline_confusion_matrix": baseline["confusion_matrix"],
         "improvement_over_baseline": tuned["accuracy"] - baseline["accuracy"],
-        "mcnemar_p_value": metrics.mcnemar_p_value(truth, tuned_predictions, base_predictions),
+        "mcnemar_p_value": verdict["p_value"],
         "verdict": verdict,
         "meets_criteria": verdict["meets_criteria"],
         "num_test": len(test),

@@ -5,13 +5,17 @@ Plain Python, deterministic, no torch: labels are strings.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Sequence
 from typing import Any
 
+from shared.model_comparison import mcnemar_exact_p_value
+
 ACCURACY_MARGIN = 0.05
 MIN_CATEGORY_F1 = 0.3
+SIGNIFICANCE_LEVEL = 0.05
+# Below this many test texts the verdict says what one text weighs.
+SMALL_TEST_SET = 50
 
 
 def _safe_divide(numerator: float, denominator: float) -> float:
@@ -73,11 +77,21 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def deploy_verdict(finetuned: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+def deploy_verdict(
+    finetuned: dict[str, Any],
+    baseline: dict[str, Any],
+    changes: tuple[int, int] | None = None,
+) -> dict[str, Any]:
     """The plan's 5.4 criteria, with the reasons in words.
 
     Deploy if (accuracy > baseline + 5 points OR per-category F1 improved for
     most categories) AND no category (with test support) has F1 < 0.3.
+
+    ``changes`` (texts only the fine-tuned model gets right, texts only the base
+    model gets right; see ``discordant_counts``) adds how sure the test set can
+    be: McNemar's exact p-value, and what one test text weighs when there are
+    few. It informs the admin and does not change the criteria: with 20-50
+    corrections the test set is too small for any difference to be clear.
     """
     reasons: list[str] = []
     gain = finetuned["accuracy"] - baseline["accuracy"]
@@ -109,6 +123,10 @@ def deploy_verdict(finetuned: dict[str, Any], baseline: dict[str, Any]) -> dict[
         )
     else:
         reasons.append(f"every category has F1 >= {MIN_CATEGORY_F1}")
+    p_value = None
+    if changes is not None:
+        p_value = mcnemar_exact_p_value(*changes)
+        reasons.append(_significance(changes, p_value, int(finetuned.get("num_examples") or 0)))
     meets = (accuracy_ok or majority_ok) and not weak
     if not meets:
         reasons.append(
@@ -120,37 +138,46 @@ def deploy_verdict(finetuned: dict[str, Any], baseline: dict[str, Any]) -> dict[
         "accuracy_gain": gain,
         "improved_categories": improved,
         "weak_categories": weak,
+        "p_value": p_value,
+        "significant": None if p_value is None else p_value < SIGNIFICANCE_LEVEL,
         "reasons": reasons,
     }
+
+
+def _significance(changes: tuple[int, int], p_value: float, num_test: int) -> str:
+    fixed, broken = changes
+    said = (
+        f"on {num_test} test texts the fine-tuned model got {fixed} right that the base "
+        f"model got wrong and {broken} wrong that it got right: McNemar p = {p_value:.3g}, "
+    )
+    if p_value < SIGNIFICANCE_LEVEL:
+        return said + "a real difference"
+    said += "the difference could be chance"
+    if 0 < num_test < SMALL_TEST_SET:
+        said += (
+            f" (one test text is {100 / num_test:.1f} points of accuracy; "
+            "more corrections make a clearer test)"
+        )
+    return said
 
 
 def mcnemar_p_value(
     y_true: Sequence[str], predictions_a: Sequence[str], predictions_b: Sequence[str]
 ) -> float:
-    """Two-sided McNemar test p-value for two models' predictions on the same texts.
+    """Two-sided exact McNemar p-value for two models' predictions on the same texts
+    (the test compare-models uses: a binomial test of the discordant texts at 1/2)."""
+    only_a, only_b = discordant_counts(y_true, predictions_a, predictions_b)
+    return mcnemar_exact_p_value(only_a, only_b)
 
-    Exact binomial test when there are fewer than 25 discordant texts, else the
-    chi-square statistic with continuity correction.
-    """
-    only_a = sum(
-        1
-        for truth, a, b in zip(y_true, predictions_a, predictions_b, strict=True)
-        if a == truth and b != truth
-    )
-    only_b = sum(
-        1
-        for truth, a, b in zip(y_true, predictions_a, predictions_b, strict=True)
-        if b == truth and a != truth
-    )
-    discordant = only_a + only_b
-    if discordant == 0:
-        return 1.0
-    if discordant < 25:
-        smaller = min(only_a, only_b)
-        tail = sum(math.comb(discordant, k) for k in range(smaller + 1)) / 2**discordant
-        return min(1.0, 2 * tail)
-    statistic = (abs(only_a - only_b) - 1) ** 2 / discordant
-    return math.erfc(math.sqrt(statistic / 2))
+
+def discordant_counts(
+    y_true: Sequence[str], predictions_a: Sequence[str], predictions_b: Sequence[str]
+) -> tuple[int, int]:
+    """Texts that only model a gets right, and texts that only model b gets right."""
+    rows = list(zip(y_true, predictions_a, predictions_b, strict=True))
+    only_a = sum(1 for truth, a, b in rows if a == truth and b != truth)
+    only_b = sum(1 for truth, a, b in rows if b == truth and a != truth)
+    return only_a, only_b
 
 
 def summarize_folds(accuracies: Sequence[float]) -> dict[str, float]:
