@@ -94,10 +94,15 @@ def run_directory(models_dir: str | Path, run_id: int) -> Path:
 
 def run_model_path(run: FineTuningRun, models_dir: str | Path) -> Path:
     """The run's published directory: its ``model_path`` (relative to the volume or absolute)."""
-    if run.model_path:
-        path = Path(run.model_path)
+    return published_path(run.model_path, run.id, models_dir)
+
+
+def published_path(model_path: str | None, run_id: int, models_dir: str | Path) -> Path:
+    """``run_model_path`` from a run's recorded ``model_path`` and id (no database row)."""
+    if model_path:
+        path = Path(model_path)
         return path if path.is_absolute() else Path(models_dir) / path
-    return run_directory(models_dir, run.id)
+    return run_directory(models_dir, run_id)
 
 
 # -- checks shared by import and deploy ---------------------------------------------------

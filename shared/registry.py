@@ -37,6 +37,7 @@ from shared.settings_store import get_setting, set_setting
 logger = logging.getLogger(__name__)
 
 BASE = "base"
+AUTO_DEPLOY = "auto-deploy"  # the actor of automatic deploys
 DEPLOYABLE_STATUSES = ("completed", "imported")
 
 
@@ -185,19 +186,61 @@ def rollback_to_baseline(session: Session, config: Config, actor: str) -> Deploy
 def maybe_auto_deploy(session: Session, config: Config, run_id: int) -> DeployResult | None:
     """Deploy a run that met the criteria when the ``auto_deploy`` setting is on.
 
-    The pipeline calls this after a run completes; it never raises for a refused deploy
-    (the reason is logged and, for broken files, recorded as a failed event).
+    The criteria compare the run with the base model. When a fine-tuned model is in
+    use, the run must also have beaten that model on its test texts (the evaluation
+    scored both, ``results["in_use"]``); otherwise the model in use stays, and a
+    ``skipped`` deploy event says why, so an automatic retrain never silently
+    replaces a better model. The pipeline calls this after a run completes; it
+    never raises for a refused deploy (the reason is logged and, for broken files,
+    recorded as a failed event).
     """
     if not get_setting(session, "auto_deploy"):
         return None
     run = session.get(FineTuningRun, run_id)
     if run is None or run.status != "completed" or meets_criteria(run) is not True:
         return None
+    current = active_run(session)
+    if current is not None and current.id != run.id:
+        reason = _not_better_than_model_in_use(run, current)
+        if reason is not None:
+            _record(
+                session,
+                "deploy",
+                run.id,
+                current.version,
+                run.version,
+                AUTO_DEPLOY,
+                "skipped",
+                reason,
+            )
+            session.commit()
+            logger.info("auto-deploy skipped run_id=%s reason=%s", run.id, reason)
+            return None
     try:
-        return deploy_model(session, config, run_id, actor="auto-deploy")
+        return deploy_model(session, config, run_id, actor=AUTO_DEPLOY)
     except (Conflict, NotFound) as error:
         logger.warning("auto-deploy skipped run_id=%s reason=%s", run_id, error)
         return None
+
+
+def _not_better_than_model_in_use(run: FineTuningRun, current: FineTuningRun) -> str | None:
+    """None when ``run`` beat ``current`` on its test texts, else why it may not replace it."""
+    compared = (run.results or {}).get("in_use")
+    if not isinstance(compared, dict) or compared.get("run_id") != current.id:
+        return (
+            f"the model in use (run {current.id}) was put in use after this run was "
+            "evaluated, so they were never compared; compare them and deploy by hand"
+        )
+    if compared.get("error"):
+        return f"the model in use (run {current.id}) could not be scored: {compared['error']}"
+    if compared.get("new_is_better") is not True:
+        return (
+            f"on the {compared.get('num_test')} test texts the model in use (run "
+            f"{current.id}) did not train on, this run scored "
+            f"{float(compared.get('new_accuracy') or 0):.3f} and the model in use "
+            f"{float(compared.get('accuracy') or 0):.3f}: the model in use stays"
+        )
+    return None
 
 
 def deployment_history(session: Session, limit: int = 50) -> list[DeploymentEvent]:

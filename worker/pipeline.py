@@ -33,7 +33,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.db import session_scope
+from shared.model_archive import published_path
 from shared.models import TERMINAL_STATUSES, FineTuningRun, TrainingExample, utcnow
+from shared.registry import active_run
 from shared.training_runs import append_timeline, finish_run
 
 logger = logging.getLogger(__name__)
@@ -341,7 +343,17 @@ def _load_evaluate(session: Session, run: FineTuningRun) -> dict[str, Any]:
         "base_model": run.base_model,
         "staging_dir": snapshot["staging_dir"],
         "config": _engine_config(run),
+        "in_use": _model_in_use(session, run),
     }
+
+
+def _model_in_use(session: Session, run: FineTuningRun) -> dict[str, Any] | None:
+    """The fine-tuned model in use, when there is one this run could replace: the
+    evaluation scores it on the same test texts, and auto-deploy needs it beaten."""
+    current = active_run(session)
+    if current is None or current.id == run.id or current.base_model != run.base_model:
+        return None
+    return {"run_id": current.id, "version": current.version, "model_path": current.model_path}
 
 
 def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +367,10 @@ def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
             return {"metrics": metrics, "model_path": str(published)}
         shutil.rmtree(published)
     progress = context.progress_writer()
+    in_use = inputs.get("in_use")
+    if in_use is not None:
+        directory = published_path(in_use["model_path"], in_use["run_id"], context.models_dir)
+        in_use = {**in_use, "dir": str(directory)}
     metrics = evaluate_model(
         inputs["staging_dir"],
         inputs["base_model"],
@@ -365,6 +381,7 @@ def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
         config=context.engine_config(inputs["config"]),
         progress=progress,
         should_cancel=progress.should_cancel,
+        in_use=in_use,
     )
     if progress.should_cancel():
         raise TrainingCancelled("evaluation was cancelled")

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from shared import task_names
 from shared.models import ACTIVE_STATUSES, Category, FineTuningRun, TrainingExample
-from shared.settings_store import set_setting
+from shared.settings_store import get_setting, set_setting
 from tests.banking_data import banking_examples
 from tests.integration.conftest import WorkerProcess, claimed_redis_database
 
@@ -353,3 +353,48 @@ def test_twenty_simultaneous_starts_make_exactly_one_run(api, admin_headers, sma
     (run,) = session.scalars(select(FineTuningRun)).all()
     api.test_client().post(f"/admin/api/cancel-training/{run.id}", headers=admin_headers)
     wait_until_no_run_is_active(session)
+
+
+def test_auto_deploy_keeps_a_model_in_use_that_the_new_run_does_not_beat(
+    api, admin_headers, larger_data, session, workers
+):
+    client = api.test_client()
+    first = start(client, admin_headers, method="head", epochs=2).get_json()["run_id"]
+    assert watch(client, admin_headers, first, finished, workers)[-1]["status"] == "completed"
+    deployed = client.post(
+        f"/admin/api/deploy-model/{first}", json={"force": True}, headers=admin_headers
+    )
+    assert deployed.status_code == 200, deployed.get_json()
+    set_setting(session, "auto_deploy", True)
+    session.commit()
+
+    # The same data, method and seed: the same model, so it does not beat the one in use.
+    second = start(client, admin_headers, method="head", epochs=2).get_json()["run_id"]
+    final = watch(client, admin_headers, second, finished, workers)[-1]
+    assert final["status"] == "completed", final["error"]
+    results = final["results"]
+    assert results["meets_criteria"], results["verdict"]  # it beats the base model
+    compared = results["in_use"]
+    assert (compared["run_id"], compared["version"]) == (first, f"run-{first}")
+    # The same split: the first run trained on none of the second run's test texts.
+    assert compared["num_test"] == results["num_test"]
+    assert compared["accuracy"] == compared["new_accuracy"] == results["accuracy"]
+    assert (compared["new_right"], compared["in_use_right"], compared["new_is_better"]) == (
+        0,
+        0,
+        False,
+    )
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        history = client.get("/admin/api/deployments", headers=admin_headers).get_json()
+        skipped = [event for event in history["events"] if event["outcome"] == "skipped"]
+        if skipped:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"auto-deploy recorded no skipped deploy: {history['events']}")
+    assert (skipped[0]["run_id"], skipped[0]["actor"]) == (second, "auto-deploy")
+    assert skipped[0]["detail"].endswith("the model in use stays")
+    session.expire_all()
+    assert get_setting(session, "active_model_id") == first

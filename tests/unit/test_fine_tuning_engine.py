@@ -149,6 +149,44 @@ def test_head_method_is_deterministic_for_a_seed(head_run, banking, tmp_path) ->
     assert first["accuracy"] > first["baseline_accuracy"]
 
 
+def test_the_model_in_use_is_scored_on_the_test_texts_it_did_not_train_on(
+    lora_run, head_run, banking, tmp_path
+) -> None:
+    # The head model is "in use"; the lora model would replace it. Ten texts the head
+    # model trained on join the test set: it holds them as exemplars, so they are left
+    # out of the comparison and it is scored on the same 200 texts as before.
+    (lora_info, lora_results), (head_info, head_results) = lora_run, head_run
+    in_use = {"run_id": 3, "version": "run-3", "dir": head_info["adapter_dir"]}
+    results = engine.evaluate_model(
+        lora_info["adapter_dir"],
+        default_base_model(),
+        banking["test"] + banking["train"][:10],
+        banking["categories"],
+        in_use=in_use,
+        write=False,
+    )
+    compared = results["in_use"]
+    assert results["num_test"] == 210
+    assert (compared["run_id"], compared["version"], compared["num_test"]) == (3, "run-3", 200)
+    assert compared["accuracy"] == head_results["accuracy"]
+    assert compared["new_accuracy"] == lora_results["accuracy"]
+    gained = compared["new_right"] - compared["in_use_right"]
+    assert gained == round((lora_results["accuracy"] - head_results["accuracy"]) * 200)
+    assert compared["new_is_better"] == (gained > 0)
+    assert 0 < compared["p_value"] <= 1
+
+    gone = engine.evaluate_model(
+        lora_info["adapter_dir"],
+        default_base_model(),
+        banking["test"][:20],
+        banking["categories"],
+        in_use={**in_use, "dir": str(tmp_path / "missing")},
+        write=False,
+    )
+    assert "cannot read adapter" in gone["in_use"]["error"]
+    assert "new_is_better" not in gone["in_use"]
+
+
 def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     head_run, banking, tmp_path
 ) -> None:

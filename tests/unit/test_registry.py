@@ -188,6 +188,64 @@ def test_auto_deploy_only_when_the_setting_is_on_and_the_run_meets_the_criteria(
     assert events(session)[-1].actor == "auto-deploy"
 
 
+def test_auto_deploy_never_replaces_a_model_in_use_that_the_run_did_not_beat(
+    session, config, categories
+) -> None:
+    set_setting(session, "auto_deploy", True)
+    in_use = published_run(session, config)
+    registry.deploy_model(session, config, in_use.id, actor="alice")
+
+    def candidate(**compared) -> FineTuningRun:
+        run = published_run(session, config)
+        run.results = {**run.results, "in_use": {"run_id": in_use.id, **compared}}
+        session.commit()
+        return run
+
+    worse = candidate(
+        num_test=40,
+        accuracy=0.85,
+        new_accuracy=0.8,
+        new_right=1,
+        in_use_right=3,
+        new_is_better=False,
+    )
+    assert registry.maybe_auto_deploy(session, config, worse.id) is None
+    assert active_runs(session) == [in_use.id]
+    skipped = events(session)[-1]
+    assert (skipped.action, skipped.outcome, skipped.actor, skipped.run_id) == (
+        "deploy",
+        "skipped",
+        "auto-deploy",
+        worse.id,
+    )
+    assert (skipped.from_version, skipped.to_version) == (in_use.version, worse.version)
+    assert skipped.detail == (
+        f"on the 40 test texts the model in use (run {in_use.id}) did not train on, this run "
+        "scored 0.800 and the model in use 0.850: the model in use stays"
+    )
+
+    # Compared with another model than the one in use now: never compared, so it stays.
+    unknown = published_run(session, config)
+    assert registry.maybe_auto_deploy(session, config, unknown.id) is None
+    assert active_runs(session) == [in_use.id]
+    assert "were never compared" in events(session)[-1].detail
+    broken = candidate(error="cannot read adapter")
+    assert registry.maybe_auto_deploy(session, config, broken.id) is None
+    assert events(session)[-1].detail.endswith("could not be scored: cannot read adapter")
+
+    better = candidate(
+        num_test=40,
+        accuracy=0.8,
+        new_accuracy=0.85,
+        new_right=3,
+        in_use_right=1,
+        new_is_better=True,
+    )
+    assert registry.maybe_auto_deploy(session, config, better.id).run_id == better.id
+    assert active_runs(session) == [better.id]
+    assert (events(session)[-1].outcome, events(session)[-1].actor) == ("ok", "auto-deploy")
+
+
 def test_published_models_list_their_files_and_verdicts(session, config, categories) -> None:
     run = published_run(session, config)
     make_run(session, status="failed")

@@ -159,6 +159,39 @@ def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(log
     assert "adapter was not kept" in start_html
 
 
+def test_run_details_compare_the_run_with_the_model_that_was_in_use(logged_in, session):
+    compared = {"run_id": 4, "version": "run-4", "num_test": 40, "accuracy": 0.85}
+    worse = completed_run(session)
+    worse.results = {
+        **worse.results,
+        "in_use": {
+            **compared,
+            "new_accuracy": 0.8,
+            "new_right": 1,
+            "in_use_right": 3,
+            "p_value": 0.625,
+            "new_is_better": False,
+        },
+    }
+    unreadable = completed_run(session)
+    unreadable.results = {**unreadable.results, "in_use": {"run_id": 4, "error": "no files"}}
+    plain = completed_run(session)
+    session.commit()
+
+    def paragraph(run) -> str:
+        html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+        found = re.search(r'<p data-role="against-model-in-use">(.*?)</p>', html, re.S)
+        return " ".join(found.group(1).split()) if found else ""
+
+    assert paragraph(worse) == (
+        "Against the model that was in use (run 4): on the 40 test texts it did not train "
+        "on, this run scored 80.0% and it 85.0% (1 of them right only here, 3 only there; "
+        "McNemar p = 0.625). Auto-deploy keeps it."
+    )
+    assert "it could not be scored (no files)" in paragraph(unreadable)
+    assert paragraph(plain) == ""
+
+
 def test_run_details_of_a_failed_run_show_the_error(logged_in, session):
     run = make_run(session, status="failed", error="worker lost: no heartbeat for more than 300 s")
     session.commit()

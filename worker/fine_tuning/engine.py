@@ -28,6 +28,7 @@ from typing import Any
 from shared.classifier import (
     CategorySpec,
     Classifier,
+    ClassifierError,
     finetuned_from_base,
     infer_model_kind,
     load_base_classifier,
@@ -35,6 +36,7 @@ from shared.classifier import (
     predictions_from_scores,
 )
 from shared.classifier.embedding import encode_both
+from shared.data_quality import normalize_text
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
@@ -191,6 +193,7 @@ def evaluate_model(
     should_cancel: Callable[[], bool] | None = None,
     write: bool = True,
     device: str | None = None,
+    in_use: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Fine-tuned vs base model on the same test set, the deploy verdict, optional CV.
 
@@ -202,6 +205,10 @@ def evaluate_model(
     ``write`` is False. ``device`` (auto/cpu/cuda; default ``config.device``,
     else auto) is where the models run when ``base_classifier`` is not given;
     GPU memory is released before this returns.
+
+    ``in_use`` (``{"run_id", "version", "dir"}``) names a fine-tuned model in use
+    that this one would replace: it is scored on the same test texts too, and
+    ``results["in_use"]`` says how the two compare (``compare_with_model_in_use``).
     """
     specs = as_categories(categories)
     if not test:
@@ -224,6 +231,7 @@ def evaluate_model(
             config=config,
             progress=progress,
             should_cancel=should_cancel,
+            in_use=in_use,
         )
     finally:
         devices.free_device_memory(resolved_device)
@@ -250,6 +258,7 @@ def _evaluate(
     config: TrainingConfig | None,
     progress: ProgressCallback | None,
     should_cancel: Callable[[], bool] | None,
+    in_use: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     finetuned = finetuned_from_base(base, adapter_dir, version=Path(adapter_dir).name)
     texts = [example["text"] for example in test]
@@ -292,6 +301,10 @@ def _evaluate(
         "predictions": tuned_predictions,
         "baseline_predictions": base_predictions,
     }
+    if in_use is not None:
+        results["in_use"] = compare_with_model_in_use(
+            base, in_use, texts, truth, tuned_predictions, specs
+        )
     if cross_validation:
         if not cv_examples or config is None:
             raise ValueError("cross-validation needs cv_examples and config")
@@ -307,6 +320,71 @@ def _evaluate(
             )
         )
     return results
+
+
+def compare_with_model_in_use(
+    base: Classifier,
+    in_use: dict[str, Any],
+    texts: list[str],
+    truth: list[str],
+    new_predictions: list[str],
+    specs: list[CategorySpec],
+) -> dict[str, Any]:
+    """The fine-tuned model in use, scored on the new model's test texts.
+
+    Texts the model in use trained on (its ``training_data.json``) are left out: it
+    holds them as exemplars and would get them right by memory. Returns ``{"run_id",
+    "version", "num_test", "accuracy", "new_accuracy", "macro_f1", "new_right",
+    "in_use_right", "p_value", "new_is_better"}`` on those texts: ``new_right``
+    counts texts only the new model gets right, ``in_use_right`` texts only the
+    model in use gets right, and ``new_is_better`` is True when the new model's
+    accuracy is higher. Auto-deploy replaces the model in use only then. When the
+    model in use cannot be scored, ``error`` says why instead.
+    """
+    described = {"run_id": in_use.get("run_id"), "version": in_use.get("version")}
+    seen = _texts_trained_on(Path(in_use["dir"]))
+    kept = [index for index, text in enumerate(texts) if normalize_text(text) not in seen]
+    if not kept:
+        return {**described, "error": "the model in use trained on every one of these test texts"}
+    texts = [texts[index] for index in kept]
+    truth = [truth[index] for index in kept]
+    new_predictions = [new_predictions[index] for index in kept]
+    try:
+        current = finetuned_from_base(base, in_use["dir"], version=str(in_use.get("version")))
+        predicted = _predict(current, texts, specs)
+    except (ClassifierError, OSError, ValueError) as error:
+        return {**described, "error": str(error)}
+    labels = [spec.name for spec in specs]
+    scores = metrics.classification_metrics(truth, predicted, labels)
+    new_right, in_use_right = metrics.discordant_counts(truth, new_predictions, predicted)
+    return {
+        **described,
+        "num_test": len(texts),
+        "accuracy": scores["accuracy"],
+        "new_accuracy": metrics.classification_metrics(truth, new_predictions, labels)["accuracy"],
+        "macro_f1": scores["macro_f1"],
+        "new_right": new_right,
+        "in_use_right": in_use_right,
+        "p_value": metrics.mcnemar_p_value(truth, new_predictions, predicted),
+        # The accuracies differ by exactly the texts only one of the two gets right.
+        "new_is_better": new_right > in_use_right,
+    }
+
+
+def _texts_trained_on(adapter_dir: Path) -> set[str]:
+    """Normalised texts of the train and validation examples an adapter recorded."""
+    try:
+        recorded = export.read_json(adapter_dir / export.TRAINING_DATA_FILE, {})
+    except (OSError, ValueError):
+        recorded = None
+    if not isinstance(recorded, dict):
+        return set()
+    return {
+        normalize_text(str(example.get("text") or ""))
+        for part in ("train", "val")
+        for example in recorded.get(part) or []
+        if isinstance(example, dict)
+    }
 
 
 def cross_validate(
