@@ -2,9 +2,9 @@
 
 Model ``a`` is a run id or ``"base"``; model ``b`` is a run id. The examples are run
 b's recorded test split (``training_data.json`` in its published directory, else the
-split in ``data_snapshot``), joined with run a's when a is a run, so neither model is
-scored on examples it trained on only if the runs share a split; the answer says where
-the examples came from. McNemar's exact test asks whether the two models' disagreements
+split in ``data_snapshot``), joined with run a's when a is a run, less any text either
+run trained on, so neither model is scored on examples it holds by memory; the answer
+says where the examples came from. McNemar's exact test asks whether the two models' disagreements
 (one right, the other wrong) lean one way more than chance would.
 """
 
@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from shared.classifier.base import CategorySpec, Classifier
 from shared.config import Config, base_model_version
+from shared.data_quality import normalize_text
 from shared.errors import InvalidInput, NotFound
 from shared.model_archive import TRAINING_DATA_FILE, run_model_path
 from shared.models import Category, FineTuningRun, TrainingExample
@@ -81,29 +82,33 @@ def _deployable_run(session: Session, run_id: int) -> FineTuningRun:
     return run
 
 
-def _split_items(container: object) -> list[Any]:
-    """The test items of a recorded split, whatever shape the pipeline stored it in."""
+# Where a recorded split keeps each part's examples (ids, or dicts with text and label).
+_PART_KEYS = {"test": ("test", "test_ids", "test_examples"), "train": ("train",), "val": ("val",)}
+
+
+def _split_items(container: object, part: str = "test") -> list[Any]:
+    """The items of one part of a recorded split, whatever shape the pipeline stored it in."""
     if not isinstance(container, dict):
         return []
-    for key in ("test", "test_ids", "test_examples"):
+    for key in _PART_KEYS[part]:
         if isinstance(container.get(key), list):
             return container[key]
     split = container.get("split")
-    return _split_items(split) if isinstance(split, dict) else []
+    return _split_items(split, part) if isinstance(split, dict) else []
 
 
-def _recorded_test_set(
-    session: Session, config: Config, run: FineTuningRun
+def _recorded_examples(
+    session: Session, config: Config, run: FineTuningRun, part: str = "test"
 ) -> list[HeldOutExample]:
     items: list[Any] = []
     path = run_model_path(run, config.models_dir) / TRAINING_DATA_FILE
     if path.is_file():
         try:
-            items = _split_items(json.loads(path.read_text(encoding="utf-8")))
+            items = _split_items(json.loads(path.read_text(encoding="utf-8")), part)
         except (OSError, json.JSONDecodeError):
             items = []
     if not items:
-        items = _split_items(run.data_snapshot)
+        items = _split_items(run.data_snapshot, part)
     examples: list[HeldOutExample] = []
     ids = [item for item in items if isinstance(item, int)]
     for item in items:
@@ -127,14 +132,29 @@ def _recorded_test_set(
 def held_out_examples(
     session: Session, config: Config, run_a: FineTuningRun | None, run_b: FineTuningRun
 ) -> tuple[list[HeldOutExample], str]:
-    """The shared test set and a sentence saying where it came from."""
-    examples = _recorded_test_set(session, config, run_b)
+    """The shared test set and a sentence saying where it came from.
+
+    With two runs, their test splits are joined and any text either run trained on
+    (its recorded train and validation parts) is left out: a model holds its
+    training texts as exemplars and would get them right by memory.
+    """
+    examples = _recorded_examples(session, config, run_b)
     source = f"run {run_b.id}'s test split"
     if run_a is not None:
-        extra = _recorded_test_set(session, config, run_a)
+        extra = _recorded_examples(session, config, run_a)
         if extra:
             source = f"the test splits of runs {run_a.id} and {run_b.id}"
-        examples += extra
+        trained = {
+            normalize_text(example.text)
+            for run in (run_a, run_b)
+            for part in ("train", "val")
+            for example in _recorded_examples(session, config, run, part)
+        }
+        joined = examples + extra
+        examples = [example for example in joined if normalize_text(example.text) not in trained]
+        if len(examples) < len(joined):
+            left_out = len(joined) - len(examples)
+            source += f", less {left_out} texts one of the two models trained on"
     unique = list(dict.fromkeys(examples))[:MAX_EXAMPLES]
     return unique, source
 

@@ -57,6 +57,39 @@ def test_both_models_are_scored_on_run_b_test_split(session, config) -> None:
     assert result["a"]["model"] == "base" and result["b"]["run_id"] == run_b.id
 
 
+def test_two_runs_are_not_scored_on_texts_either_of_them_trained_on(session, config) -> None:
+    for name in ("cards", "loans"):
+        make_category(session, name=name)
+    ids = [
+        make_training_example(session, message=f"text {n}", corrected_category=label).id
+        for n, label in enumerate(["cards", "loans"] * 6)
+    ]
+    # Different splits of the same examples: each run tested on texts the other trained on.
+    run_a = make_run(
+        session,
+        status="completed",
+        data_snapshot={"split": {"train": ids[:6], "val": ids[6:8], "test": ids[8:]}},
+    )
+    run_b = make_run(
+        session,
+        status="completed",
+        data_snapshot={"split": {"train": ids[4:10], "val": [], "test": ids[:2] + ids[10:]}},
+    )
+    truth = {f"text {n}": ("cards" if n % 2 == 0 else "loans") for n in range(12)}
+
+    def load(_config, run):
+        return FixedAnswers(truth)
+
+    result = compare_models(session, config, run_a.id, run_b.id, load_classifier=load)
+
+    # Test texts 8-11 (a) and 0, 1, 10, 11 (b): 0 and 1 trained a, 8 and 9 trained b.
+    assert result["num_examples"] == 2
+    assert result["test_set"] == (
+        f"the test splits of runs {run_a.id} and {run_b.id}, "
+        "less 4 texts one of the two models trained on"
+    )
+
+
 def test_a_run_without_a_test_split_cannot_be_compared(session, config) -> None:
     run = make_run(session, status="completed")
     with pytest.raises(InvalidInput, match="no recorded test examples"):
