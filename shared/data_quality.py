@@ -12,7 +12,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +125,41 @@ def find_near_duplicates(
             if intersection / (len(mine) + len(theirs) - intersection) >= threshold:
                 pairs.append((min(other, position), max(other, position)))
     return sorted(pairs)
+
+
+def similar_groups(
+    texts: Sequence[str], threshold: float = NEAR_DUPLICATE_THRESHOLD
+) -> list[list[int]]:
+    """Positions of ``texts`` grouped by exact (normalised) and near duplicates, each
+    group in input order, groups ordered by their first member. Near duplicates link
+    transitively (a union of the pairs ``find_near_duplicates`` finds)."""
+    parent = list(range(len(texts)))
+
+    def root(position: int) -> int:
+        while parent[position] != position:
+            parent[position] = parent[parent[position]]
+            position = parent[position]
+        return position
+
+    def join(a: int, b: int) -> None:
+        first, second = sorted((root(a), root(b)))
+        parent[second] = first
+
+    keys = [normalize_text(text) for text in texts]
+    first_with_key: dict[str, int] = {}
+    for position, key in enumerate(keys):
+        if key in first_with_key:
+            join(first_with_key[key], position)
+        elif key:
+            first_with_key[key] = position
+    representatives = list(first_with_key.values())
+    token_sets = [frozenset(keys[position].split()) for position in representatives]
+    for a, b in find_near_duplicates(token_sets, threshold):
+        join(representatives[a], representatives[b])
+    groups: dict[int, list[int]] = defaultdict(list)
+    for position in range(len(texts)):
+        groups[root(position)].append(position)
+    return sorted(groups.values(), key=lambda group: group[0])
 
 
 def check_training_data(

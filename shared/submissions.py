@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -20,6 +20,7 @@ from shared.active_model import Classification
 from shared.categories import active_category_specs, require_active_category
 from shared.classifier.base import CategorySpec
 from shared.config import Config
+from shared.data_quality import similar_groups
 from shared.errors import InvalidInput, NotFound
 from shared.models import Submission, TrainingExample, utcnow
 
@@ -141,6 +142,10 @@ class Page:
     total: int
     page: int
     per_page: int
+    # With ``fold_similar``: the submissions folded under each listed one (by id), and
+    # how many were folded in all; ``total`` then counts the listed ones.
+    similar: dict[int, list[Any]] = field(default_factory=dict)
+    folded: int = 0
 
     @property
     def pages(self) -> int:
@@ -169,9 +174,16 @@ def list_submissions(
     category: str | None = None,
     unreviewed: bool = False,
     order: str = "newest",
+    fold_similar: bool = False,
 ) -> Page:
     """Submissions, filtered; ``order="uncertain"`` puts the least confident first
-    (that is where a correction teaches the model most; unclassified ones come first)."""
+    (that is where a correction teaches the model most; unclassified ones come first).
+
+    ``fold_similar`` folds exact and near duplicates (``shared.data_quality``) under
+    the first of them in this order, so a review queue shows each text once;
+    ``Page.similar`` holds the folded ones, which an admin can set in one go
+    (``update_categories``).
+    """
     if order not in ORDERS:
         raise InvalidInput(f"order must be one of: {', '.join(ORDERS)}")
     query = select(Submission)
@@ -179,7 +191,6 @@ def list_submissions(
         query = query.where(Submission.category == category)
     if unreviewed:
         query = query.where(Submission.reviewed_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     if order == "uncertain":
         query = query.order_by(
             Submission.confidence.is_not(None), Submission.confidence.asc(), Submission.id.asc()
@@ -188,8 +199,41 @@ def list_submissions(
         query = query.order_by(Submission.id.asc())
     else:
         query = query.order_by(Submission.id.desc())
+    if fold_similar:
+        return _folded_page(session, query, page, per_page)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = list(session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
     return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def _folded_page(session: Session, query: Any, page: int, per_page: int) -> Page:
+    """One page of ``query`` with near duplicates folded under the first of each group.
+
+    Groups need every matching text, so this reads ids and messages of all of them
+    (a few thousand take well under a second); only the page's rows load in full.
+    """
+    rows = session.execute(query.with_only_columns(Submission.id, Submission.message)).all()
+    groups = similar_groups([message for _, message in rows])
+    shown = groups[(page - 1) * per_page : page * per_page]
+    wanted = [rows[position][0] for group in shown for position in group]
+    loaded = {
+        submission.id: submission
+        for submission in session.scalars(select(Submission).where(Submission.id.in_(wanted)))
+    }
+    items = [loaded[rows[group[0]][0]] for group in shown]
+    similar = {
+        rows[group[0]][0]: [loaded[rows[position][0]] for position in group[1:]]
+        for group in shown
+        if len(group) > 1
+    }
+    return Page(
+        items=items,
+        total=len(groups),
+        page=page,
+        per_page=per_page,
+        similar=similar,
+        folded=len(rows) - len(groups),
+    )
 
 
 def get_submission(session: Session, submission_id: int) -> Submission:
@@ -237,3 +281,34 @@ def update_category(
         example.id,
     )
     return example
+
+
+MAX_SIMILAR = 500  # submissions one decision may also be applied to
+
+
+def parse_similar_ids(value: object, submission_id: int) -> list[int]:
+    """The other submissions a decision also applies to: a list of distinct ids."""
+    if value in (None, ""):
+        return []
+    if not isinstance(value, list) or not all(
+        isinstance(item, int) and not isinstance(item, bool) for item in value
+    ):
+        raise InvalidInput("similar_ids must be a list of submission ids")
+    if len(value) > MAX_SIMILAR:
+        raise InvalidInput(f"similar_ids may hold at most {MAX_SIMILAR} ids")
+    if len(set(value)) != len(value) or submission_id in value:
+        raise InvalidInput("similar_ids must be distinct and not repeat the submission itself")
+    return list(value)
+
+
+def update_categories(
+    session: Session, submission_ids: Sequence[int], category: object, actor: str
+) -> list[TrainingExample]:
+    """``update_category`` for each id, in order (one decision for near duplicates).
+
+    Every id must exist; on an error the caller rolls back, so either all of them
+    change or none does.
+    """
+    return [
+        update_category(session, submission_id, category, actor) for submission_id in submission_ids
+    ]

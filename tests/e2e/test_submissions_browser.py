@@ -34,3 +34,33 @@ def test_submit_then_correct_inline_without_reloading(live_server, page, admin_a
     session.expire_all()
     example = session.scalar(select(TrainingExample))
     assert example.corrected_category == "housing" and example.is_correction is True
+
+
+def test_near_duplicates_fold_in_the_review_queue_and_one_save_covers_them(
+    live_server, page, admin_account, session
+):
+    from shared.models import Submission
+
+    seed_default_categories(session)
+    texts = ["Damp in my flat again", "damp in my flat", "DAMP IN MY FLAT!", "the bus was late"]
+    for text in texts:
+        session.add(Submission(message=text, contributor_type="resident", category="other"))
+    session.commit()
+
+    log_in(page, live_server, *admin_account)
+    page.goto(f"{live_server.url}/admin/submissions?unreviewed=1&order=oldest")
+    assert "2 near duplicates folded" in page.locator("#submissions-total").inner_text()
+    row = page.locator("tbody tr").first
+    row.get_by_text("+2 similar, not yet reviewed").click()
+    copies = row.locator("details.similar li")
+    assert copies.count() == 2
+    row.locator("select[name=category]").select_option("housing")
+    row.get_by_role("button", name="Save").click()
+
+    row.locator("form .status", has_text="saved (correction) with 2 similar").wait_for()
+    for index in range(2):
+        assert copies.nth(index).locator(".status").inner_text() == "saved (correction)"
+    session.expire_all()
+    saved = session.scalars(select(TrainingExample)).all()
+    assert sorted(example.message for example in saved) == sorted(texts[:3])
+    assert {example.corrected_category for example in saved} == {"housing"}

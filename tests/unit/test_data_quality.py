@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from shared.data_quality import check_training_data, normalize_text
+from shared.data_quality import check_training_data, normalize_text, similar_groups
 
 
 def _clean_examples() -> list[tuple[int, str, str]]:
@@ -123,3 +123,17 @@ def test_near_duplicate_search_is_fast_for_thousands_of_texts() -> None:
     started = time.perf_counter()
     check_training_data(rows)
     assert time.perf_counter() - started < 5
+
+
+def test_similar_groups_join_exact_and_near_duplicates_in_input_order() -> None:
+    texts = [
+        "The streetlight on Elm Street is broken",  # 0
+        "bins not emptied",  # 1
+        "the streetlight on elm street is broken!",  # 2: exact duplicate of 0
+        "The streetlight on Elm Street is broken again",  # 3: near duplicate of 0
+        "BINS NOT EMPTIED.",  # 4: exact duplicate of 1
+        "a new playground for the park",  # 5
+        "",  # 6: nothing to compare
+    ]
+    assert similar_groups(texts) == [[0, 2, 3], [1, 4], [5], [6]]
+    assert similar_groups([]) == []

@@ -14,6 +14,8 @@ from shared.submissions import (
     MAX_MESSAGE_LENGTH,
     create_submission,
     list_submissions,
+    parse_similar_ids,
+    update_categories,
     update_category,
 )
 from tests.factories import make_category, make_submission
@@ -178,3 +180,61 @@ def test_listing_filters_by_category_and_review_and_orders_by_uncertainty(sessio
 def test_an_unknown_order_is_refused(session):
     with pytest.raises(InvalidInput):
         list_submissions(session, order="random")
+
+
+def test_the_review_queue_folds_near_duplicates_under_the_least_confident(session):
+    seed_default_categories(session)
+    light = "The streetlight on Elm Street is broken"
+    first = make_submission(
+        session, message=light + " again", category="roads and traffic", confidence=0.3
+    )
+    copies = [
+        make_submission(
+            session, message=message, category="roads and traffic", confidence=confidence
+        )
+        for message, confidence in ((light, 0.6), (light.upper() + "!", 0.9))
+    ]
+    other = make_submission(
+        session, message="bins not emptied", category="waste and recycling", confidence=0.5
+    )
+    alone = make_submission(session, message="noise from the bar", category="other", confidence=0.8)
+    reviewed = make_submission(session, message=light, category="roads and traffic", confidence=0.1)
+    update_category(session, reviewed.id, "roads and traffic", actor="ann")
+
+    queue = list_submissions(session, unreviewed=True, order="uncertain", fold_similar=True)
+
+    assert [s.id for s in queue.items] == [first.id, other.id, alone.id]
+    assert queue.similar == {first.id: copies}
+    assert (queue.total, queue.folded) == (3, 2)
+    second_page = list_submissions(
+        session, unreviewed=True, order="uncertain", fold_similar=True, page=2, per_page=2
+    )
+    assert [s.id for s in second_page.items] == [alone.id] and second_page.pages == 2
+    unfolded = list_submissions(session, unreviewed=True, order="uncertain")
+    assert unfolded.total == 5 and unfolded.similar == {}
+
+    # One decision for the group: every copy becomes its own training example.
+    examples = update_categories(
+        session, [first.id, *[c.id for c in copies]], "roads and traffic", "ann"
+    )
+    assert [e.submission_id for e in examples] == [first.id, *[c.id for c in copies]]
+    after = list_submissions(session, unreviewed=True, order="uncertain", fold_similar=True)
+    assert [s.id for s in after.items] == [other.id, alone.id] and after.folded == 0
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["1,2", [1, "2"], [True], [3, 3], [7], list(range(501))],
+)
+def test_bad_similar_ids_are_refused(value):
+    with pytest.raises(InvalidInput):
+        parse_similar_ids(value, submission_id=7)
+
+
+def test_an_unknown_similar_submission_stops_the_whole_decision(session):
+    seed_default_categories(session)
+    known = make_submission(session, message="bins not emptied", category="waste and recycling")
+    with pytest.raises(NotFound):
+        update_categories(session, [known.id, 999], "other", "ann")
+    session.rollback()
+    assert count(session, TrainingExample) == 0

@@ -127,6 +127,55 @@ def test_listing_submissions_pages_and_filters(api, admin_headers):
     assert bad.status_code == 400
 
 
+def test_the_review_queue_folds_near_duplicates_and_one_decision_covers_them(
+    api, admin_headers, session
+):
+    first, *copies = [
+        submit(api, message=text).get_json()["id"]
+        for text in ("Damp in my flat again", "damp in my flat", "DAMP IN MY FLAT!")
+    ]
+    submit(api, message="the bus was late")
+    queue = "/admin/api/submissions?unreviewed=1&fold_similar=1&order=oldest"
+
+    listed = api.get(queue, headers=admin_headers).get_json()
+
+    assert (listed["total"], listed["folded"]) == (2, 2)
+    [group] = [item for item in listed["items"] if item["similar"]]
+    assert group["id"] == first
+    assert [other["id"] for other in group["similar"]] == copies
+    plain = api.get("/admin/api/submissions?unreviewed=1", headers=admin_headers).get_json()
+    assert plain["total"] == 4 and "folded" not in plain and "similar" not in plain["items"][0]
+
+    # An unknown id among them: 404, and nothing is saved.
+    refused = api.post(
+        f"/admin/api/submissions/{first}/category",
+        json={"category": "housing", "similar_ids": [*copies, 999]},
+        headers=admin_headers,
+    )
+    assert refused.status_code == 404
+    assert session.scalar(select(func.count()).select_from(TrainingExample)) == 0
+    bad = api.post(
+        f"/admin/api/submissions/{first}/category",
+        json={"category": "housing", "similar_ids": "all"},
+        headers=admin_headers,
+    )
+    assert bad.status_code == 400 and "similar_ids" in bad.get_json()["error"]
+
+    saved = api.post(
+        f"/admin/api/submissions/{first}/category",
+        json={"category": "housing", "similar_ids": copies},
+        headers=admin_headers,
+    ).get_json()
+
+    assert [other["id"] for other in saved["also_saved"]] == copies
+    session.expire_all()
+    examples = session.scalars(select(TrainingExample)).all()
+    assert sorted(e.submission_id for e in examples) == sorted([first, *copies])
+    assert {e.corrected_category for e in examples} == {"housing"}
+    left = api.get(queue, headers=admin_headers).get_json()
+    assert [item["message"] for item in left["items"]] == ["the bus was late"]
+
+
 def test_categories_can_be_added_listed_and_edited(api, admin_headers):
     created = api.post(
         "/admin/api/categories",

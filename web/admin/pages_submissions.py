@@ -9,9 +9,15 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared.categories import add_category, edit_category, list_categories
-from shared.errors import NotFound, SortloopError
+from shared.errors import InvalidInput, NotFound, SortloopError
 from shared.models import TrainingExample
-from shared.submissions import list_submissions, parse_page, update_category
+from shared.submissions import (
+    list_submissions,
+    parse_page,
+    parse_similar_ids,
+    update_categories,
+    update_category,
+)
 from shared.training_data import (
     delete_training_example,
     list_training_examples,
@@ -32,6 +38,14 @@ def _back_to(default_endpoint: str, prefix: str) -> str:
     return url_for(default_endpoint)
 
 
+def _form_ids(name: str) -> list[int]:
+    """Whole-number ids posted under ``name`` (checkboxes); InvalidInput for anything else."""
+    values = request.form.getlist(name)
+    if not all(value.strip().isdigit() for value in values):
+        raise InvalidInput(f"{name} must be submission ids")
+    return [int(value) for value in values]
+
+
 def _flag(name: str) -> bool:
     return request.args.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -45,6 +59,8 @@ def submissions():
         "category": request.args.get("category") or "",
         "unreviewed": _flag("unreviewed"),
         "order": request.args.get("order") or "newest",
+        # The review queue (not yet reviewed only) folds near duplicates unless told not to.
+        "similar": "show" if request.args.get("similar") == "show" else "fold",
     }
     result = list_submissions(
         session,
@@ -53,6 +69,7 @@ def submissions():
         category=filters["category"] or None,
         unreviewed=filters["unreviewed"],
         order=filters["order"],
+        fold_similar=filters["unreviewed"] and filters["similar"] == "fold",
     )
     return render_template(
         "admin/submissions.html",
@@ -67,22 +84,35 @@ def submissions():
 @admin_required
 def set_submission_category(submission_id: int):
     session = get_session()
+    category = request.form.get("category")
     try:
-        example = update_category(
-            session, submission_id, request.form.get("category"), actor=current_actor()
-        )
+        similar_ids = parse_similar_ids(_form_ids("similar_ids"), submission_id)
+        example = update_category(session, submission_id, category, actor=current_actor())
+        also = update_categories(session, similar_ids, category, actor=current_actor())
     except SortloopError as error:
         session.rollback()
         flash(str(error), "error")
     else:
         session.commit()
-        kind = "correction" if example.is_correction else "confirmation"
-        flash(
-            f"Submission #{submission_id} is now '{example.corrected_category}' "
-            f"(saved as a {kind} for training).",
-            "info",
-        )
+        flash(_saved_message(submission_id, [example, *also]), "info")
     return redirect(_back_to("admin.submissions", "/admin/submissions"))
+
+
+def _saved_message(submission_id: int, examples: list[TrainingExample]) -> str:
+    category = examples[0].corrected_category
+    if len(examples) == 1:
+        kind = "correction" if examples[0].is_correction else "confirmation"
+        return f"Submission #{submission_id} is now '{category}' (saved as a {kind} for training)."
+    corrections = sum(1 for example in examples if example.is_correction)
+    return (
+        f"Submission #{submission_id} and {_count(len(examples) - 1, 'similar submission')} "
+        f"are now '{category}' (saved for training: {_count(corrections, 'correction')}, "
+        f"{_count(len(examples) - corrections, 'confirmation')})."
+    )
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 @bp.get("/categories")

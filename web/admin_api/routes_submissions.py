@@ -9,7 +9,9 @@ from shared.errors import InvalidInput
 from shared.submissions import (
     list_submissions,
     parse_page,
+    parse_similar_ids,
     submission_to_dict,
+    update_categories,
     update_category,
 )
 from shared.training_data import (
@@ -40,6 +42,7 @@ def _flag(name: str) -> bool:
 @admin_required
 def submissions():
     page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"))
+    fold = _flag("fold_similar")
     result = list_submissions(
         get_session(),
         page=page,
@@ -47,24 +50,25 @@ def submissions():
         category=request.args.get("category") or None,
         unreviewed=_flag("unreviewed"),
         order=request.args.get("order") or "newest",
+        fold_similar=fold,
     )
-    return jsonify(
-        {
-            "items": [submission_to_dict(item) for item in result.items],
-            "total": result.total,
-            "page": result.page,
-            "per_page": result.per_page,
-        }
-    )
+    items = [submission_to_dict(item) for item in result.items]
+    body = {"items": items, "total": result.total, "page": result.page, "per_page": result.per_page}
+    if fold:
+        for item in items:
+            item["similar"] = [submission_to_dict(s) for s in result.similar.get(item["id"], [])]
+        body["folded"] = result.folded
+    return jsonify(body)
 
 
 @bp.post("/submissions/<int:submission_id>/category")
 @admin_required
 def set_submission_category(submission_id: int):
     session = get_session()
-    example = update_category(
-        session, submission_id, _json_body().get("category"), actor=current_actor()
-    )
+    body = _json_body()
+    similar_ids = parse_similar_ids(body.get("similar_ids"), submission_id)
+    example = update_category(session, submission_id, body.get("category"), actor=current_actor())
+    also = update_categories(session, similar_ids, body.get("category"), actor=current_actor())
     session.commit()
     return jsonify(
         {
@@ -72,6 +76,14 @@ def set_submission_category(submission_id: int):
             "category": example.corrected_category,
             "training_example_id": example.id,
             "is_correction": example.is_correction,
+            "also_saved": [
+                {
+                    "id": submission_id,
+                    "training_example_id": other.id,
+                    "is_correction": other.is_correction,
+                }
+                for submission_id, other in zip(similar_ids, also, strict=True)
+            ],
         }
     )
 

@@ -18,6 +18,10 @@
       var select = form.querySelector("select[name=category]");
       if (!select || !select.value || !window.fetch) return; // let the browser post the form
       event.preventDefault();
+      // Near duplicates folded under this row (checkboxes tied to the form by its id).
+      var similar = Array.prototype.filter.call(form.elements, function (element) {
+        return element.name === "similar_ids" && element.checked;
+      });
       var button = form.querySelector("button");
       if (button) button.disabled = true;
       setStatus(form, "saving…", false);
@@ -25,14 +29,25 @@
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-        body: JSON.stringify({ category: select.value })
+        body: JSON.stringify({
+          category: select.value,
+          similar_ids: similar.map(function (box) { return parseInt(box.value, 10); })
+        })
       })
         .then(function (response) {
           return response.json().then(function (body) { return { ok: response.ok, body: body }; });
         })
         .then(function (result) {
           if (result.ok) {
-            setStatus(form, "saved (" + (result.body.is_correction ? "correction" : "confirmation") + ")", false);
+            var saved = "saved (" + (result.body.is_correction ? "correction" : "confirmation") + ")";
+            var also = result.body.also_saved || [];
+            if (also.length) saved += " with " + also.length + " similar";
+            setStatus(form, saved, false);
+            also.forEach(function (other) {
+              var row = document.getElementById("submission-" + other.id);
+              var status = row && row.querySelector(".status");
+              if (status) status.textContent = "saved (" + (other.is_correction ? "correction" : "confirmation") + ")";
+            });
           } else {
             setStatus(form, result.body.error || "could not save", true);
           }
