@@ -126,15 +126,19 @@ def run_one(method: str, k: int, seed: int, dataset: str = "banking") -> dict:
         from shared.classifier import CategorySpec, default_base_model, load_base_classifier
         from shared.training_config import TrainingConfig
         from worker.fine_tuning import engine
-        from worker.fine_tuning.metrics import classification_metrics
+        from worker.fine_tuning.metrics import calibration, classification_metrics
 
         categories = [CategorySpec(label, label) for label in labels]
         base_model = default_base_model()
         if method == "zero_shot":
             base = load_base_classifier(base_model)
-            predicted = [p.label for p in base.classify([e["text"] for e in test], categories)]
-            scores = classification_metrics(truth, predicted, labels)
-            result.update(accuracy=scores["accuracy"], macro_f1=scores["macro_f1"])
+            classified = base.classify([e["text"] for e in test], categories)
+            scores = classification_metrics(truth, [p.label for p in classified], labels)
+            result.update(
+                accuracy=scores["accuracy"],
+                macro_f1=scores["macro_f1"],
+                calibration_error=calibration(truth, classified)["ece"],
+            )
         else:
             config = TrainingConfig(method=method, seed=seed)
             with tempfile.TemporaryDirectory() as scratch:
@@ -153,6 +157,8 @@ def run_one(method: str, k: int, seed: int, dataset: str = "banking") -> dict:
                 accuracy=evaluated["accuracy"],
                 macro_f1=evaluated["macro_f1"],
                 baseline_accuracy=evaluated["baseline_accuracy"],
+                calibration_error=evaluated["calibration"]["ece"],
+                baseline_calibration_error=evaluated["baseline_calibration"]["ece"],
                 meets_criteria=evaluated["meets_criteria"],
                 train_seconds=info["train_seconds"],
                 eval_seconds=evaluated["eval_seconds"],

@@ -228,8 +228,8 @@ def _not_better_than_model_in_use(run: FineTuningRun, current: FineTuningRun) ->
     compared = (run.results or {}).get("in_use")
     if not isinstance(compared, dict) or compared.get("run_id") != current.id:
         return (
-            f"the model in use (run {current.id}) was put in use after this run was "
-            "evaluated, so they were never compared; compare them and deploy by hand"
+            f"this run was never compared with the model in use (run {current.id}): it was "
+            "put in use after the run was evaluated; compare them and deploy by hand"
         )
     if compared.get("error"):
         return f"the model in use (run {current.id}) could not be scored: {compared['error']}"

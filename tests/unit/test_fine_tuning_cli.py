@@ -80,6 +80,10 @@ def test_train_prints_one_json_object_with_the_contract_keys(tmp_path) -> None:
     assert output["num_test"] == len(test)
     assert output["num_train"] + output["num_val"] == 24
     assert Path(output["adapter_dir"], "adapter_model.safetensors").is_file()
+    assert 0 <= output["calibration_error"] <= 1 and 0 <= output["baseline_calibration_error"] <= 1
+    card = Path(output["adapter_dir"], "README.md").read_text()
+    assert "- calibration (this model): mean confidence" in card
+    assert any(reason.startswith(f"on {len(test)} test texts") for reason in output["reasons"])
 
 
 def test_a_category_with_two_examples_is_refused_with_a_message(tmp_path) -> None:

@@ -91,6 +91,11 @@ def test_lora_beats_the_zero_shot_base_with_eight_per_category(lora_run, banking
     verdict = results["verdict"]
     assert results["mcnemar_p_value"] == verdict["p_value"]
     assert verdict["significant"] == (verdict["p_value"] < 0.05)
+    # Calibration of both models on the same texts.
+    for key in ("calibration", "baseline_calibration"):
+        assert sum(row["count"] for row in results[key]["bins"]) == 200
+        assert 0 <= results[key]["ece"] <= 1
+    assert results["calibration"]["ece"] < results["baseline_calibration"]["ece"]
     assert any(
         f"on 200 test texts the fine-tuned model got {fixed} right" in reason
         and f"and {broken} wrong that it got right" in reason

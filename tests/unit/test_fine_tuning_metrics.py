@@ -6,7 +6,9 @@ import random
 
 import pytest
 
+from shared.classifier.base import Prediction
 from worker.fine_tuning.metrics import (
+    calibration,
     classification_metrics,
     deploy_verdict,
     discordant_counts,
@@ -109,6 +111,27 @@ def test_verdict_says_whether_the_test_set_can_tell_the_models_apart() -> None:
         )["significant"]
         is None
     )
+
+
+def test_calibration_compares_confidence_with_how_often_the_model_is_right() -> None:
+    truth = ["a"] * 10
+    # Ten answers at 90% confidence, 6 right: 30 points overconfident.
+    sure = [Prediction("a" if i < 6 else "b", 0.9, {}) for i in range(10)]
+    result = calibration(truth, sure)
+    assert result["ece"] == pytest.approx(0.3)
+    assert result["overconfidence"] == pytest.approx(0.3)
+    assert result["mean_confidence"] == pytest.approx(0.9)
+    [only] = result["bins"]
+    assert (only["from"], only["to"], only["count"]) == (pytest.approx(0.9), 1.0, 10)
+    assert only["accuracy"] == pytest.approx(0.6)
+
+    # Half at 55% (half right), half at 100% (all right): calibrated.
+    mixed = [Prediction("a" if i % 2 else "b", 0.55, {}) for i in range(10)]
+    mixed += [Prediction("a", 1.0, {}) for _ in range(10)]
+    result = calibration(truth * 2, mixed)
+    assert result["ece"] == pytest.approx(0.025)  # (|0.55-0.5| + |1-1|) / 2
+    assert [b["count"] for b in result["bins"]] == [10, 10]
+    assert calibration([], [])["bins"] == []
 
 
 def test_mcnemar_is_one_for_identical_models_and_small_for_a_clear_winner() -> None:

@@ -228,7 +228,7 @@ def test_auto_deploy_never_replaces_a_model_in_use_that_the_run_did_not_beat(
     unknown = published_run(session, config)
     assert registry.maybe_auto_deploy(session, config, unknown.id) is None
     assert active_runs(session) == [in_use.id]
-    assert "were never compared" in events(session)[-1].detail
+    assert "never compared with the model in use" in events(session)[-1].detail
     broken = candidate(error="cannot read adapter")
     assert registry.maybe_auto_deploy(session, config, broken.id) is None
     assert events(session)[-1].detail.endswith("could not be scored: cannot read adapter")

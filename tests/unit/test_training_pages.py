@@ -192,6 +192,42 @@ def test_run_details_compare_the_run_with_the_model_that_was_in_use(logged_in, s
     assert paragraph(plain) == ""
 
 
+def test_run_details_say_how_well_the_confidence_matches_the_accuracy(logged_in, session):
+    run = completed_run(session)
+    bins = [
+        {"from": 0.5, "to": 0.6, "count": 2, "confidence": 0.55, "accuracy": 0.5},
+        {"from": 0.9, "to": 1.0, "count": 6, "confidence": 0.95, "accuracy": 1.0},
+    ]
+    run.results = {
+        **run.results,
+        "calibration": {
+            "ece": 0.05,
+            "overconfidence": -0.025,
+            "mean_confidence": 0.85,
+            "bins": bins,
+        },
+        "baseline_calibration": {
+            "ece": 0.21,
+            "overconfidence": 0.21,
+            "mean_confidence": 0.71,
+            "bins": [],
+        },
+    }
+    session.commit()
+
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+
+    said = " ".join(re.search(r'<p data-role="calibration">(.*?)</p>', html, re.S).group(1).split())
+    assert said.startswith(
+        "On the test texts: this model mean confidence 85%, 2.5 points underconfident, "
+        "calibration error 0.050; the base model mean confidence 71%, 21.0 points "
+        "overconfident, calibration error 0.210."
+    )
+    table = re.search(r'<table class="compact" data-role="reliability">(.*?)</table>', html, re.S)
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(\d+)</td>", table.group(1))
+    assert rows == [("50–60%", "2"), ("90–100%", "6")]
+
+
 def test_run_details_of_a_failed_run_show_the_error(logged_in, session):
     run = make_run(session, status="failed", error="worker lost: no heartbeat for more than 300 s")
     session.commit()

@@ -192,6 +192,8 @@ def train_command(
         num_val=results["num_val"],
         improvement_over_baseline=results["improvement_over_baseline"],
         mcnemar_p_value=results["mcnemar_p_value"],
+        calibration_error=results["calibration"]["ece"],
+        baseline_calibration_error=results["baseline_calibration"]["ece"],
         reasons=results["verdict"]["reasons"],
         warnings=results["quality"]["warnings"],
         adapter_dir=str(adapter_dir),

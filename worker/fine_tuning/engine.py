@@ -37,6 +37,7 @@ from shared.classifier import (
 )
 from shared.classifier.embedding import encode_both
 from shared.data_quality import normalize_text
+from shared.model_comparison import mcnemar_exact_p_value
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
@@ -271,17 +272,18 @@ def _evaluate(
         else:
             # LoRA on the top blocks: the bottom blocks run once for both models.
             base_embeddings, tuned_embeddings = encode_both(base, finetuned, texts)
-        base_predictions = _labels(
-            predictions_from_scores(base.score(texts, specs, base_embeddings).tolist(), specs)
+        base_scored = predictions_from_scores(
+            base.score(texts, specs, base_embeddings).tolist(), specs
         )
-        tuned_predictions = _labels(
-            predictions_from_scores(finetuned.score(texts, specs, tuned_embeddings).tolist(), specs)
+        tuned_scored = predictions_from_scores(
+            finetuned.score(texts, specs, tuned_embeddings).tolist(), specs
         )
     else:
-        base_predictions = _predict(base, texts, specs)
+        base_scored = base.classify(texts, specs)
         if progress:
             progress("evaluating", 1, 2, 0, None, None)
-        tuned_predictions = _predict(finetuned, texts, specs)
+        tuned_scored = finetuned.classify(texts, specs)
+    base_predictions, tuned_predictions = _labels(base_scored), _labels(tuned_scored)
     tuned = metrics.classification_metrics(truth, tuned_predictions, labels)
     baseline = metrics.classification_metrics(truth, base_predictions, labels)
     changes = metrics.discordant_counts(truth, tuned_predictions, base_predictions)
@@ -295,6 +297,9 @@ def _evaluate(
         "baseline_confusion_matrix": baseline["confusion_matrix"],
         "improvement_over_baseline": tuned["accuracy"] - baseline["accuracy"],
         "mcnemar_p_value": verdict["p_value"],
+        # Does "80% confident" mean right 8 times in 10? (expected calibration error)
+        "calibration": metrics.calibration(truth, tuned_scored),
+        "baseline_calibration": metrics.calibration(truth, base_scored),
         "verdict": verdict,
         "meets_criteria": verdict["meets_criteria"],
         "num_test": len(test),
@@ -365,7 +370,7 @@ def compare_with_model_in_use(
         "macro_f1": scores["macro_f1"],
         "new_right": new_right,
         "in_use_right": in_use_right,
-        "p_value": metrics.mcnemar_p_value(truth, new_predictions, predicted),
+        "p_value": mcnemar_exact_p_value(new_right, in_use_right),
         # The accuracies differ by exactly the texts only one of the two gets right.
         "new_is_better": new_right > in_use_right,
     }

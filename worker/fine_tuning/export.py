@@ -192,6 +192,9 @@ def model_card(
         for key in ("accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"):
             if key in metrics:
                 lines.append(f"- {key}: {metrics[key]:.4f}")
+        for key, model in (("calibration", "this model"), ("baseline_calibration", "base model")):
+            if isinstance(metrics.get(key), dict):
+                lines.append(f"- calibration ({model}): {calibration_summary(metrics[key])}")
         verdict = metrics.get("verdict") or {}
         if verdict:
             lines.append(f"- meets deploy criteria: {verdict.get('meets_criteria')}")
@@ -205,3 +208,14 @@ def model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def calibration_summary(calibration: dict[str, Any]) -> str:
+    """One line on how far confidences are from how often the model is right."""
+    gap = float(calibration.get("overconfidence") or 0.0)
+    leaning = "overconfident" if gap > 0 else "underconfident"
+    return (
+        f"mean confidence {float(calibration.get('mean_confidence') or 0):.3f}, "
+        f"{abs(gap) * 100:.1f} points {leaning}; expected calibration error "
+        f"{float(calibration.get('ece') or 0):.3f}"
+    )

@@ -16,6 +16,7 @@ MIN_CATEGORY_F1 = 0.3
 SIGNIFICANCE_LEVEL = 0.05
 # Below this many test texts the verdict says what one text weighs.
 SMALL_TEST_SET = 50
+CALIBRATION_BINS = 10
 
 
 def _safe_divide(numerator: float, denominator: float) -> float:
@@ -178,6 +179,57 @@ def discordant_counts(
     only_a = sum(1 for truth, a, b in rows if a == truth and b != truth)
     only_b = sum(1 for truth, a, b in rows if b == truth and a != truth)
     return only_a, only_b
+
+
+def calibration(
+    y_true: Sequence[str], predictions: Sequence[Any], bins: int = CALIBRATION_BINS
+) -> dict[str, Any]:
+    """How well the confidences match how often the model is right.
+
+    ``predictions`` have ``label`` and ``confidence`` (the top softmax probability).
+    Texts are put in ``bins`` equal-width confidence bins; ``ece`` (expected
+    calibration error) is the texts-weighted mean gap between a bin's mean confidence
+    and its accuracy: 0 when "80% confident" means right 8 times in 10.
+    ``overconfidence`` is the mean confidence minus the accuracy (above 0: the model
+    claims more than it delivers). ``bins`` lists the non-empty bins.
+    """
+    if len(y_true) != len(predictions):
+        raise ValueError(f"{len(y_true)} true labels but {len(predictions)} predictions")
+    if not predictions:
+        return {"ece": 0.0, "overconfidence": 0.0, "mean_confidence": 0.0, "bins": []}
+    grouped: list[list[tuple[float, bool]]] = [[] for _ in range(bins)]
+    for truth, prediction in zip(y_true, predictions, strict=True):
+        confidence = min(1.0, max(0.0, float(prediction.confidence)))
+        grouped[min(bins - 1, int(confidence * bins))].append(
+            (confidence, prediction.label == truth)
+        )
+    total = len(predictions)
+    rows, ece = [], 0.0
+    for index, members in enumerate(grouped):
+        if not members:
+            continue
+        confidence = _mean([c for c, _ in members])
+        accuracy = _mean([1.0 if right else 0.0 for _, right in members])
+        ece += len(members) / total * abs(confidence - accuracy)
+        rows.append(
+            {
+                "from": index / bins,
+                "to": (index + 1) / bins,
+                "count": len(members),
+                "confidence": confidence,
+                "accuracy": accuracy,
+            }
+        )
+    mean_confidence = _mean([float(p.confidence) for p in predictions])
+    accuracy = _mean(
+        [1.0 if p.label == t else 0.0 for t, p in zip(y_true, predictions, strict=True)]
+    )
+    return {
+        "ece": ece,
+        "overconfidence": mean_confidence - accuracy,
+        "mean_confidence": mean_confidence,
+        "bins": rows,
+    }
 
 
 def summarize_folds(accuracies: Sequence[float]) -> dict[str, float]:
