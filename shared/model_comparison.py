@@ -4,8 +4,8 @@ Model ``a`` is a run id or ``"base"``; model ``b`` is a run id. The examples are
 b's recorded test split (``training_data.json`` in its published directory, else the
 split in ``data_snapshot``), joined with run a's when a is a run, less any text either
 run trained on, so neither model is scored on examples it holds by memory; the answer
-says where the examples came from. McNemar's exact test asks whether the two models' disagreements
-(one right, the other wrong) lean one way more than chance would.
+says where the examples came from. McNemar's exact test asks whether the two models'
+disagreements (one right, the other wrong) lean one way more than chance would.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_LENGTH = 5000
 MAX_PER_PAGE = 200
 ORDERS = ("newest", "oldest", "uncertain")
+MAX_SIMILAR = 500  # folded submissions one decision may also be applied to
 
 
 class ClassifiesTexts(Protocol):
@@ -210,11 +211,13 @@ def _folded_page(session: Session, query: Any, page: int, per_page: int) -> Page
     """One page of ``query`` with near duplicates folded under the first of each group.
 
     Groups need every matching text, so this reads ids and messages of all of them
-    (a few thousand take well under a second); only the page's rows load in full.
+    (5,000 take about 0.2 s, ``bench/review_queue.py``); only the page's rows load in
+    full. A group shows at most ``MAX_SIMILAR`` folded ones (what one decision may
+    cover); the rest come up once those are reviewed.
     """
     rows = session.execute(query.with_only_columns(Submission.id, Submission.message)).all()
     groups = similar_groups([message for _, message in rows])
-    shown = groups[(page - 1) * per_page : page * per_page]
+    shown = [group[: MAX_SIMILAR + 1] for group in groups[(page - 1) * per_page : page * per_page]]
     wanted = [rows[position][0] for group in shown for position in group]
     loaded = {
         submission.id: submission
@@ -281,9 +284,6 @@ def update_category(
         example.id,
     )
     return example
-
-
-MAX_SIMILAR = 500  # submissions one decision may also be applied to
 
 
 def parse_similar_ids(value: object, submission_id: int) -> list[int]:

@@ -238,3 +238,14 @@ def test_an_unknown_similar_submission_stops_the_whole_decision(session):
         update_categories(session, [known.id, 999], "other", "ann")
     session.rollback()
     assert count(session, TrainingExample) == 0
+
+
+def test_a_folded_group_lists_at_most_what_one_decision_may_cover(session, monkeypatch):
+    import shared.submissions
+
+    monkeypatch.setattr(shared.submissions, "MAX_SIMILAR", 1)
+    copies = [make_submission(session, message="bins not emptied") for _ in range(3)]
+    queue = list_submissions(session, unreviewed=True, order="oldest", fold_similar=True)
+    assert [s.id for s in queue.items] == [copies[0].id]
+    assert queue.similar == {copies[0].id: [copies[1]]}
+    assert queue.folded == 2
