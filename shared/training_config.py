@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -10,6 +11,13 @@ LORA_RANKS = (8, 16, 32)
 LEARNING_RATE_RANGE = (1e-4, 5e-4)
 EPOCH_RANGE = (1, 10)
 DEFAULT_SPLIT = (0.7, 0.15, 0.15)
+# A category trains on at least this many of its examples (all of them when it has fewer).
+MIN_TRAIN_PER_CATEGORY = 3
+NO_TEST_TEXT = (
+    "No example is left for the test set: a category with 3 examples trains on all of "
+    "them, and no category here has more. Add examples: a category with 4 or more "
+    "gives one to the test set (more make a clearer test)."
+)
 # Method lora on an embedding model adapts the encoder's top block with few examples and
 # every block from this many training texts per category on (bench/README.md). NLI
 # models adapt every block; method head adapts none.
@@ -180,3 +188,20 @@ def adapted_blocks(kind: str, method: str, train_texts_per_category: float) -> s
     if kind == "nli" or train_texts_per_category >= ALL_LAYERS_FROM_PER_CATEGORY:
         return "every block"
     return "top block"
+
+
+def split_counts(size: int, fractions: Sequence[float]) -> tuple[int, int, int]:
+    """How many of a category's ``size`` examples go to train, validation and test.
+
+    Small categories favour train: at least ``min(size, 3)`` examples train, so
+    a category with 3 examples is all train.
+    """
+    _, val_fraction, test_fraction = fractions
+    val = round(size * val_fraction)
+    test = round(size * test_fraction)
+    while size - val - test < min(size, MIN_TRAIN_PER_CATEGORY) and val + test > 0:
+        if val >= test and val > 0:
+            val -= 1
+        else:
+            test -= 1
+    return size - val - test, val, test

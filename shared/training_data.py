@@ -13,6 +13,7 @@ from shared.errors import InvalidInput, NotFound
 from shared.models import TrainingExample
 from shared.settings_store import get_setting
 from shared.submissions import Page
+from shared.training_config import DEFAULT_SPLIT, NO_TEST_TEXT, split_counts
 
 MAX_IDS_FILTER = 500
 
@@ -95,7 +96,8 @@ def training_stats(session: Session) -> dict[str, Any]:
     """Totals, corrections vs confirmations, per-category counts, quality and readiness.
 
     ``ready`` means there are at least ``min_training_examples`` examples and the quality
-    checks found nothing that must stop a training run (``blocking_errors``).
+    checks found nothing that must stop a training run (``blocking_errors``), including a
+    default split that would leave no test text.
     """
     rows = session.execute(
         select(
@@ -111,6 +113,11 @@ def training_stats(session: Session) -> dict[str, Any]:
     )
     corrections = sum(1 for row in rows if row.is_correction)
     minimum = int(get_setting(session, "min_training_examples"))
+    blocking = list(report.errors)
+    if report.ok and not any(
+        split_counts(count, DEFAULT_SPLIT)[2] for count in report.per_category.values()
+    ):
+        blocking.append(NO_TEST_TEXT)  # the run would stop at its data check
     return {
         "total": len(rows),
         "corrections": corrections,
@@ -130,8 +137,8 @@ def training_stats(session: Session) -> dict[str, Any]:
             "imbalance_ratio": report.imbalance_ratio,
             "small_categories": list(report.small_categories),
             "warnings": list(report.warnings),
-            "blocking_errors": list(report.errors),
+            "blocking_errors": blocking,
         },
-        "ready": len(rows) >= minimum and report.ok,
+        "ready": len(rows) >= minimum and not blocking,
         "min_training_examples": minimum,
     }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -39,8 +39,10 @@ from shared.training_config import (
     LEARNING_RATE_RANGE,
     LORA_RANKS,
     METHODS,
+    NO_TEST_TEXT,
     TrainingConfig,
     adapted_blocks,
+    split_counts,
 )
 
 logger = logging.getLogger(__name__)
@@ -201,8 +203,11 @@ def _training_snapshot(session: Session) -> tuple[list[int], list[dict[str, str]
     return example_ids, label_set
 
 
-def check_ready_to_train(session: Session, example_ids: list[int]) -> None:
-    """Settings and data allow a run: InvalidInput with the reason otherwise."""
+def check_ready_to_train(
+    session: Session, example_ids: list[int], split: Sequence[float] = DEFAULT_SPLIT
+) -> None:
+    """Settings and data allow a run with this train/validation/test ``split``:
+    InvalidInput with the reason otherwise."""
     settings = get_all_settings(session)
     if not settings["fine_tuning_enabled"]:
         raise InvalidInput("fine-tuning is disabled in the settings")
@@ -220,6 +225,8 @@ def check_ready_to_train(session: Session, example_ids: list[int]) -> None:
     report = check_training_data((row.id, row.message, row.corrected_category) for row in rows)
     if report.errors:
         raise InvalidInput("the training data cannot be used yet: " + " ".join(report.errors))
+    if not any(split_counts(count, split)[2] for count in report.per_category.values()):
+        raise InvalidInput("the training data cannot be used yet: " + NO_TEST_TEXT)
 
 
 def start_training_run(
@@ -240,7 +247,7 @@ def start_training_run(
     if active_run(session) is not None:
         raise Conflict("a fine-tuning run is already active: wait for it or cancel it")
     example_ids, label_set = _training_snapshot(session)
-    check_ready_to_train(session, example_ids)
+    check_ready_to_train(session, example_ids, config["split"])
     run = FineTuningRun(
         status="queued",
         stage="waiting for a training worker",

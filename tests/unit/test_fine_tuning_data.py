@@ -32,6 +32,21 @@ def test_a_category_with_two_examples_refuses_training() -> None:
         validate(_examples({"roads": 6, "parks": 2}))
 
 
+def test_three_examples_per_category_are_refused_before_training_for_want_of_a_test_set():
+    examples = [
+        {"id": f"{label}{i}", "text": f"text {i} about the topic {label}", "label": label}
+        for label in ("roads", "parks", "waste")
+        for i in range(3)
+    ]
+    with pytest.raises(DataValidationError, match="No example is left for the test set"):
+        validate(examples, (0.7, 0.15, 0.15), seed=0)
+    # A separate test set (sortloop train --test-csv) needs no test split.
+    assert validate(examples, (0.85, 0.15, 0.0), seed=0)["split"]["train"]
+    # One category with a fourth example gives the test set one text.
+    more = [*examples, {"id": "roads9", "text": "one more text about roads here", "label": "roads"}]
+    assert len(validate(more, (0.7, 0.15, 0.15), seed=0)["split"]["test"]) == 1
+
+
 def test_planted_duplicates_and_conflicts_are_reported_and_excluded() -> None:
     rows = _examples({"roads": 6, "parks": 6})
     rows.append({"id": "dup", "text": "ROADS request number 0 about things!", "label": "roads"})

@@ -53,6 +53,17 @@ def test_ready_when_enough_clean_examples(session):
             message=f"pothole number {i} on road {i * 5} is deep",
             corrected_category="roads and traffic",
         )
+    # Three each: a category with 3 examples trains on all of them, so no test text.
+    waiting = training_stats(session)
+    assert waiting["ready"] is False
+    assert waiting["quality"]["blocking_errors"] == [
+        "No example is left for the test set: a category with 3 examples trains on all of "
+        "them, and no category here has more. Add examples: a category with 4 or more "
+        "gives one to the test set (more make a clearer test)."
+    ]
+    make_training_example(
+        session, message="bus number 9 never came at all", corrected_category="public transport"
+    )
     assert training_stats(session)["ready"] is True
 
 

@@ -101,6 +101,13 @@ def test_the_dashboard_enables_the_start_button_when_ready(logged_in, session):
             )
     set_setting(session, "min_training_examples", 6)
     session.commit()
+    # Three a category would all train: no test text yet, and the page says so.
+    waiting = logged_in.get("/admin/training").get_data(as_text=True)
+    assert "Not ready yet" in waiting and "No example is left for the test set" in waiting
+    make_training_example(
+        session, message="a longer message about roads 9", corrected_category="roads"
+    )
+    session.commit()
 
     html = logged_in.get("/admin/training").get_data(as_text=True)
 

@@ -183,6 +183,14 @@ def test_start_is_refused_when_a_category_has_too_few_examples_to_train(session,
         start(session)
 
 
+def test_start_is_refused_when_the_split_leaves_no_test_text(session, examples):
+    # Four examples a category: 5 % of 4 rounds to no test text (the default gives one).
+    with pytest.raises(InvalidInput, match="No example is left for the test set"):
+        start(session, {"split": [0.8, 0.15, 0.05]})
+    assert run_count(session) == 0
+    assert start(session).status == "queued"
+
+
 # --- start ------------------------------------------------------------------------------
 
 

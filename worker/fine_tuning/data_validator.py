@@ -13,11 +13,14 @@ from collections.abc import Hashable, Sequence
 from typing import Any
 
 from shared.data_quality import QualityReport, check_training_data, normalize_text
-from shared.training_config import DEFAULT_SPLIT, validate_split
+from shared.training_config import (
+    DEFAULT_SPLIT,
+    NO_TEST_TEXT,
+    split_counts,
+    validate_split,
+)
 
 logger = logging.getLogger(__name__)
-
-MIN_TRAIN_PER_CATEGORY = 3
 
 
 class DataValidationError(ValueError):
@@ -67,23 +70,6 @@ def select_usable(
     return usable, excluded
 
 
-def split_counts(size: int, fractions: Sequence[float]) -> tuple[int, int, int]:
-    """How many of a category's ``size`` examples go to train, validation and test.
-
-    Small categories favour train: at least ``min(size, 3)`` examples train, so
-    a category with 3 examples is all train.
-    """
-    _, val_fraction, test_fraction = fractions
-    val = round(size * val_fraction)
-    test = round(size * test_fraction)
-    while size - val - test < min(size, MIN_TRAIN_PER_CATEGORY) and val + test > 0:
-        if val >= test and val > 0:
-            val -= 1
-        else:
-            test -= 1
-    return size - val - test, val, test
-
-
 def stratified_split(
     examples: Sequence[dict[str, Any]],
     fractions: Sequence[float] = DEFAULT_SPLIT,
@@ -128,6 +114,9 @@ def validate(
             report.to_dict(),
         )
     ids = stratified_split(usable, split, seed)
+    if not ids["test"] and validate_split(split)[2] > 0:
+        # Refused before training: evaluation would have nothing to judge the model on.
+        raise DataValidationError(NO_TEST_TEXT, report.to_dict())
     logger.info(
         "data validated examples=%d usable=%d train=%d val=%d test=%d warnings=%d",
         len(examples),
