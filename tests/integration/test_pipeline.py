@@ -385,6 +385,7 @@ def test_auto_deploy_keeps_a_model_in_use_that_the_new_run_does_not_beat(
         False,
     )
 
+    # The worker runs auto-deploy just after it marks the run completed: poll for its event.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         history = client.get("/admin/api/deployments", headers=admin_headers).get_json()
