@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -205,3 +205,8 @@ def split_counts(size: int, fractions: Sequence[float]) -> tuple[int, int, int]:
         else:
             test -= 1
     return size - val - test, val, test
+
+
+def leaves_a_test_text(per_category: Iterable[int], split: Sequence[float]) -> bool:
+    """Whether categories of these sizes give the test set at least one text."""
+    return any(split_counts(size, split)[2] for size in per_category)

@@ -13,7 +13,7 @@ from shared.errors import InvalidInput, NotFound
 from shared.models import TrainingExample
 from shared.settings_store import get_setting
 from shared.submissions import Page
-from shared.training_config import DEFAULT_SPLIT, NO_TEST_TEXT, split_counts
+from shared.training_config import DEFAULT_SPLIT, NO_TEST_TEXT, leaves_a_test_text
 
 MAX_IDS_FILTER = 500
 
@@ -114,9 +114,7 @@ def training_stats(session: Session) -> dict[str, Any]:
     corrections = sum(1 for row in rows if row.is_correction)
     minimum = int(get_setting(session, "min_training_examples"))
     blocking = list(report.errors)
-    if report.ok and not any(
-        split_counts(count, DEFAULT_SPLIT)[2] for count in report.per_category.values()
-    ):
+    if report.ok and not leaves_a_test_text(report.per_category.values(), DEFAULT_SPLIT):
         blocking.append(NO_TEST_TEXT)  # the run would stop at its data check
     return {
         "total": len(rows),

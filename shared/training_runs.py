@@ -42,7 +42,7 @@ from shared.training_config import (
     NO_TEST_TEXT,
     TrainingConfig,
     adapted_blocks,
-    split_counts,
+    leaves_a_test_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -225,7 +225,7 @@ def check_ready_to_train(
     report = check_training_data((row.id, row.message, row.corrected_category) for row in rows)
     if report.errors:
         raise InvalidInput("the training data cannot be used yet: " + " ".join(report.errors))
-    if not any(split_counts(count, split)[2] for count in report.per_category.values()):
+    if not leaves_a_test_text(report.per_category.values(), split):
         raise InvalidInput("the training data cannot be used yet: " + NO_TEST_TEXT)
 
 

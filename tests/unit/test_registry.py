@@ -201,14 +201,18 @@ def test_auto_deploy_never_replaces_a_model_in_use_that_the_run_did_not_beat(
         session.commit()
         return run
 
-    worse = candidate(
-        num_test=40,
-        accuracy=0.85,
-        new_accuracy=0.8,
-        new_right=1,
-        in_use_right=3,
-        new_is_better=False,
-    )
+    def scored(new_right: int, in_use_right: int) -> FineTuningRun:
+        """A run compared on 40 texts, 31 right in both models plus the ones only one gets."""
+        return candidate(
+            num_test=40,
+            accuracy=(31 + in_use_right) / 40,
+            new_accuracy=(31 + new_right) / 40,
+            new_right=new_right,
+            in_use_right=in_use_right,
+            new_is_better=new_right > in_use_right,
+        )
+
+    worse = scored(new_right=1, in_use_right=3)
     assert registry.maybe_auto_deploy(session, config, worse.id) is None
     assert active_runs(session) == [in_use.id]
     skipped = events(session)[-1]
@@ -233,14 +237,7 @@ def test_auto_deploy_never_replaces_a_model_in_use_that_the_run_did_not_beat(
     assert registry.maybe_auto_deploy(session, config, broken.id) is None
     assert events(session)[-1].detail.endswith("could not be scored: cannot read adapter")
 
-    better = candidate(
-        num_test=40,
-        accuracy=0.8,
-        new_accuracy=0.85,
-        new_right=3,
-        in_use_right=1,
-        new_is_better=True,
-    )
+    better = scored(new_right=3, in_use_right=1)
     assert registry.maybe_auto_deploy(session, config, better.id).run_id == better.id
     assert active_runs(session) == [better.id]
     assert (events(session)[-1].outcome, events(session)[-1].actor) == ("ok", "auto-deploy")
