@@ -237,7 +237,7 @@ def _build_finetuned(
     _apply_adapter(model, lora_tensors, head, peft_fields)
     on_cpu = model_device(model).type == "cpu"  # type: ignore[arg-type]
     if manifest.kind == EMBEDDING:  # type: ignore[attr-defined]
-        from shared.classifier.embedding import ZERO_SHOT_SCALE, EmbeddingClassifier
+        from shared.classifier.embedding import ZERO_SHOT_SCALE, EmbeddingClassifier, LinearHead
 
         labels = manifest.labels  # type: ignore[attr-defined]
         exemplars = head.get("exemplars")
@@ -248,6 +248,16 @@ def _build_finetuned(
                 raise ValueError("adapter exemplars do not match its label list")
             exemplar_labels = [labels[c] for c in classes]
         scale = math.exp(float(head["logit_scale"])) if "logit_scale" in head else ZERO_SHOT_SCALE
+        linear_head = None
+        if "linear_weight" in head:
+            linear_head = LinearHead(
+                head["linear_weight"],
+                head["linear_bias"],
+                labels,
+                calibration=float(head["linear_calibration"]),
+                slope=float(head["zero_shot_slope"]),
+                intercept=float(head["zero_shot_intercept"]),
+            )
         return EmbeddingClassifier(
             tokenizer,
             model,  # type: ignore[arg-type]
@@ -262,6 +272,7 @@ def _build_finetuned(
             scale=scale,
             batch_size=64 if on_cpu else 256,
             shared_layers=artifact.untouched_bottom_layers(lora_tensors, head),
+            linear_head=linear_head,
         )
     from shared.classifier.nli import NLIClassifier
 

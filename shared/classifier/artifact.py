@@ -7,7 +7,10 @@ A fine-tuned model is a directory (``MODELS_DIR/finetuned/run_<id>/``) holding:
   under ``sortloop_head.``: ``exemplars`` ``[n, dim]`` (embeddings of the labelled
   examples under the adapted encoder), ``exemplar_classes`` ``[n]`` (index into
   ``labels``), ``logit_scale``, ``temperature`` and ``description_weight`` for
-  the embedding backend, ``params.<name>`` (replacement parameters, e.g. the
+  the embedding backend's earlier format; ``linear_weight`` ``[labels, dim]``,
+  ``linear_bias`` ``[labels]``, ``linear_calibration`` (logit multiplier),
+  ``zero_shot_slope`` and ``zero_shot_intercept`` for its calibrated logistic head
+  (rows in the order of ``labels``; it takes precedence); ``params.<name>`` (replacement parameters, e.g. the
   NLI classification head) for the ``head`` method on NLI models.
 - ``adapter_config.json`` — peft's LoRA config fields plus a ``sortloop`` block:
   format version, base model, kind, method, labels and their descriptions.

@@ -1,14 +1,17 @@
 """Embedding backend: scaled cosine similarity between a text and each category.
 
 The anchor of a category is the embedding of its description (zero-shot). A
-fine-tuned model (adapted encoder) adds its labelled examples ("exemplars"):
-a category scores by its description plus a soft nearest example; categories
-without examples keep the description alone, scored by the adapted encoder.
+fine-tuned model (the base or an adapted encoder) adds a calibrated logistic head
+(``LinearHead``): each category it was trained on scores ``w_c . x + b_c``; a
+category it has no row for is scored from its description on the head's scale.
+Models of the earlier format instead carry their labelled examples ("exemplars"):
+a category scores by its description plus a soft nearest example.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -139,6 +142,52 @@ def exemplar_scores(
     )
 
 
+class LinearHead:
+    """The logistic head of a fine-tuned embedding model (fitted by the engine).
+
+    ``logits[:, c] = calibration * (x @ weight[c] + bias[c])`` for the categories in
+    ``labels``; another category ``c`` scores ``calibration * (slope * cos(x, d_c) +
+    intercept)``: by its description, on the head's scale.
+    """
+
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor,
+        labels: Sequence[str],
+        *,
+        calibration: float,
+        slope: float,
+        intercept: float,
+    ) -> None:
+        if weight.ndim != 2 or weight.shape[0] != len(labels) or bias.shape != (len(labels),):
+            raise ValueError("the linear head does not match its label list")
+        self.weight = weight.float()
+        self.bias = bias.float()
+        self.rows = {label: index for index, label in enumerate(labels)}
+        if not (math.isfinite(calibration) and calibration > 0):
+            raise ValueError(f"the head's calibration must be a positive number, not {calibration}")
+        self.calibration = float(calibration)
+        self.slope = float(slope)
+        self.intercept = float(intercept)
+
+    def scores(
+        self, embeddings: torch.Tensor, descriptions: torch.Tensor, names: Sequence[str]
+    ) -> torch.Tensor:
+        """Calibrated logits ``[len(embeddings), len(names)]``."""
+        rows = [self.rows.get(name) for name in names]
+        known = [position for position, row in enumerate(rows) if row is not None]
+        unknown = [position for position, row in enumerate(rows) if row is None]
+        logits = torch.empty(embeddings.shape[0], len(names), dtype=embeddings.dtype)
+        if known:
+            index = torch.tensor([rows[position] for position in known], dtype=torch.long)
+            logits[:, known] = embeddings @ self.weight[index].T + self.bias[index]
+        if unknown:
+            cosines = embeddings @ descriptions[unknown].T
+            logits[:, unknown] = self.slope * cosines + self.intercept
+        return self.calibration * logits
+
+
 def load_encoder(model_path: str, device: str = "cpu") -> tuple[object, torch.nn.Module]:
     """Load tokenizer and encoder for inference, eval mode: fp32 on CPU (the default), bf16 on CUDA."""
     from transformers import AutoModel, AutoTokenizer
@@ -180,6 +229,7 @@ class EmbeddingClassifier:
         max_length: int = MAX_LENGTH,
         batch_size: int = 64,
         shared_layers: int = 0,
+        linear_head: LinearHead | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -197,6 +247,7 @@ class EmbeddingClassifier:
         # Bottom encoder blocks left as in the base model (LoRA on the top blocks only):
         # ``encode_both`` runs them once for the base and the fine-tuned model.
         self.shared_layers = shared_layers
+        self.linear_head = linear_head
         self._lock = threading.Lock()
         self._description_cache: dict[str, torch.Tensor] = {}
 
@@ -239,15 +290,20 @@ class EmbeddingClassifier:
     ) -> torch.Tensor:
         """Raw logits ``[len(texts), len(categories)]``.
 
-        Base model: scaled cosine to the description. Fine-tuned: description
-        plus soft nearest labelled example of each category (exemplars whose
-        label is not among ``categories`` are ignored). ``embeddings`` may carry
+        Base model: scaled cosine to the description. Fine-tuned: the calibrated
+        logistic head (``LinearHead``); models of the earlier format score by the
+        description plus the soft nearest labelled example of each category
+        (exemplars whose label is not among ``categories`` are ignored). ``embeddings`` may carry
         the texts' embeddings from ``encode`` when they are already known.
         """
         with self._lock:
             descriptions = self._descriptions(categories)
             if embeddings is None:
                 embeddings = self.encode(texts)
+        if self.linear_head is not None:
+            return self.linear_head.scores(
+                embeddings, descriptions, [category.name for category in categories]
+            )
         if self.exemplars is None:
             return self.scale * embeddings @ descriptions.T
         names = {category.name: index for index, category in enumerate(categories)}

@@ -137,8 +137,19 @@ def test_gpu_recipe_trains_a_bf16_body_with_fp32_trainables_and_exports_fp32(
     assert len(reloaded.classify(["a pothole again"], CATEGORIES)) == 1
 
 
-def test_gpu_recipe_embeddings_come_back_in_text_order(gpu_recipe_on_cpu, tmp_path) -> None:
+def test_gpu_recipe_embeddings_come_back_in_text_order(
+    gpu_recipe_on_cpu, tmp_path, monkeypatch
+) -> None:
     from shared.classifier import default_base_model, load_base_classifier
+    from worker.fine_tuning import linear_head
+
+    fitted, original = [], linear_head.fit_linear_head
+
+    def capture(embeddings, classes, descriptions, **options):
+        fitted.append(torch.as_tensor(embeddings))
+        return original(embeddings, classes, descriptions, **options)
+
+    monkeypatch.setattr(linear_head, "fit_linear_head", capture)
 
     texts = {
         "roads": [
@@ -163,12 +174,11 @@ def test_gpu_recipe_embeddings_come_back_in_text_order(gpu_recipe_on_cpu, tmp_pa
     info = engine.train_model(
         train, [], config, default_base_model(), CATEGORIES, output_dir=tmp_path / "a"
     )
-    exemplars = load_file(f"{info['adapter_dir']}/adapter_model.safetensors")[
-        "sortloop_head.exemplars"
-    ]
-    assert exemplars.dtype == torch.float32
+    head = load_file(f"{info['adapter_dir']}/adapter_model.safetensors")
+    assert head["sortloop_head.linear_weight"].dtype == torch.float32
     reference = load_base_classifier(default_base_model()).encode([e["text"] for e in train])
-    similarity = exemplars @ reference.T  # bf16 body vs fp32 reference, row i is text i
+    # The head is fitted on the texts' embeddings: bf16 body vs fp32 reference, row i is text i.
+    similarity = fitted[-1].float() @ reference.T
     assert similarity.argmax(dim=1).tolist() == list(range(len(train)))
     assert float(similarity.diagonal().min()) > 0.98
 

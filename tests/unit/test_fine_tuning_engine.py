@@ -198,9 +198,8 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     # A learning rate 1000x the nominal one wrecks the encoder in the first epoch, so
     # the validation loss never beats the start (the head fitted on the frozen encoder).
     info, results = _train_and_evaluate(banking, tmp_path, "lora", lora_lr_multiplier=1000.0)
-    head_info = head_run[0]
     assert info["best_epoch"] == 0 and info["epochs_run"] >= 1
-    assert min(info["val_loss"]) > min(head_info["val_loss"])
+    assert min(info["val_loss"]) > info["start_val_loss"]
     assert results["predictions"] == head_run[1]["predictions"]
     assert results["accuracy"] == head_run[1]["accuracy"]
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
@@ -279,12 +278,26 @@ def _fine_tuned_on(texts: list[tuple[str, str]], config, base, output_dir: Path)
     return finetuned_from_base(base, info["adapter_dir"], version="run-1")
 
 
+def _capturing_head_fits(monkeypatch) -> list:
+    """Record the embeddings each logistic head is fitted on."""
+    from worker.fine_tuning import linear_head
+
+    fitted, original = [], linear_head.fit_linear_head
+
+    def capture(embeddings, classes, descriptions, **options):
+        fitted.append(embeddings)
+        return original(embeddings, classes, descriptions, **options)
+
+    monkeypatch.setattr(linear_head, "fit_linear_head", capture)
+    return fitted
+
+
 @pytest.mark.parametrize("method", ["head", "lora"])
-def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(
-    method, base_classifier, tmp_path
+def test_a_long_labelled_text_trains_the_head_as_the_classifier_sees_it(
+    method, base_classifier, tmp_path, monkeypatch
 ) -> None:
     # Training cuts texts at max_length tokens (64 by default); the classifier embeds a
-    # query up to 256. The exported exemplar must be the text as the classifier sees it.
+    # query up to 256. The head must be fitted on the text as the classifier sees it.
     texts = [
         ("my card has not arrived yet", "cards"),
         ("I lost my debit card on the bus", "cards"),
@@ -293,27 +306,29 @@ def test_a_long_labelled_text_is_its_own_exemplar_at_cosine_one(
         ("my transfer is still pending", "transfers"),
         ("the money I sent never arrived", "transfers"),
     ]
+    fitted = _capturing_head_fits(monkeypatch)
     config = TrainingConfig(method=method, seed=0, epochs=2)
     assert len(base_classifier.tokenizer(LONG_TEXT)["input_ids"]) > config.max_length
     tuned = _fine_tuned_on(texts, config, base_classifier, tmp_path / "a")
 
-    similarity = tuned.exemplars @ tuned.encode([LONG_TEXT])[0]
+    similarity = float(tuned.encode([LONG_TEXT])[0] @ fitted[-1][2])
 
-    assert float(similarity[2]) == pytest.approx(1.0, abs=1e-4)
+    assert similarity == pytest.approx(1.0, abs=1e-4)
     assert tuned.classify([LONG_TEXT], CARDS_AND_TRANSFERS)[0].label == "cards"
 
 
-def test_exemplars_are_cut_where_the_classifier_cuts_even_with_a_larger_training_cap(
-    base_classifier, tmp_path
+def test_the_head_sees_texts_cut_where_the_classifier_cuts_even_with_a_larger_training_cap(
+    base_classifier, tmp_path, monkeypatch
 ) -> None:
     from shared.classifier.embedding import MAX_LENGTH
 
     very_long = " ".join([LONG_TEXT] * 5)
     texts = [("my card is lost", "cards"), (very_long, "cards"), ("send money", "transfers")]
+    fitted = _capturing_head_fits(monkeypatch)
     config = TrainingConfig(method="lora", seed=0, epochs=1, max_length=512)
     assert len(base_classifier.tokenizer(very_long)["input_ids"]) > MAX_LENGTH
     tuned = _fine_tuned_on(texts, config, base_classifier, tmp_path / "a")
 
-    similarity = tuned.exemplars @ tuned.encode([very_long])[0]
+    similarity = float(tuned.encode([very_long])[0] @ fitted[-1][1])
 
-    assert float(similarity[1]) == pytest.approx(1.0, abs=1e-4)
+    assert similarity == pytest.approx(1.0, abs=1e-4)

@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as functional
 
@@ -400,14 +401,40 @@ class EmbeddingTrainer(BaseTrainer):
         progress: ProgressCallback,
         should_cancel: Callable[[], bool],
     ) -> TrainedAdapter:
-        """Frozen encoder: learn scale, temperature and description weight on cached embeddings."""
+        """Frozen encoder: embed every labelled text once; ``export`` fits the logistic head."""
         started = time.perf_counter()
         pad_id = self.tokenizer.pad_token_id or 0
         train_set, self.val_set = self.datasets(train_examples, val_examples)
+        if should_cancel():
+            raise TrainingCancelled("training was cancelled")
+        progress("training", 0, 1, 0, None, None)
         self.before_training(train_set, pad_id)
-        history, step, stopping = self._fit_scoring(pad_id, progress, should_cancel)
-        total_steps = HEAD_STEPS_PER_EPOCH * self.config.epochs
-        return stopping.finish(history, step, started, progress, total_steps)
+        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "val_accuracy": []}
+        adapter = self.export(history)
+        fitted = adapter.history.get("linear_head") or {}
+        if self.val_set is not None and len(self.val_set):
+            from worker.fine_tuning.linear_head import held_out_scores
+
+            with torch.no_grad():
+                descriptions = self._embed(self.descriptions).float().cpu().numpy()
+            val_loss, val_accuracy = held_out_scores(
+                self.bank.float().cpu().numpy(),
+                self.bank_classes.cpu().numpy(),
+                self._embed_all(self.val_set, pad_id).float().cpu().numpy(),
+                np.asarray(self.val_set["label"]),
+                descriptions,
+                float(fitted["calibration"]),
+            )
+            history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
+        adapter.history.update(
+            train_loss=[fitted["cross_fitted_loss"]] if fitted.get("cross_fitted_loss") else [],
+            best_epoch=1,
+            epochs_run=1,
+            steps=1,
+            train_seconds=round(time.perf_counter() - started, 3),
+        )
+        progress("training", 1, 1, 1, None, 0.0)
+        return adapter
 
     def _fit_scoring(
         self,
@@ -482,22 +509,32 @@ class EmbeddingTrainer(BaseTrainer):
         return prepare_dataset(dataset["text"], dataset["label"], self.tokenizer, MAX_LENGTH)
 
     def export(self, history: dict[str, Any]) -> TrainedAdapter:
-        """Adapter + every labelled example (train and validation) as exemplars, embedded
-        as the classifier embeds a query (a long text is not cut at the training cap)."""
-        exemplars = [self._embed_all(self._as_served(self.train_set), self.pad_id)]
+        """Adapter + the calibrated logistic head (``worker.fine_tuning.linear_head``),
+        fitted on every labelled text (train and validation) embedded as the classifier
+        embeds a query (a long text is not cut at the training cap), with each
+        category's description as one more example of it."""
+        from worker.fine_tuning.linear_head import fit_linear_head
+
+        embedded = [self._embed_all(self._as_served(self.train_set), self.pad_id)]
         classes = [torch.tensor(self.train_set["label"], dtype=torch.long)]
         if self.val_set is not None and len(self.val_set):
-            exemplars.append(self._embed_all(self._as_served(self.val_set), self.pad_id))
+            embedded.append(self._embed_all(self._as_served(self.val_set), self.pad_id))
             classes.append(torch.tensor(self.val_set["label"], dtype=torch.long))
+        with torch.no_grad():
+            self.encoder.eval()
+            descriptions = self._embed(self.descriptions)
+        head = fit_linear_head(
+            torch.cat(embedded).float().cpu().numpy(),
+            torch.cat(classes).numpy(),
+            descriptions.float().cpu().numpy(),
+            seed=self.config.seed,
+        )
         tensors = {
-            f"{HEAD_PREFIX}exemplars": torch.cat(exemplars).float().cpu().contiguous(),
-            f"{HEAD_PREFIX}exemplar_classes": torch.cat(classes).contiguous(),
-            f"{HEAD_PREFIX}logit_scale": self.logit_scale.detach().cpu().clone().reshape(()),
-            f"{HEAD_PREFIX}temperature": self.log_temperature.detach().cpu().exp().reshape(()),
-            f"{HEAD_PREFIX}description_weight": self.description_weight.detach()
-            .cpu()
-            .clone()
-            .reshape(()),
+            f"{HEAD_PREFIX}linear_weight": torch.tensor(head.weight, dtype=torch.float32),
+            f"{HEAD_PREFIX}linear_bias": torch.tensor(head.bias, dtype=torch.float32),
+            f"{HEAD_PREFIX}linear_calibration": torch.tensor(head.calibration),
+            f"{HEAD_PREFIX}zero_shot_slope": torch.tensor(head.zero_shot_slope),
+            f"{HEAD_PREFIX}zero_shot_intercept": torch.tensor(head.zero_shot_intercept),
         }
         peft_fields: dict[str, Any] = {"peft_type": None}
         if self.use_lora:
@@ -512,10 +549,10 @@ class EmbeddingTrainer(BaseTrainer):
         else:
             adapted = "top block" if self.frozen_layers else "every block"
         return TrainedAdapter(
-            tensors=tensors,
+            tensors={name: value.contiguous() for name, value in tensors.items()},
             peft_fields=peft_fields,
             manifest=self.manifest(self.config.method, self.config.max_length),
-            history={**history, "adapted_blocks": adapted},
+            history={**history, "adapted_blocks": adapted, "linear_head": head.summary()},
         )
 
 

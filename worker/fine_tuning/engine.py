@@ -156,6 +156,8 @@ def train_model(
         "train_loss": history.get("train_loss", []),
         "val_loss": history.get("val_loss", []),
         "val_accuracy": history.get("val_accuracy", []),
+        "start_val_loss": history.get("start_val_loss"),
+        "linear_head": history.get("linear_head"),
         "num_train": len(train),
         "num_val": len(val),
         "steps": history.get("steps"),

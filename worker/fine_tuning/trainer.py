@@ -405,6 +405,7 @@ class BaseTrainer:
         starting_loss = self.starting_point(pad_id, should_cancel)
         if starting_loss is not None:
             stopping.should_stop(0, starting_loss)  # epoch 0: kept unless an epoch beats it
+            history["start_val_loss"] = starting_loss
         for epoch in range(1, config.epochs + 1):
             self.on_epoch_start(train_set, pad_id, epoch)
             self.set_mode(True)

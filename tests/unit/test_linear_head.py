@@ -1,0 +1,95 @@
+"""The logistic head every embedding run ends with: fit, calibration, scoring, zero-shot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shared.classifier.embedding import LinearHead
+from worker.fine_tuning.linear_head import fit_linear_head, stratified_folds
+
+
+def _clusters(per_class: int, seed: int, spread: float = 0.6) -> tuple[np.ndarray, ...]:
+    """Three noisy clusters on the unit sphere and their (noise-free) descriptions."""
+    centres = np.linalg.qr(np.random.default_rng(99).normal(size=(16, 3)))[0].T  # orthonormal
+    rng = np.random.default_rng(seed)
+    points = np.repeat(centres, per_class, axis=0) + spread * rng.normal(size=(3 * per_class, 16))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    return points, np.repeat(np.arange(3), per_class), centres
+
+
+def test_the_multiplier_is_fitted_on_texts_each_fold_did_not_see() -> None:
+    train, classes, descriptions = _clusters(8, seed=0)
+    head = fit_linear_head(train, classes, descriptions, seed=0)
+    assert head.folds == 8
+    assert head.cross_fitted_loss < head.cross_fitted_loss_uncalibrated
+    assert head.summary()["temperature"] == pytest.approx(1 / head.calibration, abs=1e-4)
+
+
+def test_fitting_is_deterministic_for_a_seed() -> None:
+    train, classes, descriptions = _clusters(6, seed=2)
+    first = fit_linear_head(train, classes, descriptions, seed=3)
+    second = fit_linear_head(train, classes, descriptions, seed=3)
+    assert first.calibration == second.calibration
+    np.testing.assert_array_equal(first.weight, second.weight)
+
+
+def test_a_category_without_examples_is_learned_from_its_description() -> None:
+    train, classes, descriptions = _clusters(8, seed=4)
+    keep = classes != 2  # no labelled text of category 2: its description is its one example
+    head = fit_linear_head(train[keep], classes[keep], descriptions, seed=0)
+    near_description = descriptions[2] + 0.05 * np.random.default_rng(5).normal(size=16)
+    assert head.logits(near_description[None])[0].argmax() == 2
+
+
+def test_two_categories_give_the_same_probabilities_as_the_binary_regression() -> None:
+    train, classes, descriptions = _clusters(8, seed=6)
+    keep = classes < 2
+    head = fit_linear_head(train[keep], classes[keep], descriptions[:2], seed=0)
+    assert head.weight.shape == (2, 16)
+    np.testing.assert_allclose(head.weight[0], -head.weight[1])
+    assert (head.logits(train[keep]).argmax(1) == classes[keep]).mean() > 0.9
+
+
+def test_folds_deal_each_category_round_robin() -> None:
+    classes = np.array([0] * 5 + [1] * 3)
+    folds = stratified_folds(classes, 3, seed=0)
+    assert sorted(folds[:5].tolist()) == [0, 0, 1, 1, 2]
+    assert sorted(folds[5:].tolist()) == [0, 1, 2]
+
+
+def test_bad_input_is_refused() -> None:
+    train, classes, descriptions = _clusters(4, seed=7)
+    with pytest.raises(ValueError, match="one class per embedding"):
+        fit_linear_head(train, classes[:-1], descriptions)
+    with pytest.raises(ValueError, match="two categories"):
+        fit_linear_head(train, np.zeros(len(train), dtype=int), descriptions[:1])
+
+
+def test_the_classifier_scores_known_categories_by_the_head_and_new_ones_by_description() -> None:
+    train, classes, descriptions = _clusters(8, seed=8)
+    fitted = fit_linear_head(train, classes, descriptions, seed=0)
+    head = LinearHead(
+        torch.tensor(fitted.weight),
+        torch.tensor(fitted.bias),
+        ["a", "b", "c"],
+        calibration=fitted.calibration,
+        slope=fitted.zero_shot_slope,
+        intercept=fitted.zero_shot_intercept,
+    )
+    texts = torch.tensor(train[:3], dtype=torch.float32)
+    # One description row per scored category; "new" is described like category b.
+    rows = torch.tensor(descriptions[[2, 1, 0]], dtype=torch.float32)
+
+    scores = head.scores(texts, rows, ["c", "new", "a"])
+
+    expected = fitted.logits(train[:3])
+    np.testing.assert_allclose(scores[:, 0].numpy(), expected[:, 2], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(scores[:, 2].numpy(), expected[:, 0], rtol=1e-4, atol=1e-4)
+    cosines = train[:3] @ descriptions[1]
+    line = fitted.calibration * (fitted.zero_shot_slope * cosines + fitted.zero_shot_intercept)
+    np.testing.assert_allclose(scores[:, 1].numpy(), line, rtol=1e-4, atol=1e-4)
+    assert fitted.zero_shot_slope > 0
+    with pytest.raises(ValueError, match="calibration"):
+        LinearHead(head.weight, head.bias, ["a", "b", "c"], calibration=0.0, slope=1, intercept=0)

@@ -1,0 +1,212 @@
+"""The scorer every embedding run ends with: a logistic head on the encoder's embeddings.
+
+Measured on three datasets (banking topics, banking intents, hwu; bench/README.md),
+a multinomial logistic regression on normalised sentence embeddings beats the
+soft-nearest-exemplar scorer the engine used before on two of them and on the mean
+(frozen encoder, 8 per category: 0.865 against 0.837), and it is what SetFit fits
+after tuning its body. Three additions make it Sortloop's scorer:
+
+- **Descriptions as anchors.** Each category's description, embedded like a text,
+  joins the training set as one more example of its category (+0.8 points on the
+  mean over the three datasets at 8 per category, measured on the frozen encoder).
+  A category with no labelled example is then still learned from its description.
+- **Calibration.** The raw probabilities of a regularised head on a few examples
+  are far too timid (expected calibration error 0.17-0.42 at 8 per category). A
+  single logit multiplier (1 / temperature) is fitted on cross-fitted logits: the
+  head is refitted on k-1 folds of the training texts and scores the k-th, so the
+  multiplier is learned on texts the head did not see. The confidence stored with
+  every prediction then means what it says (0.013-0.053 on the test texts).
+- **Zero-shot for categories added later.** A category the head has no row for is
+  scored ``slope * cos(text, description) + intercept``, a line fitted so that the
+  head's own logits for its categories are matched as closely as their description
+  cosines allow: a new category competes on the head's scale, by its description.
+
+The fitting uses scikit-learn (worker only); scoring is a matrix product the web
+tier does with torch alone (``shared.classifier.embedding``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+# Inverse regularisation strength of the logistic head (scikit-learn's C). 10 gave the
+# best mean over the three datasets among 1 / 10 / 100 (1 loses 1.2 points; 100 ties).
+C = 10.0
+# Folds for the cross-fitted calibration (capped by the smallest category).
+CALIBRATION_FOLDS = 8
+MAX_ITERATIONS = 2000
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    """A fitted head: ``logits = calibration * (x @ weight.T + bias)`` over ``num_labels``."""
+
+    weight: np.ndarray  # [labels, dim]
+    bias: np.ndarray  # [labels]
+    calibration: float  # logit multiplier, 1 / temperature
+    zero_shot_slope: float
+    zero_shot_intercept: float
+    cross_fitted_loss: float | None  # mean NLL of the cross-fitted logits, calibrated
+    cross_fitted_loss_uncalibrated: float | None
+    folds: int
+
+    def logits(self, embeddings: np.ndarray) -> np.ndarray:
+        """Calibrated logits ``[n, labels]``."""
+        return self.calibration * (embeddings @ self.weight.T + self.bias)
+
+    def summary(self) -> dict[str, float | int | None]:
+        """JSON-ready facts about the fit (run history, model card)."""
+        return {
+            "calibration": round(self.calibration, 4),
+            "temperature": round(1.0 / self.calibration, 4),
+            "calibration_folds": self.folds,
+            "cross_fitted_loss": _rounded(self.cross_fitted_loss),
+            "cross_fitted_loss_uncalibrated": _rounded(self.cross_fitted_loss_uncalibrated),
+        }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _fit_logistic(
+    embeddings: np.ndarray, classes: np.ndarray, descriptions: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weight ``[labels, dim]`` and bias of a logistic regression with description anchors."""
+    from sklearn.linear_model import LogisticRegression
+
+    num_labels = descriptions.shape[0]
+    features = np.concatenate([embeddings, descriptions])
+    targets = np.concatenate([classes, np.arange(num_labels)])
+    model = LogisticRegression(C=C, max_iter=MAX_ITERATIONS)
+    model.fit(features, targets)
+    weight = np.zeros((num_labels, features.shape[1]), dtype=np.float64)
+    bias = np.zeros(num_labels, dtype=np.float64)
+    if len(model.classes_) == 2:
+        # scikit-learn keeps one row for two classes: split it so a softmax gives the same.
+        weight[model.classes_[1]] = model.coef_[0] / 2
+        weight[model.classes_[0]] = -model.coef_[0] / 2
+        bias[model.classes_[1]] = model.intercept_[0] / 2
+        bias[model.classes_[0]] = -model.intercept_[0] / 2
+    else:
+        weight[model.classes_] = model.coef_
+        bias[model.classes_] = model.intercept_
+    return weight, bias
+
+
+def _log_loss(logits: np.ndarray, classes: np.ndarray) -> float:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return float(-log_probabilities[np.arange(len(classes)), classes].mean())
+
+
+def stratified_folds(classes: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number of each example: each category dealt round-robin after a seeded shuffle."""
+    rng = np.random.default_rng(seed)
+    assignment = np.zeros(len(classes), dtype=np.int64)
+    for label in np.unique(classes):
+        members = np.flatnonzero(classes == label)
+        rng.shuffle(members)
+        assignment[members] = np.arange(len(members)) % folds
+    return assignment
+
+
+def fit_calibration(logits: np.ndarray, classes: np.ndarray) -> float:
+    """The logit multiplier that minimises the log loss of ``logits`` (1-D, bounded)."""
+    from scipy.optimize import minimize_scalar
+
+    found = minimize_scalar(
+        lambda log_multiplier: _log_loss(math.exp(log_multiplier) * logits, classes),
+        bounds=(-3.0, 5.0),
+        method="bounded",
+    )
+    return float(math.exp(found.x))
+
+
+def fit_linear_head(
+    embeddings: np.ndarray | Sequence[Sequence[float]],
+    classes: np.ndarray | Sequence[int],
+    descriptions: np.ndarray | Sequence[Sequence[float]],
+    *,
+    seed: int = 0,
+) -> LinearHead:
+    """Fit the head on normalised ``embeddings`` of labelled texts (``classes`` index the
+    rows of ``descriptions``, one per category), calibrated on cross-fitted logits."""
+    embeddings = np.asarray(embeddings, dtype=np.float64)
+    classes = np.asarray(classes, dtype=np.int64)
+    descriptions = np.asarray(descriptions, dtype=np.float64)
+    if embeddings.ndim != 2 or embeddings.shape[0] != classes.shape[0]:
+        raise ValueError("one class per embedding is needed")
+    if descriptions.shape[0] < 2:
+        raise ValueError("a head needs at least two categories")
+    weight, bias = _fit_logistic(embeddings, classes, descriptions)
+    counts = np.bincount(classes, minlength=descriptions.shape[0])
+    smallest = int(counts[counts > 0].min()) if embeddings.shape[0] else 0
+    folds = min(CALIBRATION_FOLDS, smallest)
+    calibration, loss, raw_loss = 1.0, None, None
+    if folds >= 2 and len(np.unique(classes)) >= 2:
+        assignment = stratified_folds(classes, folds, seed)
+        held_out = np.zeros((len(classes), descriptions.shape[0]))
+        for fold in range(folds):
+            inside = assignment != fold
+            fold_weight, fold_bias = _fit_logistic(
+                embeddings[inside], classes[inside], descriptions
+            )
+            held_out[~inside] = embeddings[~inside] @ fold_weight.T + fold_bias
+        calibration = fit_calibration(held_out, classes)
+        raw_loss = _log_loss(held_out, classes)
+        loss = _log_loss(calibration * held_out, classes)
+    slope, intercept = _zero_shot_line(embeddings, descriptions, weight, bias, counts)
+    return LinearHead(
+        weight=weight,
+        bias=bias,
+        calibration=calibration,
+        zero_shot_slope=slope,
+        zero_shot_intercept=intercept,
+        cross_fitted_loss=loss,
+        cross_fitted_loss_uncalibrated=raw_loss,
+        folds=folds,
+    )
+
+
+def held_out_scores(
+    train: np.ndarray,
+    train_classes: np.ndarray,
+    held_out: np.ndarray,
+    held_out_classes: np.ndarray,
+    descriptions: np.ndarray,
+    calibration: float,
+) -> tuple[float, float]:
+    """(log loss, accuracy) on ``held_out`` of a head fitted on ``train`` alone, with the
+    final head's ``calibration``: the validation figures of a run whose head is then
+    refitted on every labelled text."""
+    weight, bias = _fit_logistic(
+        np.asarray(train, dtype=np.float64), np.asarray(train_classes), descriptions
+    )
+    logits = calibration * (np.asarray(held_out, dtype=np.float64) @ weight.T + bias)
+    classes = np.asarray(held_out_classes, dtype=np.int64)
+    return _log_loss(logits, classes), float((logits.argmax(axis=1) == classes).mean())
+
+
+def _zero_shot_line(
+    embeddings: np.ndarray,
+    descriptions: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray,
+    counts: np.ndarray,
+) -> tuple[float, float]:
+    """Least-squares line from description cosine to head logit, over the labelled texts
+    and the categories that have examples (the scale a new category is scored on)."""
+    known = np.flatnonzero(counts > 0)
+    if embeddings.shape[0] == 0 or known.size == 0:
+        return 1.0, 0.0
+    cosines = (embeddings @ descriptions[known].T).ravel()
+    logits = (embeddings @ weight[known].T + bias[known]).ravel()
+    if np.ptp(cosines) < 1e-9:
+        return 0.0, float(logits.mean())
+    slope, intercept = np.polyfit(cosines, logits, 1)
+    return float(max(slope, 0.0)), float(intercept)
