@@ -24,9 +24,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.classifier.base import CategorySpec, Classifier, Prediction
-from shared.config import Config, base_model_label, base_model_version
+from shared.classifier.identity import base_model_label, base_model_version, run_version
+from shared.config import Config
 from shared.models import DeploymentEvent, FineTuningRun
 from shared.settings_store import get_setting
+from shared.training.results import metric
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +75,8 @@ def summarize_metrics(results: dict[str, Any] | None) -> dict[str, Any] | None:
     """The headline numbers of a run's results (the whole results stay on the run)."""
     if not results:
         return None
-    summary = {key: results[key] for key in METRIC_SUMMARY_KEYS if key in results}
-    verdict = results.get("verdict")
-    if isinstance(verdict, dict) and "meets_criteria" in verdict:
-        summary.setdefault("meets_criteria", verdict["meets_criteria"])
-    return summary or None
+    summary = {key: metric(results, key) for key in METRIC_SUMMARY_KEYS}
+    return {key: value for key, value in summary.items() if value is not None} or None
 
 
 def read_active_record(session: Session, models_dir: str | None = None) -> ActiveModelRecord:
@@ -217,7 +216,7 @@ class ActiveModel:
     def _version_of(self, record: ActiveModelRecord) -> str:
         if record.run_id is None:
             return base_model_version(self.config.base_model)
-        return f"run-{record.run_id}"
+        return run_version(record.run_id)
 
     def _refresh_locked(self, force: bool) -> None:
         if not force and not self._check_is_due():

@@ -35,7 +35,7 @@ def migrate(no_seed: bool) -> None:
     from shared.seed import seed_default_categories
 
     config = _config()
-    migrations.upgrade(config.database_url)
+    migrations.upgrade(config.database_url, alembic_dir=config.alembic_dir)
     click.echo("database is at the newest migration", err=True)
     if not no_seed:
         with session_scope(_sessions(config)) as session:

@@ -43,19 +43,25 @@ from sqlalchemy.orm import Session
 
 from shared.classifier.artifact import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterManifest
 from shared.classifier.base import MODEL_KINDS
-from shared.config import Config, base_model_label
+from shared.classifier.identity import base_model_label, same_base_model
+from shared.config import Config
 from shared.errors import InvalidInput, NotFound
-from shared.models import Category, DeploymentEvent, FineTuningRun, utcnow
+from shared.model_store.layout import (
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    OPTIONAL_FILES,
+    REQUIRED_FILES,
+    TRAINING_DATA_FILE,
+    finetuned_root,
+    run_directory,
+    run_model_path,
+)
+from shared.models import Category, DeploymentEvent, FineTuningRun
+from shared.training.lifecycle import new_imported_run
+from shared.training.results import improvement_over_baseline
 
 logger = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.json"
-TRAINING_DATA_FILE = "training_data.json"
-MODEL_CARD_FILE = "README.md"
-FINETUNED_SUBDIR = "finetuned"
-
-REQUIRED_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)
-OPTIONAL_FILES = (METRICS_FILE, TRAINING_DATA_FILE, MODEL_CARD_FILE)
 ARCHIVE_FILES = REQUIRED_FILES + OPTIONAL_FILES
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy", ".npz")
 
@@ -81,28 +87,6 @@ SAFETENSORS_DTYPE_BYTES = {
     "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
 _CHUNK = 64 * 1024
-
-
-def finetuned_root(models_dir: str | Path) -> Path:
-    return Path(models_dir) / FINETUNED_SUBDIR
-
-
-def run_directory(models_dir: str | Path, run_id: int) -> Path:
-    """Where run ``run_id`` is published: ``<models_dir>/finetuned/run_<id>`` (as the engine)."""
-    return finetuned_root(models_dir) / f"run_{run_id}"
-
-
-def run_model_path(run: FineTuningRun, models_dir: str | Path) -> Path:
-    """The run's published directory: its ``model_path`` (relative to the volume or absolute)."""
-    return published_path(run.model_path, run.id, models_dir)
-
-
-def published_path(model_path: str | None, run_id: int, models_dir: str | Path) -> Path:
-    """``run_model_path`` from a run's recorded ``model_path`` and id (no database row)."""
-    if model_path:
-        path = Path(model_path)
-        return path if path.is_absolute() else Path(models_dir) / path
-    return run_directory(models_dir, run_id)
 
 
 # -- checks shared by import and deploy ---------------------------------------------------
@@ -189,13 +173,6 @@ def parse_manifest(config_bytes: bytes) -> AdapterManifest:
     ):
         raise ValueError("adapter_config.json must list its categories once each")
     return manifest
-
-
-def same_base_model(adapter_base_model: str, installed_base_model: str) -> bool:
-    """Whether an adapter's base model is this installation's (by name, not by path)."""
-    first = base_model_label(adapter_base_model.rstrip("/"))
-    second = base_model_label(installed_base_model.rstrip("/"))
-    return first == second or PurePosixPath(first).name == PurePosixPath(second).name
 
 
 def check_compatible(
@@ -546,11 +523,8 @@ def _new_imported_run(
 
     results = dict(checked.metrics or {})
     results["imported_from"] = {"filename": filename[:200], "sha256": checked.sha256}
-    now = utcnow()
-    return FineTuningRun(
-        status="imported",
+    return new_imported_run(
         stage=f"imported from {filename[:150]}",
-        progress=1.0,
         base_model=manifest.base_model,
         label_set=list(manifest.labels),
         num_training_examples=count("train"),
@@ -558,15 +532,6 @@ def _new_imported_run(
         num_test_examples=count("test"),
         training_config={"method": manifest.method, "imported": True},
         results=results,
-        started_at=now,
-        completed_at=now,
         created_by=actor,
-        improvement_over_baseline=_improvement(results),
+        improvement_over_baseline=improvement_over_baseline(results),
     )
-
-
-def _improvement(results: dict[str, Any]) -> float | None:
-    accuracy, baseline = results.get("accuracy"), results.get("baseline_accuracy")
-    if isinstance(accuracy, int | float) and isinstance(baseline, int | float):
-        return float(accuracy) - float(baseline)
-    return None

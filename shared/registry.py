@@ -23,16 +23,14 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.config import Config, base_model_version
+from shared.classifier.identity import base_model_version
+from shared.config import Config
 from shared.errors import Conflict, NotFound
-from shared.model_archive import (
-    active_category_names,
-    finetuned_root,
-    run_model_path,
-    verify_adapter_directory,
-)
+from shared.model_archive import active_category_names, verify_adapter_directory
+from shared.model_store.layout import finetuned_root, run_model_path
 from shared.models import DeploymentEvent, FineTuningRun
 from shared.settings_store import get_setting, set_setting
+from shared.training.results import meets_criteria
 
 logger = logging.getLogger(__name__)
 
@@ -51,17 +49,6 @@ class DeployResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"active_model": self.active_model, "run_id": self.run_id, "event_id": self.event_id}
-
-
-def meets_criteria(run: FineTuningRun) -> bool | None:
-    """The run's deploy-criteria verdict: True, False, or None when it was never judged."""
-    results = run.results or {}
-    if isinstance(results.get("meets_criteria"), bool):
-        return results["meets_criteria"]
-    verdict = results.get("verdict")
-    if isinstance(verdict, dict) and isinstance(verdict.get("meets_criteria"), bool):
-        return verdict["meets_criteria"]
-    return None
 
 
 def active_run(session: Session) -> FineTuningRun | None:
@@ -92,7 +79,7 @@ def list_published_models(session: Session, config: Config) -> list[dict[str, An
                 "version": run.version,
                 "status": run.status,
                 "created_at": _iso(run.created_at),
-                "meets_criteria": meets_criteria(run),
+                "meets_criteria": meets_criteria(run.results),
                 "is_active_model": run.is_active_model,
                 "files_present": path.is_dir(),
                 "label_set": run.label_set,
@@ -133,7 +120,7 @@ def deploy_model(
         raise Conflict(
             f"run {run_id} is {run.status}: only a completed or imported run can be deployed"
         )
-    verdict = meets_criteria(run)
+    verdict = meets_criteria(run.results)
     if verdict is False and not force:
         raise Conflict(
             f"run {run_id} did not meet the deploy criteria; deploy it anyway with "
@@ -197,7 +184,7 @@ def maybe_auto_deploy(session: Session, config: Config, run_id: int) -> DeployRe
     if not get_setting(session, "auto_deploy"):
         return None
     run = session.get(FineTuningRun, run_id)
-    if run is None or run.status != "completed" or meets_criteria(run) is not True:
+    if run is None or run.status != "completed" or meets_criteria(run.results) is not True:
         return None
     current = active_run(session)
     if current is not None and current.id != run.id:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from shared import task_names
-from shared.data_quality import check_training_data
+from shared.classifier.identity import infer_model_kind
 from shared.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from shared.models import (
     ACTIVE_STATUSES,
@@ -32,6 +32,9 @@ from shared.models import (
     utcnow,
 )
 from shared.settings_store import get_all_settings, set_setting
+from shared.training.lifecycle import finish_run, new_queued_run
+from shared.training.readiness import check_readiness
+from shared.training.results import metric
 from shared.training_config import (
     ADAPTS,
     DEFAULT_SPLIT,
@@ -39,10 +42,8 @@ from shared.training_config import (
     LEARNING_RATE_RANGE,
     LORA_RANKS,
     METHODS,
-    NO_TEST_TEXT,
     TrainingConfig,
     adapted_blocks,
-    leaves_a_test_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -207,26 +208,24 @@ def check_ready_to_train(
     session: Session, example_ids: list[int], split: Sequence[float] = DEFAULT_SPLIT
 ) -> None:
     """Settings and data allow a run with this train/validation/test ``split``:
-    InvalidInput with the reason otherwise."""
+    InvalidInput with the reason otherwise (``shared.training.readiness``, the rule the
+    dashboard and the worker's data check apply too)."""
     settings = get_all_settings(session)
     if not settings["fine_tuning_enabled"]:
         raise InvalidInput("fine-tuning is disabled in the settings")
-    minimum = int(settings["min_training_examples"])
-    if len(example_ids) < minimum:
-        raise InvalidInput(
-            f"too few training examples: {len(example_ids)}, at least {minimum} are needed "
-            "(correct or confirm more submissions, or lower min_training_examples)"
-        )
     rows = session.execute(
         select(
             TrainingExample.id, TrainingExample.message, TrainingExample.corrected_category
         ).where(TrainingExample.id.in_(example_ids))
     ).all()
-    report = check_training_data((row.id, row.message, row.corrected_category) for row in rows)
-    if report.errors:
-        raise InvalidInput("the training data cannot be used yet: " + " ".join(report.errors))
-    if not leaves_a_test_text(report.per_category.values(), split):
-        raise InvalidInput("the training data cannot be used yet: " + NO_TEST_TEXT)
+    readiness = check_readiness(
+        ((row.id, row.message, row.corrected_category) for row in rows),
+        split=split,
+        minimum=int(settings["min_training_examples"]),
+    )
+    reason = readiness.reason()
+    if reason is not None:
+        raise InvalidInput(reason)
 
 
 def start_training_run(
@@ -248,18 +247,12 @@ def start_training_run(
         raise Conflict("a fine-tuning run is already active: wait for it or cancel it")
     example_ids, label_set = _training_snapshot(session)
     check_ready_to_train(session, example_ids, config["split"])
-    run = FineTuningRun(
-        status="queued",
-        stage="waiting for a training worker",
+    run = new_queued_run(
         base_model=base_model,
         label_set=[category["name"] for category in label_set],
         training_config=config,
+        data_snapshot={"example_ids": example_ids, "categories": label_set},
         num_training_examples=len(example_ids),
-        data_snapshot={
-            "example_ids": example_ids,
-            "categories": label_set,
-            "timeline": [{"status": "queued", "at": utcnow().isoformat()}],
-        },
         created_by=created_by,
     )
     session.add(run)
@@ -326,8 +319,6 @@ def estimate_run_duration(session: Session, options: object, *, base_model: str)
     is None (with the reason in ``basis``) until such a run exists. InvalidInput
     for bad options, as for start-training.
     """
-    from shared.classifier import infer_model_kind
-
     config = validate_training_config(options)
     example_ids, label_set = _training_snapshot(session)
     examples = len(example_ids)
@@ -447,41 +438,6 @@ def pipeline_sender(celery_app: Any, publish_retries: int = 1) -> Enqueue:
 # --- finish, cancel ---------------------------------------------------------------------
 
 
-def append_timeline(snapshot: dict[str, Any] | None, status: str) -> dict[str, Any]:
-    """A copy of ``data_snapshot`` with one more (status, time) entry in its timeline."""
-    snapshot = dict(snapshot or {})
-    snapshot["timeline"] = [
-        *(snapshot.get("timeline") or []),
-        {"status": status, "at": utcnow().isoformat()},
-    ]
-    return snapshot
-
-
-def finish_run(
-    session: Session,
-    run_id: int,
-    status: str,
-    *,
-    error: str | None = None,
-    only_if: Iterable[str] = ACTIVE_STATUSES,
-) -> bool:
-    """Move an active run to a terminal status (the caller commits). False if it was not
-    in one of ``only_if`` any more (someone else ended it first)."""
-    run = session.get(FineTuningRun, run_id, with_for_update=True, populate_existing=True)
-    if run is None or run.status not in tuple(only_if):
-        return False
-    run.status = status
-    run.completed_at = utcnow()
-    run.eta_seconds = None
-    run.stage = {"failed": "failed", "cancelled": "cancelled", "completed": "completed"}[status]
-    if error is not None:
-        run.error = error[:4000]
-    run.data_snapshot = append_timeline(run.data_snapshot, status)
-    session.flush()
-    logger.info("run=%s status=%s error=%s", run_id, status, error or "")
-    return True
-
-
 def cancel_training_run(
     session: Session, run_id: int, revoke: Callable[[list[str]], None] | None = None
 ) -> FineTuningRun:
@@ -523,17 +479,6 @@ def get_run(session: Session, run_id: int) -> FineTuningRun:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
-
-
-def _metric(results: dict[str, Any] | None, key: str) -> Any:
-    if not results:
-        return None
-    if key in results:
-        return results[key]
-    verdict = results.get("verdict")
-    if isinstance(verdict, dict):
-        return verdict.get(key)
-    return None
 
 
 def run_status(run: FineTuningRun) -> dict[str, Any]:
@@ -578,12 +523,12 @@ def run_summary(run: FineTuningRun) -> dict[str, Any]:
         "created_at": _iso(run.created_at),
         "status": run.status,
         "num_training_examples": run.num_training_examples,
-        "accuracy": _metric(run.results, "accuracy"),
-        "baseline_accuracy": _metric(run.results, "baseline_accuracy"),
-        "meets_criteria": _metric(run.results, "meets_criteria"),
+        "accuracy": metric(run.results, "accuracy"),
+        "baseline_accuracy": metric(run.results, "baseline_accuracy"),
+        "meets_criteria": metric(run.results, "meets_criteria"),
         "is_active_model": run.is_active_model,
         "num_examples": len(snapshot.get("example_ids") or []) or run.num_training_examples,
-        "macro_f1": _metric(run.results, "macro_f1"),
+        "macro_f1": metric(run.results, "macro_f1"),
         "completed_at": _iso(run.completed_at),
         "error": run.error,
         "method": (run.training_config or {}).get("method"),

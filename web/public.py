@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from shared.config import base_model_version
+from shared.classifier.identity import base_model_version
 from shared.db import database_is_reachable
 from shared.errors import InvalidInput
 from shared.submissions import MAX_MESSAGE_LENGTH, create_submission

@@ -1,4 +1,10 @@
-"""The Celery application: queues, routes, reliability settings. Building it connects nothing."""
+"""The Celery application: queues, routes, reliability settings.
+
+Start a worker with ``celery -A worker.celery_app worker -Q training,default``. Celery
+needs the app object at import, so importing this module builds it (from
+``Config.from_env()``; building opens no connection) and registers the tasks. Nothing
+else in ``worker`` builds or imports it: the engine stays importable without Celery.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,8 @@ from kombu import Queue
 
 from shared import task_names
 from shared.config import Config
+
+MAX_TASKS_PER_CHILD = 1
 
 
 def create_celery(config: Config | None = None) -> Celery:
@@ -40,9 +48,12 @@ def create_celery(config: Config | None = None) -> Celery:
         task_track_started=True,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        # Give GPU memory and RAM back to the system after each training task; the
-        # compose worker sets it on the command line too (`--max-tasks-per-child`).
-        worker_max_tasks_per_child=10,
+        # The one tasks-per-child setting: every task runs in a child that exits after
+        # it, so GPU memory and RAM go back to the system after each training step (the
+        # parent preloaded the training stack: see worker.warmup). A
+        # `--max-tasks-per-child` on a command line would win over this; Procfile,
+        # compose and the Dockerfile give none.
+        worker_max_tasks_per_child=MAX_TASKS_PER_CHILD,
         beat_schedule={
             "reap-stale-runs": {
                 "task": task_names.REAP_STALE_RUNS,
@@ -66,3 +77,11 @@ def create_celery(config: Config | None = None) -> Celery:
     )
     app.sortloop_config = config
     return app
+
+
+celery = create_celery()
+app = celery
+
+# tasks/tasks_models register the tasks on the app; warmup makes training workers import
+# torch & co. once, before they fork their children.
+from worker import tasks, tasks_models, warmup  # noqa: E402,F401

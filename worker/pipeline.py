@@ -32,11 +32,18 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.classifier.identity import infer_model_kind
 from shared.db import session_scope
-from shared.model_archive import published_path
+from shared.model_store.layout import (
+    METRICS_FILE,
+    published_path,
+    run_directory,
+    staging_directory,
+)
 from shared.models import TERMINAL_STATUSES, FineTuningRun, TrainingExample, utcnow
 from shared.registry import active_run
-from shared.training_runs import append_timeline, finish_run
+from shared.training.lifecycle import enter_step, finish_run
+from shared.training.results import improvement_over_baseline
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +196,15 @@ class StepContext:
     progress_range: tuple[float, float]
     # The worker host's training settings (device, token budget, accumulation).
     training_overrides: dict[str, Any] = field(default_factory=dict)
+    # The configured (BASE_MODEL, BASE_MODEL_KIND): training and evaluation use that
+    # kind for that model instead of inferring it again.
+    configured_model: tuple[str, str] | None = None
+
+    def model_kind(self, base_model: str) -> str:
+        """The kind of ``base_model``: the configured one for the configured model."""
+        if self.configured_model is not None and self.configured_model[0] == base_model:
+            return self.configured_model[1]
+        return infer_model_kind(base_model)
 
     def engine_config(self, chosen: dict[str, Any]) -> dict[str, Any]:
         """The admin's choices for the run plus this host's training settings."""
@@ -294,7 +310,7 @@ def _load_train(session: Session, run: FineTuningRun) -> dict[str, Any]:
 
 
 def _work_train(context: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
-    from worker.fine_tuning.engine import staging_directory, train_model
+    from worker.fine_tuning.engine import train_model
 
     staging = staging_directory(context.models_dir, context.run_id)
     shutil.rmtree(staging, ignore_errors=True)  # a redelivered train starts clean
@@ -309,6 +325,7 @@ def _work_train(context: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
         progress=progress,
         should_cancel=progress.should_cancel,
         output_dir=staging,
+        kind=context.model_kind(inputs["base_model"]),
         test=inputs["test"],
     )
     return {"training": info, "loss_curve": progress.loss_curve}
@@ -358,7 +375,7 @@ def _model_in_use(session: Session, run: FineTuningRun) -> dict[str, Any] | None
 
 def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
     from worker.fine_tuning.engine import TrainingCancelled, evaluate_model, publish_model
-    from worker.fine_tuning.export import METRICS_FILE, read_json, run_directory
+    from worker.fine_tuning.export import read_json
 
     published = run_directory(context.models_dir, context.run_id)
     if published.is_dir():  # an earlier delivery published it and died before recording
@@ -382,6 +399,7 @@ def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
         progress=progress,
         should_cancel=progress.should_cancel,
         in_use=in_use,
+        kind=context.model_kind(inputs["base_model"]),
     )
     if progress.should_cancel():
         raise TrainingCancelled("evaluation was cancelled")
@@ -392,14 +410,8 @@ def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
 
 def _record_evaluate(session: Session, run: FineTuningRun, output: dict[str, Any]) -> None:
     metrics = output["metrics"]
-    results = {**(run.results or {}), **metrics}
-    verdict = metrics.get("verdict") or {}
-    if "meets_criteria" not in results and "meets_criteria" in verdict:
-        results["meets_criteria"] = verdict["meets_criteria"]
-    if "accuracy" in metrics and "baseline_accuracy" in metrics:
-        run.improvement_over_baseline = metrics["accuracy"] - metrics["baseline_accuracy"]
-        results.setdefault("improvement_over_baseline", run.improvement_over_baseline)
-    run.results = results
+    run.results = {**(run.results or {}), **metrics}
+    run.improvement_over_baseline = improvement_over_baseline(metrics)
     run.model_path = output["model_path"]
     split = (run.data_snapshot or {}).get("split") or {}
     used = [*split.get("train", []), *split.get("val", []), *split.get("test", [])]
@@ -488,16 +500,7 @@ def _claim(
                 session, run_id, "failed", error=f"{step.name}: the previous step left no output"
             )
             return "failed", None
-        redo = run.status == step.status
-        run.status = step.status
-        run.stage = step.stage
-        run.progress = max(run.progress or 0.0, step.progress_range[0])
-        run.heartbeat_at = utcnow()
-        run.eta_seconds = None
-        run.started_at = run.started_at or utcnow()
-        run.celery_task_id = task_id or run.celery_task_id
-        if not redo:
-            run.data_snapshot = append_timeline(run.data_snapshot, step.status)
+        redo = enter_step(run, step.status, step.stage, step.progress_range[0], task_id)
         inputs = step.load(session, run)
     logger.info(
         "run=%s step=%s task=%s status=%s redo=%s", run_id, step.name, task_id, step.status, redo
@@ -549,9 +552,11 @@ def run_step(
     heartbeat_timeout_seconds: float,
     task_id: str | None = None,
     training_overrides: dict[str, Any] | None = None,
+    configured_model: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Run one step of a run through the lifecycle; never leaves it half-done.
 
+    ``configured_model`` is (BASE_MODEL, BASE_MODEL_KIND) of this worker's config.
     Returns ``{"run_id", "step", "outcome", "error"}``; outcome is one of done,
     completed, cancelled, failed, skipped, unknown or a terminal status seen at entry.
     """
@@ -561,7 +566,13 @@ def run_step(
     if outcome != "run":
         return {"run_id": run_id, "step": step.name, "outcome": outcome, "error": None}
     context = StepContext(
-        run_id, models_dir, sessions, step.status, step.progress_range, training_overrides or {}
+        run_id,
+        models_dir,
+        sessions,
+        step.status,
+        step.progress_range,
+        training_overrides or {},
+        configured_model,
     )
     started = time.monotonic()
     try:

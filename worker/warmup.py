@@ -1,7 +1,7 @@
 """Import the training stack once, in a training worker's main process, before it forks.
 
-The training worker runs each task in a fresh child (``--max-tasks-per-child 1``:
-memory and GPU memory go back after every step). Without this, every child
+The training worker runs each task in a fresh child (``worker_max_tasks_per_child``
+is 1 in ``worker.celery_app``: memory and GPU memory go back after every step). Without this, every child
 would import torch, transformers, datasets and peft again (about 4-5 s on a
 2-core CPU) before a training or evaluation step could start. Importing them in
 the parent process once makes every forked child start with them loaded. Only

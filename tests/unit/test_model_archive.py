@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from shared import model_archive
 from shared.errors import InvalidInput, NotFound
 from shared.model_archive import check_archive, import_archive, iter_export_zip
+from shared.model_store import layout
 from shared.models import DeploymentEvent, FineTuningRun
 from tests.factories import make_category, make_run
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes
@@ -125,7 +126,7 @@ UNSAFE_ARCHIVES = {
 def _nothing_written(session, config) -> None:
     assert session.scalar(select(func.count()).select_from(FineTuningRun)) == 0
     assert session.scalar(select(func.count()).select_from(DeploymentEvent)) == 0
-    root = model_archive.finetuned_root(config.models_dir)
+    root = layout.finetuned_root(config.models_dir)
     assert not root.exists() or list(root.iterdir()) == []
 
 
@@ -195,7 +196,7 @@ def test_valid_archive_becomes_an_imported_run_with_its_files_and_an_event(
     assert run.status == "imported"
     assert run.label_set == LABELS
     assert run.results["accuracy"] == 0.9
-    directory = model_archive.run_directory(config.models_dir, run.id)
+    directory = layout.run_directory(config.models_dir, run.id)
     assert sorted(path.name for path in directory.iterdir()) == sorted(archive_files(LABELS))
     event = session.scalar(select(DeploymentEvent))
     assert (event.action, event.run_id, event.actor, event.outcome) == (
@@ -204,7 +205,7 @@ def test_valid_archive_becomes_an_imported_run_with_its_files_and_an_event(
         "alice",
         "ok",
     )
-    leftovers = [p.name for p in model_archive.finetuned_root(config.models_dir).iterdir()]
+    leftovers = [p.name for p in layout.finetuned_root(config.models_dir).iterdir()]
     assert leftovers == [directory.name]
 
 
@@ -231,7 +232,7 @@ def test_export_streams_exactly_the_archive_files(session, config, tmp_path) -> 
 
 def test_export_then_import_gives_back_the_same_files(session, config, categories) -> None:
     run = make_run(session, status="completed")
-    source = write_adapter_directory(model_archive.run_directory(config.models_dir, run.id), LABELS)
+    source = write_adapter_directory(layout.run_directory(config.models_dir, run.id), LABELS)
     session.commit()
     data = b"".join(
         iter_export_zip(model_archive.exportable_run_directory(session, config.models_dir, run.id))
@@ -239,7 +240,7 @@ def test_export_then_import_gives_back_the_same_files(session, config, categorie
 
     imported = import_archive(session, config, io.BytesIO(data), actor="admin", trial_load=None)
 
-    copy = model_archive.run_directory(config.models_dir, imported.id)
+    copy = layout.run_directory(config.models_dir, imported.id)
     for name in archive_files(LABELS):
         assert (copy / name).read_bytes() == (source / name).read_bytes()
 

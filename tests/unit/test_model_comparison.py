@@ -6,7 +6,8 @@ import pytest
 
 from shared.classifier.base import Prediction
 from shared.errors import InvalidInput, NotFound
-from shared.model_comparison import compare_models, f1_per_category, mcnemar_exact_p_value
+from shared.model_comparison import compare_models, f1_per_category
+from shared.stats import mcnemar_exact_p_value
 from tests.factories import make_category, make_run, make_training_example
 
 

@@ -37,7 +37,8 @@ from shared.classifier import (
 )
 from shared.classifier.embedding import encode_both
 from shared.data_quality import normalize_text
-from shared.model_comparison import mcnemar_exact_p_value
+from shared.model_store.layout import staging_directory
+from shared.stats import mcnemar_exact_p_value
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
@@ -56,8 +57,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STAGING_SUBDIR = "staging"
 
 
 def as_categories(categories: Sequence[CategorySpec | dict[str, Any] | str]) -> list[CategorySpec]:
@@ -83,11 +82,6 @@ def examples_by_ids(
     """The examples with the given ids, in the order of ``ids``."""
     index = {example["id"]: example for example in examples}
     return [index[example_id] for example_id in ids]
-
-
-def staging_directory(models_dir: str | Path, run_id: int | str) -> Path:
-    """Where a run's adapter is written before it is published (same volume)."""
-    return Path(models_dir) / STAGING_SUBDIR / f"run_{run_id}"
 
 
 def publish_model(staging_dir: str | Path, models_dir: str | Path, run_id: int | str) -> str:
@@ -195,6 +189,7 @@ def evaluate_model(
     write: bool = True,
     device: str | None = None,
     in_use: dict[str, Any] | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tuned vs base model on the same test set, the deploy verdict, optional CV.
 
@@ -210,6 +205,7 @@ def evaluate_model(
     ``in_use`` (``{"run_id", "version", "dir"}``) names a fine-tuned model in use
     that this one would replace: it is scored on the same test texts too, and
     ``results["in_use"]`` says how the two compare (``compare_with_model_in_use``).
+    ``kind`` (embedding/nli) is the configured model kind; inferred when None.
     """
     specs = as_categories(categories)
     if not test:
@@ -226,7 +222,7 @@ def evaluate_model(
             base_model,
             test,
             specs,
-            base_classifier or load_base_classifier(base_model, device=resolved_device),
+            base_classifier or load_base_classifier(base_model, kind, device=resolved_device),
             cross_validation=cross_validation,
             cv_examples=cv_examples,
             config=config,
@@ -295,7 +291,8 @@ def _evaluate(
         "baseline_macro_f1": baseline["macro_f1"],
         "baseline_per_category_f1": baseline["per_category_f1"],
         "baseline_confusion_matrix": baseline["confusion_matrix"],
-        "improvement_over_baseline": tuned["accuracy"] - baseline["accuracy"],
+        # The verdict computes the gain; readers use shared.training.results.
+        "improvement_over_baseline": verdict["accuracy_gain"],
         "mcnemar_p_value": verdict["p_value"],
         # Does "80% confident" mean right 8 times in 10? (expected calibration error)
         "calibration": metrics.calibration(truth, tuned_scored),
@@ -467,6 +464,7 @@ def run_all(
     test: Sequence[dict[str, Any]] | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """Validate, split, train, evaluate in one process (what ``sortloop train`` does).
 
@@ -503,6 +501,7 @@ def run_all(
         progress,
         should_cancel,
         output_dir,
+        kind,
         test=test_set,
     )
     results = evaluate_model(
@@ -515,6 +514,7 @@ def run_all(
         config=config,
         progress=progress,
         should_cancel=should_cancel,
+        kind=kind,
     )
     results.update(
         train_seconds=info["train_seconds"],

@@ -9,7 +9,7 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from shared.model_comparison import mcnemar_exact_p_value
+from shared.stats import mcnemar_exact_p_value
 
 ACCURACY_MARGIN = 0.05
 MIN_CATEGORY_F1 = 0.3

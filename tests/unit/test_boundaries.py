@@ -1,0 +1,69 @@
+"""The import rules of docs/architecture.md, checked in a fresh interpreter each.
+
+The engine (``worker.fine_tuning``) is plain Python: no Celery, no database, no Flask.
+``shared`` is what both tiers import: it never imports ``worker`` or ``web``. ``web``
+never imports ``worker`` (tests/unit/test_app.py checks that with the app built).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+ENGINE_MODULES = (
+    "worker",
+    "worker.fine_tuning",
+    "worker.fine_tuning.engine",
+    "worker.fine_tuning.metrics",
+    "worker.fine_tuning.data_validator",
+    "worker.fine_tuning.export",
+    "worker.fine_tuning.cli",
+)
+SHARED_MODULES = (
+    "shared",
+    "shared.config",
+    "shared.stats",
+    "shared.classifier",
+    "shared.classifier.identity",
+    "shared.data_quality",
+    "shared.training_config",
+    "shared.training_runs",
+    "shared.registry",
+    "shared.active_model",
+    "shared.model_archive",
+    "shared.model_comparison",
+    "shared.training_data",
+    "shared.cli",
+)
+
+
+def loaded_after_import(module: str, watched: tuple[str, ...]) -> list[str]:
+    """The top-level packages of ``watched`` that importing ``module`` loads."""
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"print(','.join(sorted({{m.split('.')[0] for m in sys.modules}} & {set(watched)!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [name for name in out.stdout.strip().split(",") if name]
+
+
+@pytest.mark.parametrize("module", ENGINE_MODULES)
+def test_the_engine_imports_without_celery_sqlalchemy_or_flask(module):
+    assert loaded_after_import(module, ("celery", "kombu", "sqlalchemy", "flask")) == []
+
+
+@pytest.mark.parametrize("module", SHARED_MODULES)
+def test_shared_imports_neither_worker_nor_web(module):
+    assert loaded_after_import(module, ("worker", "web")) == []
+
+
+def test_the_engine_loads_no_task_module():
+    code = (
+        "import sys, worker.fine_tuning.engine, worker.fine_tuning.cli; "
+        "print(','.join(sorted(m for m in sys.modules if m.startswith('worker.') "
+        "and not m.startswith('worker.fine_tuning'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
