@@ -11,22 +11,15 @@ from shared.submissions import create_submission
 from web.analyzer import SubmissionAnalyzer
 
 
-@pytest.fixture(scope="module")
-def tiny_nli_model(tmp_path_factory) -> str:
-    from shared.classifier.tiny import build_tiny_nli_model
-
-    return build_tiny_nli_model(tmp_path_factory.mktemp("tiny-nli"))
-
-
 def analyzer_for(config) -> SubmissionAnalyzer:
     sessions = make_session_factory(make_engine(config.database_url))
     return SubmissionAnalyzer(ActiveModel(config, sessions))
 
 
 @pytest.mark.parametrize("backend", ["embedding", "nli"])
-def test_a_submission_is_classified_by_either_backend(backend, config, session, tiny_nli_model):
+def test_a_submission_is_classified_by_either_backend(backend, config, session, tiny_bart):
     if backend == "nli":
-        config = config.with_overrides(base_model=tiny_nli_model, base_model_kind="nli")
+        config = config.with_overrides(base_model=tiny_bart, base_model_kind="nli")
     seed_default_categories(session)
     session.commit()
     analyzer = analyzer_for(config)

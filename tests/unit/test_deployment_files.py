@@ -46,10 +46,11 @@ def test_training_worker_reserves_an_nvidia_gpu_and_runs_one_task_at_a_time(comp
 
 
 def test_one_tasks_per_child_setting_in_the_celery_app_and_no_command_line_overrides_it(compose):
-    from shared.config import Config
-    from worker.celery_app import create_celery
+    from worker.celery_app import tasks_per_child_for
 
-    assert create_celery(Config.from_env({})).conf.worker_max_tasks_per_child == 1
+    assert tasks_per_child_for(["training"]) == tasks_per_child_for("training") == 1
+    assert tasks_per_child_for(["default"]) is None
+    assert tasks_per_child_for(["training", "default"]) is None  # one worker for both
     commands = [" ".join(spec.get("command") or []) for spec in compose["services"].values()]
     commands += [(ROOT / "Procfile").read_text(), (ROOT / "Dockerfile.worker").read_text()]
     assert not [command for command in commands if "max-tasks-per-child" in command]
