@@ -14,7 +14,7 @@ import argparse
 import json
 import time
 
-from shared.data_quality import check_training_data
+from shared.training.data_quality import check_training_data
 from shared.training.readiness import check_readiness
 
 

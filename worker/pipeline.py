@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from shared.classifier.identity import infer_model_kind
 from shared.db import session_scope
+from shared.deployment.deployed import deployed_run
 from shared.model_store.layout import (
     METRICS_FILE,
     published_path,
@@ -41,9 +42,9 @@ from shared.model_store.layout import (
     staging_directory,
 )
 from shared.models import TERMINAL_STATUSES, FineTuningRun, TrainingExample, utcnow
-from shared.registry import active_run
 from shared.training.lifecycle import enter_step, finish_run
-from shared.training.results import improvement_over_baseline
+from shared.training.results import TrainingResult, improvement_over_baseline
+from shared.training.snapshot import RunSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -243,8 +244,12 @@ def _examples(session: Session, ids: list[int]) -> list[dict[str, Any]]:
     return [{"id": row.id, "text": row.message, "label": row.corrected_category} for row in rows]
 
 
+def _snapshot(run: FineTuningRun) -> RunSnapshot:
+    return RunSnapshot.from_dict(run.data_snapshot)
+
+
 def _categories(run: FineTuningRun) -> list[dict[str, str]]:
-    return list((run.data_snapshot or {}).get("categories") or [])
+    return list(_snapshot(run).categories)
 
 
 def _engine_config(run: FineTuningRun) -> dict[str, Any]:
@@ -260,9 +265,8 @@ def _engine_config(run: FineTuningRun) -> dict[str, Any]:
 
 
 def _load_validate(session: Session, run: FineTuningRun) -> dict[str, Any]:
-    snapshot = run.data_snapshot or {}
     labels = {item["name"] for item in _categories(run)}
-    examples = _examples(session, snapshot.get("example_ids") or [])
+    examples = _examples(session, list(_snapshot(run).example_ids))
     return {
         "examples": [example for example in examples if example["label"] in labels],
         "categories": sorted(labels),
@@ -278,27 +282,30 @@ def _work_validate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
 
 def _record_validate(session: Session, run: FineTuningRun, output: dict[str, Any]) -> None:
     split = output["split"]
-    run.data_snapshot = {
-        **(run.data_snapshot or {}),
-        "split": split,
-        "quality": output.get("report"),
-        "excluded": output.get("excluded"),
-        "per_category": output.get("per_category"),
-    }
+    run.data_snapshot = (
+        _snapshot(run)
+        .with_changes(
+            split=split,
+            quality=output.get("report"),
+            excluded=output.get("excluded"),
+            per_category=output.get("per_category"),
+        )
+        .to_dict()
+    )
     run.num_training_examples = len(split["train"])
     run.num_validation_examples = len(split["val"])
     run.num_test_examples = len(split["test"])
 
 
 def _validated(run: FineTuningRun) -> bool:
-    return "split" in (run.data_snapshot or {})
+    return _snapshot(run).validated
 
 
 # train
 
 
 def _load_train(session: Session, run: FineTuningRun) -> dict[str, Any]:
-    split = (run.data_snapshot or {})["split"]
+    split = _snapshot(run).split or {}
     return {
         "train": _examples(session, split["train"]),
         "val": _examples(session, split["val"]),
@@ -332,15 +339,13 @@ def _work_train(context: StepContext, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def _record_train(session: Session, run: FineTuningRun, output: dict[str, Any]) -> None:
-    run.results = {"training": output["training"], "loss_curve": output["loss_curve"]}
-    run.data_snapshot = {
-        **(run.data_snapshot or {}),
-        "staging_dir": output["training"]["adapter_dir"],
-    }
+    training = TrainingResult.from_dict(output["training"])  # refuses a result without its adapter
+    run.results = {"training": training.to_dict(), "loss_curve": output["loss_curve"]}
+    run.data_snapshot = _snapshot(run).with_changes(staging_dir=training.adapter_dir).to_dict()
 
 
 def _trained(run: FineTuningRun) -> bool:
-    staging = (run.data_snapshot or {}).get("staging_dir")
+    staging = _snapshot(run).staging_dir
     return bool(staging) and Path(staging).is_dir() and "training" in (run.results or {})
 
 
@@ -351,14 +356,14 @@ _BULKY_RESULT_KEYS = ("predictions", "baseline_predictions")
 
 
 def _load_evaluate(session: Session, run: FineTuningRun) -> dict[str, Any]:
-    snapshot = run.data_snapshot or {}
-    split = snapshot["split"]
+    snapshot = _snapshot(run)
+    split = snapshot.split or {}
     return {
         "test": _examples(session, split["test"]),
         "train_and_val": _examples(session, [*split["train"], *split["val"]]),
         "categories": _categories(run),
         "base_model": run.base_model,
-        "staging_dir": snapshot["staging_dir"],
+        "staging_dir": snapshot.staging_dir,
         "config": _engine_config(run),
         "in_use": _model_in_use(session, run),
     }
@@ -367,7 +372,7 @@ def _load_evaluate(session: Session, run: FineTuningRun) -> dict[str, Any]:
 def _model_in_use(session: Session, run: FineTuningRun) -> dict[str, Any] | None:
     """The fine-tuned model in use, when there is one this run could replace: the
     evaluation scores it on the same test texts, and auto-deploy needs it beaten."""
-    current = active_run(session)
+    current = deployed_run(session)
     if current is None or current.id == run.id or current.base_model != run.base_model:
         return None
     return {"run_id": current.id, "version": current.version, "model_path": current.model_path}
@@ -413,8 +418,7 @@ def _record_evaluate(session: Session, run: FineTuningRun, output: dict[str, Any
     run.results = {**(run.results or {}), **metrics}
     run.improvement_over_baseline = improvement_over_baseline(metrics)
     run.model_path = output["model_path"]
-    split = (run.data_snapshot or {}).get("split") or {}
-    used = [*split.get("train", []), *split.get("val", []), *split.get("test", [])]
+    used = _snapshot(run).used_example_ids()
     if used:
         session.execute(
             update(TrainingExample)
@@ -608,7 +612,7 @@ def _keep_quality_report(session: Session, run_id: int, error: BaseException) ->
     report = getattr(error, "report", None)
     if isinstance(report, dict) and report:
         run = session.get(FineTuningRun, run_id)
-        run.data_snapshot = {**(run.data_snapshot or {}), "quality": report}
+        run.data_snapshot = _snapshot(run).with_changes(quality=report).to_dict()
 
 
 def _describe(error: BaseException) -> str:

@@ -15,8 +15,9 @@ from celery import shared_task
 
 from shared import task_names
 from shared.db import session_scope
-from shared.registry import maybe_auto_deploy
-from shared.training_runs import maybe_auto_train, pipeline_sender, reap_stale_runs
+from shared.deployment.registry import maybe_auto_deploy
+from shared.training.periodic import maybe_auto_train, reap_stale_runs
+from shared.training.runs import pipeline_sender
 from worker import pipeline, state
 
 logger = logging.getLogger(__name__)

@@ -7,11 +7,11 @@ import logging
 from celery import shared_task
 
 from shared import task_names
-from shared.active_model import ActiveModel, Classification, read_active_record
-from shared.categories import active_category_specs
 from shared.classifier.identity import base_model_version, run_version
 from shared.db import session_scope
-from shared.reclassification import reclassify_unreviewed
+from shared.deployment.active_model import ActiveModel, Classification, read_active_record
+from shared.submissions.categories import active_category_specs
+from shared.submissions.reclassification import reclassify_unreviewed
 from worker import state
 
 logger = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.models import ACTIVE_STATUSES, FineTuningRun, utcnow
+from shared.training.snapshot import RunSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -26,12 +27,7 @@ FINISHED_STAGE = {"failed": "failed", "cancelled": "cancelled", "completed": "co
 
 def append_timeline(snapshot: dict[str, Any] | None, status: str) -> dict[str, Any]:
     """A copy of ``data_snapshot`` with one more (status, time) entry in its timeline."""
-    snapshot = dict(snapshot or {})
-    snapshot["timeline"] = [
-        *(snapshot.get("timeline") or []),
-        {"status": status, "at": utcnow().isoformat()},
-    ]
-    return snapshot
+    return RunSnapshot.from_dict(snapshot).with_status(status, utcnow()).to_dict()
 
 
 def new_queued_run(
@@ -39,7 +35,7 @@ def new_queued_run(
     base_model: str,
     label_set: list[str],
     training_config: dict[str, Any],
-    data_snapshot: dict[str, Any],
+    data_snapshot: RunSnapshot,
     num_training_examples: int,
     created_by: str | None,
 ) -> FineTuningRun:
@@ -51,7 +47,7 @@ def new_queued_run(
         label_set=label_set,
         training_config=training_config,
         num_training_examples=num_training_examples,
-        data_snapshot=append_timeline(data_snapshot, "queued"),
+        data_snapshot=data_snapshot.with_status("queued", utcnow()).to_dict(),
         created_by=created_by,
     )
 

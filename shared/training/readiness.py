@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from shared.data_quality import QualityReport, check_training_data, normalize_text
+from shared.training.data_quality import QualityReport, check_training_data, normalize_text
 from shared.training_config import DEFAULT_SPLIT, NO_TEST_TEXT, leaves_a_test_text, validate_split
 
 Row = tuple[Hashable, str, str]  # (id, text, label)

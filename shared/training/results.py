@@ -11,6 +11,7 @@ before both keys were at the top level. Plain Python.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -47,3 +48,100 @@ def metric(results: Mapping[str, Any] | None, key: str) -> Any:
     if key == "improvement_over_baseline":
         return improvement_over_baseline(results)
     return (results or {}).get(key)
+
+
+VERDICT_SCHEMA_VERSION = 1
+TRAINING_RESULT_SCHEMA_VERSION = 1
+
+
+def _check_version(kind: str, data: Mapping[str, Any], supported: int) -> None:
+    version = int(data.get("schema_version", 1))
+    if version > supported:
+        raise ValueError(f"{kind} schema_version {version} is newer than this code ({supported})")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The deploy criteria's answer for a run (``results["verdict"]``), with the reasons.
+
+    ``meets_criteria``: (accuracy > baseline + 5 points, or per-category F1 improved for
+    most categories) and no category F1 below 0.3. ``p_value``/``significant``: McNemar
+    on the test texts, informative only.
+    """
+
+    meets_criteria: bool
+    accuracy_gain: float
+    improved_categories: tuple[str, ...] = ()
+    weak_categories: tuple[str, ...] = ()
+    p_value: float | None = None
+    significant: bool | None = None
+    reasons: tuple[str, ...] = ()
+    schema_version: int = VERDICT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("improved_categories", "weak_categories", "reasons"):
+            data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Verdict:
+        _check_version("verdict", data, VERDICT_SCHEMA_VERSION)
+        known = {spec.name for spec in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown verdict key(s): {', '.join(unknown)}")
+        values = dict(data)
+        for name in ("improved_categories", "weak_categories", "reasons"):
+            values[name] = tuple(values.get(name) or ())
+        values["schema_version"] = VERDICT_SCHEMA_VERSION
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What ``train_model`` reports (``results["training"]``): where the adapter is, how
+    training went, on what. Keys the engine adds later are kept in ``extra``."""
+
+    adapter_dir: str
+    method: str
+    kind: str
+    base_model: str
+    train_seconds: float
+    num_train: int
+    num_val: int
+    best_epoch: int | None = None
+    epochs_run: int | None = None
+    train_loss: tuple[float, ...] = ()
+    val_loss: tuple[float, ...] = ()
+    val_accuracy: tuple[float, ...] = ()
+    steps: int | None = None
+    adapted_blocks: str | None = None
+    device: str = "cpu"
+    peak_gpu_memory_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = TRAINING_RESULT_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        for name in ("train_loss", "val_loss", "val_accuracy"):
+            data[name] = list(data[name])
+        extra = data.pop("extra")
+        return {**extra, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingResult:
+        _check_version("training result", data, TRAINING_RESULT_SCHEMA_VERSION)
+        known = {spec.name for spec in fields(cls)} - {"extra"}
+        missing = sorted(
+            spec.name
+            for spec in fields(cls)
+            if spec.name in known and spec.default is MISSING and spec.name not in data
+        )
+        if missing:
+            raise ValueError(f"training result lacks {', '.join(missing)}")
+        values = {key: value for key, value in data.items() if key in known}
+        for name in ("train_loss", "val_loss", "val_accuracy"):
+            values[name] = tuple(values.get(name) or ())
+        values["schema_version"] = TRAINING_RESULT_SCHEMA_VERSION
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})

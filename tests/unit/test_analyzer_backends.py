@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from shared.active_model import ActiveModel
 from shared.db import make_engine, make_session_factory
+from shared.deployment.active_model import ActiveModel
 from shared.seed import seed_default_categories
-from shared.submissions import create_submission
+from shared.submissions.records import create_submission
 from web.analyzer import SubmissionAnalyzer
 
 

@@ -34,7 +34,7 @@ def embedding_classifier():
 
 
 def test_importing_the_package_loads_no_ml_stack() -> None:
-    code = "import sys, shared.classifier, shared.data_quality; print(any(m.split('.')[0] in {'torch','transformers','peft'} for m in sys.modules))"
+    code = "import sys, shared.classifier, shared.training.data_quality; print(any(m.split('.')[0] in {'torch','transformers','peft'} for m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared.data_quality import check_training_data, normalize_text, similar_groups
+from shared.training.data_quality import check_training_data, normalize_text, similar_groups
 
 
 def _clean_examples() -> list[tuple[int, str, str]]:

@@ -11,10 +11,10 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from shared import model_archive
 from shared.errors import InvalidInput, NotFound
-from shared.model_archive import check_archive, import_archive, iter_export_zip
+from shared.model_store import archive as model_archive
 from shared.model_store import layout
+from shared.model_store.archive import check_archive, import_archive, iter_export_zip
 from shared.models import DeploymentEvent, FineTuningRun
 from tests.factories import make_category, make_run
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shared import registry
 from shared.classifier.identity import base_model_version
+from shared.deployment import audit, registry
 from shared.errors import Conflict, NotFound
 from shared.model_store.layout import run_directory
 from shared.models import DeploymentEvent, FineTuningRun
@@ -169,7 +169,7 @@ def test_history_lists_every_event_newest_first(session, config, categories) -> 
     registry.rollback_to_baseline(session, config, actor="alice")
     registry.deploy_model(session, config, run.id, actor="alice")
 
-    history = [registry.event_to_dict(event) for event in registry.deployment_history(session)]
+    history = [audit.event_to_dict(event) for event in audit.deployment_history(session)]
 
     assert [entry["action"] for entry in history] == ["deploy", "rollback", "deploy"]
     assert history[0]["created_at"] >= history[-1]["created_at"]

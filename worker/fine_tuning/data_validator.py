@@ -12,7 +12,6 @@ import random
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from shared.data_quality import QualityReport, check_training_data
 from shared.training.readiness import check_readiness
 from shared.training_config import (
     DEFAULT_SPLIT,
@@ -36,17 +35,6 @@ def _require_fields(examples: Sequence[dict[str, Any]]) -> None:
         missing = {"id", "text", "label"} - set(example)
         if missing:
             raise DataValidationError(f"example #{position} lacks {sorted(missing)}")
-
-
-def check_examples(
-    examples: Sequence[dict[str, Any]], categories: Sequence[str] | None = None
-) -> QualityReport:
-    """Run the shared quality checks on example dicts (``id``, ``text``, ``label``)."""
-    _require_fields(examples)
-    return check_training_data(
-        [(example["id"], example["text"], example["label"]) for example in examples],
-        categories=categories,
-    )
 
 
 def stratified_split(

@@ -36,9 +36,10 @@ from shared.classifier import (
     predictions_from_scores,
 )
 from shared.classifier.embedding import encode_both
-from shared.data_quality import normalize_text
 from shared.model_store.layout import staging_directory
 from shared.stats import mcnemar_exact_p_value
+from shared.training.data_quality import normalize_text
+from shared.training.results import TrainingResult
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
@@ -107,9 +108,8 @@ def train_model(
 ) -> dict[str, Any]:
     """Train per ``config`` and write the adapter to ``output_dir`` (atomically).
 
-    Returns ``{"adapter_dir", "method", "kind", "base_model", "train_seconds",
-    "best_epoch", "epochs_run", "train_loss", "val_loss", "val_accuracy",
-    "num_train", "num_val", "device", "peak_gpu_memory_mb", "steps"}``: ``device``
+    Returns ``shared.training.results.TrainingResult.to_dict()`` (``adapter_dir``,
+    ``method``, ``kind``, ``train_seconds``, losses per epoch, ...): ``device``
     is where it trained (``cpu``/``cuda``, per ``config.device``) and
     ``peak_gpu_memory_mb`` the peak allocated GPU memory (None on CPU). GPU
     memory is released before this returns. ``test`` is only recorded in
@@ -139,24 +139,24 @@ def train_model(
         progress("saving", 0, 0, adapter.history.get("best_epoch", 0), None, None)
     directory = export.write_adapter(adapter, output_dir, tokenizer, training_data)
     history = adapter.history
-    return {
-        "adapter_dir": str(directory),
-        "method": config.method,
-        "kind": resolved_kind,
-        "base_model": model_identity(base_model),
-        "train_seconds": round(time.perf_counter() - started, 3),
-        "best_epoch": history.get("best_epoch"),
-        "epochs_run": history.get("epochs_run"),
-        "train_loss": history.get("train_loss", []),
-        "val_loss": history.get("val_loss", []),
-        "val_accuracy": history.get("val_accuracy", []),
-        "num_train": len(train),
-        "num_val": len(val),
-        "steps": history.get("steps"),
-        "adapted_blocks": history.get("adapted_blocks"),
-        "device": history.get("device", "cpu"),
-        "peak_gpu_memory_mb": history.get("peak_gpu_memory_mb"),
-    }
+    return TrainingResult(
+        adapter_dir=str(directory),
+        method=config.method,
+        kind=resolved_kind,
+        base_model=model_identity(base_model),
+        train_seconds=round(time.perf_counter() - started, 3),
+        best_epoch=history.get("best_epoch"),
+        epochs_run=history.get("epochs_run"),
+        train_loss=tuple(history.get("train_loss", [])),
+        val_loss=tuple(history.get("val_loss", [])),
+        val_accuracy=tuple(history.get("val_accuracy", [])),
+        num_train=len(train),
+        num_val=len(val),
+        steps=history.get("steps"),
+        adapted_blocks=history.get("adapted_blocks"),
+        device=history.get("device", "cpu"),
+        peak_gpu_memory_mb=history.get("peak_gpu_memory_mb"),
+    ).to_dict()
 
 
 def _count_labels(examples: Sequence[dict[str, Any]]) -> dict[str, int]:

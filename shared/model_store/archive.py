@@ -45,6 +45,7 @@ from shared.classifier.artifact import ADAPTER_CONFIG, ADAPTER_WEIGHTS, AdapterM
 from shared.classifier.base import MODEL_KINDS
 from shared.classifier.identity import base_model_label, same_base_model
 from shared.config import Config
+from shared.deployment.audit import record_event
 from shared.errors import InvalidInput, NotFound
 from shared.model_store.layout import (
     METRICS_FILE,
@@ -56,7 +57,7 @@ from shared.model_store.layout import (
     run_directory,
     run_model_path,
 )
-from shared.models import Category, DeploymentEvent, FineTuningRun
+from shared.models import Category, FineTuningRun
 from shared.training.lifecycle import new_imported_run
 from shared.training.results import improvement_over_baseline
 
@@ -489,16 +490,13 @@ def import_archive(
             raise _refuse(f"{target} already exists on the volume; remove it or ask an operator")
         os.rename(staging, target)
         run.model_path = str(target)
-        session.add(
-            DeploymentEvent(
-                action="import",
-                run_id=run.id,
-                from_version=None,
-                to_version=run.version,
-                actor=actor,
-                outcome="ok",
-                detail=json.dumps({"filename": filename[:200], "sha256": checked.sha256}),
-            )
+        record_event(
+            session,
+            "import",
+            run_id=run.id,
+            to_version=run.version,
+            actor=actor,
+            detail={"filename": filename[:200], "sha256": checked.sha256},
         )
         session.commit()
     except BaseException:

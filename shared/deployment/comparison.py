@@ -21,12 +21,12 @@ from sqlalchemy.orm import Session
 from shared.classifier.base import CategorySpec, Classifier
 from shared.classifier.identity import base_model_version
 from shared.config import Config
-from shared.data_quality import normalize_text
+from shared.deployment.registry import BASE, DEPLOYABLE_STATUSES
 from shared.errors import InvalidInput, NotFound
 from shared.model_store.layout import TRAINING_DATA_FILE, run_model_path
 from shared.models import Category, FineTuningRun, TrainingExample
-from shared.registry import BASE, DEPLOYABLE_STATUSES
 from shared.stats import mcnemar_exact_p_value
+from shared.training.data_quality import normalize_text
 
 MAX_EXAMPLES = 5000
 

@@ -7,11 +7,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.categories import list_categories
 from shared.errors import InvalidInput, NotFound
 from shared.models import TrainingExample
 from shared.settings_store import get_setting
-from shared.submissions import Page
+from shared.submissions.categories import list_categories
+from shared.submissions.records import Page
 from shared.training.readiness import check_readiness
 from shared.training_config import DEFAULT_SPLIT
 
