@@ -25,7 +25,7 @@ from shared.config import Config
 from shared.deployment.audit import record_event
 from shared.deployment.deployed import deployed_run, set_deployed
 from shared.errors import Conflict, NotFound
-from shared.model_store.archive import active_category_names, verify_adapter_directory
+from shared.model_store.checks import active_category_names, verify_adapter_directory
 from shared.model_store.layout import finetuned_root, run_model_path
 from shared.models import FineTuningRun
 from shared.settings_store import get_setting

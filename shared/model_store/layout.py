@@ -28,6 +28,8 @@ STAGING_SUBDIR = "staging"
 
 REQUIRED_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)
 OPTIONAL_FILES = (METRICS_FILE, TRAINING_DATA_FILE, MODEL_CARD_FILE)
+# What an exported ZIP holds, flat (the tokenizer comes with the base model).
+ARCHIVE_FILES = REQUIRED_FILES + OPTIONAL_FILES
 
 
 class PublishedRun(Protocol):

@@ -46,6 +46,8 @@ SHARED_MODULES = (
     "shared.deployment.registry",
     "shared.deployment.active_model",
     "shared.model_store.archive",
+    "shared.model_store.checks",
+    "shared.model_store.export",
     "shared.deployment.comparison",
     "shared.training.examples",
     "shared.cli",

@@ -9,7 +9,8 @@ from shared.deployment.audit import deployment_history, event_to_dict
 from shared.deployment.comparison import compare_models
 from shared.deployment.registry import deploy_model, list_published_models, rollback_to_baseline
 from shared.errors import InvalidInput, ServiceUnavailable
-from shared.model_store.archive import exportable_run_directory, import_archive, iter_export_zip
+from shared.model_store.archive import import_archive
+from shared.model_store.export import exportable_run_directory, iter_export_zip
 from shared.submissions.reclassification import latest_reclassification
 from web.admin_api import bp
 from web.analyzer import get_analyzer

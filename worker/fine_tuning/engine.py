@@ -13,6 +13,12 @@ Recommended flow for a run ``run_id``::
     info = train_model(train, val, config, base_model, categories, output_dir=staging)
     results = evaluate_model(staging, base_model, test, categories)
     publish_model(staging, models_dir, run_id)                     # atomic rename
+
+Why one module of ~530 lines: it is the engine's whole public face (the steps above,
+evaluation against the base model and the model in use, cross-validation,
+``run_all``), and the learning engine is being reworked beside it (issue 19). Once
+that settles, evaluation (``evaluate_model``, ``compare_with_model_in_use``,
+``cross_validate``) moves to its own module.
 """
 
 from __future__ import annotations
