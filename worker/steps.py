@@ -27,7 +27,7 @@ from shared.model_store.layout import (
     staging_directory,
 )
 from shared.models import FineTuningRun, TrainingExample
-from shared.training.results import TrainingResult, improvement_over_baseline
+from shared.training.results import EvaluationResult, TrainingResult
 from shared.training.snapshot import RunSnapshot
 from worker.progress import ProgressWriter
 
@@ -262,9 +262,9 @@ def _work_evaluate(context: StepContext, inputs: dict[str, Any]) -> dict[str, An
 
 
 def _record_evaluate(session: Session, run: FineTuningRun, output: dict[str, Any]) -> None:
-    metrics = output["metrics"]
-    run.results = {**(run.results or {}), **metrics}
-    run.improvement_over_baseline = improvement_over_baseline(metrics)
+    evaluation = EvaluationResult.from_dict(output["metrics"])  # refuses one with no verdict
+    run.results = {**(run.results or {}), **evaluation.to_dict()}
+    run.improvement_over_baseline = evaluation.improvement_over_baseline
     run.model_path = output["model_path"]
     used = _snapshot(run).used_example_ids()
     if used:

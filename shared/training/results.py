@@ -145,3 +145,54 @@ class TrainingResult:
             values[name] = tuple(values.get(name) or ())
         values["schema_version"] = TRAINING_RESULT_SCHEMA_VERSION
         return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+
+EVALUATION_RESULT_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """What ``evaluate_model`` reports: the fine-tuned and the base model on the same test
+    set, the gain and the verdict. The engine's other keys (per-category scores,
+    confusion matrices, calibration, the model in use, cross-validation) ride in
+    ``extra`` and come back unchanged."""
+
+    accuracy: float
+    macro_f1: float
+    baseline_accuracy: float
+    baseline_macro_f1: float
+    improvement_over_baseline: float
+    verdict: Verdict
+    num_test: int
+    labels: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+    schema_version: int = EVALUATION_RESULT_SCHEMA_VERSION
+
+    @property
+    def meets_criteria(self) -> bool:
+        return self.verdict.meets_criteria
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {spec.name: getattr(self, spec.name) for spec in fields(self)}
+        extra = data.pop("extra")
+        data["verdict"] = self.verdict.to_dict()
+        data["labels"] = list(self.labels)
+        data["meets_criteria"] = self.meets_criteria  # read at the top level by the API
+        return {**extra, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EvaluationResult:
+        _check_version("evaluation result", data, EVALUATION_RESULT_SCHEMA_VERSION)
+        known = {spec.name for spec in fields(cls)} - {"extra"}
+        required = {"accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1", "verdict"}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"evaluation result lacks {', '.join(missing)}")
+        values = {key: value for key, value in data.items() if key in known}
+        values["verdict"] = Verdict.from_dict(data["verdict"])
+        values["improvement_over_baseline"] = improvement_over_baseline(data)
+        values["num_test"] = int(data.get("num_test") or 0)
+        values["labels"] = tuple(data.get("labels") or ())
+        values["schema_version"] = EVALUATION_RESULT_SCHEMA_VERSION
+        extra = {k: v for k, v in data.items() if k not in known and k != "meets_criteria"}
+        return cls(**values, extra=extra)

@@ -117,3 +117,26 @@ def test_a_training_result_without_its_adapter_is_refused():
     del stored["adapter_dir"]
     with pytest.raises(ValueError, match="adapter_dir"):
         TrainingResult.from_dict(stored)
+
+
+def test_an_evaluation_result_round_trips_and_keeps_the_engines_other_keys():
+    from shared.training.results import EvaluationResult
+
+    written = {
+        "accuracy": 0.9,
+        "macro_f1": 0.88,
+        "baseline_accuracy": 0.7,
+        "baseline_macro_f1": 0.65,
+        "improvement_over_baseline": 0.2,
+        "verdict": VERDICT.to_dict(),
+        "meets_criteria": True,
+        "num_test": 40,
+        "labels": ["roads", "parks"],
+        "calibration": {"ece": 0.04},
+        "per_category_f1": {"roads": 0.9, "parks": 0.86},
+    }
+    result = EvaluationResult.from_dict(written)
+    assert result.meets_criteria is True and result.extra["calibration"] == {"ece": 0.04}
+    stored = json.loads(json.dumps(result.to_dict()))
+    assert EvaluationResult.from_dict(stored) == result
+    assert {key: stored[key] for key in written} == written
