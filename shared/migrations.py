@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -15,9 +14,11 @@ from shared.config import PROJECT_ROOT
 from shared.models import Base, UTCDateTime
 
 
-def _alembic_dir() -> Path:
+def _alembic_dir(configured: str = "") -> Path:
+    """``configured`` (Config.alembic_dir, SORTLOOP_ALEMBIC_DIR) first, then beside the
+    code, then in the working directory."""
     candidates = [
-        os.environ.get("SORTLOOP_ALEMBIC_DIR", ""),
+        configured,
         str(PROJECT_ROOT / "alembic"),
         str(Path.cwd() / "alembic"),
     ]
@@ -27,8 +28,8 @@ def _alembic_dir() -> Path:
     raise FileNotFoundError("alembic/ not found: set SORTLOOP_ALEMBIC_DIR to its path")
 
 
-def alembic_config(database_url: str) -> AlembicConfig:
-    directory = _alembic_dir()
+def alembic_config(database_url: str, alembic_dir: str = "") -> AlembicConfig:
+    directory = _alembic_dir(alembic_dir)
     config = AlembicConfig(str(directory.parent / "alembic.ini"))
     config.set_main_option("script_location", str(directory))
     config.attributes["database_url"] = database_url
@@ -36,8 +37,8 @@ def alembic_config(database_url: str) -> AlembicConfig:
     return config
 
 
-def upgrade(database_url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(database_url), revision)
+def upgrade(database_url: str, revision: str = "head", alembic_dir: str = "") -> None:
+    command.upgrade(alembic_config(database_url, alembic_dir), revision)
 
 
 def downgrade(database_url: str, revision: str = "base") -> None:

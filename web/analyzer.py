@@ -1,6 +1,6 @@
 """The analyzer: classifies new submissions in-process with the active model.
 
-A thin Flask-side holder of ``shared.active_model.ActiveModel`` (one per process, stored
+A thin Flask-side holder of ``shared.deployment.active_model.ActiveModel`` (one per process, stored
 on the app as ``app.extensions["sortloop_analyzer"]``). Nothing loads at startup: the
 classifier is loaded on the first submission, once, and swapped when an admin deploys
 or rolls back a model.
@@ -12,8 +12,8 @@ from typing import Any
 
 from flask import Flask, current_app
 
-from shared.active_model import ActiveModel, Classification
 from shared.classifier.base import CategorySpec
+from shared.deployment.active_model import ActiveModel, Classification
 
 
 class SubmissionAnalyzer:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, render_template, request
 
-from shared.config import base_model_version
+from shared.classifier.identity import base_model_version
 from shared.db import database_is_reachable
 from shared.errors import InvalidInput
-from shared.submissions import MAX_MESSAGE_LENGTH, create_submission
+from shared.submissions.records import MAX_MESSAGE_LENGTH, create_submission
 from web.analyzer import get_analyzer
 from web.auth import csrf_exempt
 from web.db import get_session

@@ -1,14 +1,6 @@
-"""Celery worker: `celery -A worker worker -Q training,default`.
+"""The worker tier: the fine-tuning engine (``worker.fine_tuning``) and its Celery tasks.
 
-The app object is built here (Celery needs it at import), but building it opens no
-connection; the tasks module registers the pipeline.
+Importing this package builds nothing: the Celery app lives in ``worker.celery_app``
+(``celery -A worker.celery_app worker -Q training,default``), so the engine, the
+``sortloop train`` command, the benchmarks and the tests import without Celery.
 """
-
-from worker.celery_app import create_celery
-
-celery = create_celery()
-app = celery
-
-# tasks/tasks_models register the tasks on the app; warmup makes training workers import
-# torch & co. once, before they fork their children.
-from worker import tasks, tasks_models, warmup  # noqa: E402,F401

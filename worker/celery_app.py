@@ -1,14 +1,28 @@
-"""The Celery application: queues, routes, reliability settings. Building it connects nothing."""
+"""The Celery application: queues, routes, reliability settings.
+
+Start a worker with ``celery -A worker.celery_app worker -Q training,default``. Celery
+needs the app object at import, so importing this module builds it (from
+``Config.from_env()``; building opens no connection) and registers the tasks. Nothing
+else in ``worker`` builds or imports it: the engine stays importable without Celery.
+"""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 from celery import Celery
+from celery.signals import celeryd_init
 from kombu import Queue
 
 from shared import task_names
 from shared.config import Config
+
+# A worker that consumes only the training queue runs each task in a fresh child, so
+# GPU memory and RAM go back to the system after every training step (its parent
+# preloaded the training stack: worker.warmup). Other workers (the CPU queue, or one
+# worker for both queues in tests) keep their children: a fresh child costs ~5 s
+# before its first task, too slow for short tasks.
+TRAINING_WORKER_TASKS_PER_CHILD = 1
 
 
 def create_celery(config: Config | None = None) -> Celery:
@@ -40,9 +54,8 @@ def create_celery(config: Config | None = None) -> Celery:
         task_track_started=True,
         worker_send_task_events=True,
         task_send_sent_event=True,
-        # Give GPU memory and RAM back to the system after each training task; the
-        # compose worker sets it on the command line too (`--max-tasks-per-child`).
-        worker_max_tasks_per_child=10,
+        # worker_max_tasks_per_child is set per worker at start-up: see
+        # tasks_per_child_for below, the one place that decides it.
         beat_schedule={
             "reap-stale-runs": {
                 "task": task_names.REAP_STALE_RUNS,
@@ -66,3 +79,28 @@ def create_celery(config: Config | None = None) -> Celery:
     )
     app.sortloop_config = config
     return app
+
+
+def tasks_per_child_for(queues: object) -> int | None:
+    """``worker_max_tasks_per_child`` for a worker started with ``-Q queues``: 1 for a
+    worker of the training queue alone, None (no limit) for any other."""
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    selected = {str(queue).strip() for queue in queues or ()} - {""}
+    return TRAINING_WORKER_TASKS_PER_CHILD if selected == {task_names.TRAINING_QUEUE} else None
+
+
+@celeryd_init.connect
+def _set_tasks_per_child(sender: str, conf: object, options: dict, **_: object) -> None:
+    """The one tasks-per-child decision. A ``--max-tasks-per-child`` on the command line
+    would win over it; Procfile, compose and the Dockerfile give none."""
+    if options.get("max_tasks_per_child") is None:
+        conf.worker_max_tasks_per_child = tasks_per_child_for(options.get("queues"))
+
+
+celery = create_celery()
+app = celery
+
+# tasks/tasks_models register the tasks on the app; warmup makes training workers import
+# torch & co. once, before they fork their children.
+from worker import tasks, tasks_models, warmup  # noqa: E402,F401

@@ -12,7 +12,7 @@ from shared.db import make_engine, make_session_factory
 
 @lru_cache(maxsize=1)
 def config() -> Config:
-    from worker import celery
+    from worker.celery_app import celery
 
     return celery.sortloop_config
 

@@ -15,8 +15,9 @@ from celery import shared_task
 
 from shared import task_names
 from shared.db import session_scope
-from shared.registry import maybe_auto_deploy
-from shared.training_runs import maybe_auto_train, pipeline_sender, reap_stale_runs
+from shared.deployment.registry import maybe_auto_deploy
+from shared.training.periodic import maybe_auto_train, reap_stale_runs
+from shared.training.runs import pipeline_sender
 from worker import pipeline, state
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ def _run_pipeline_step(task: Any, run_id: int, step: pipeline.Step) -> dict[str,
         heartbeat_timeout_seconds=config.heartbeat_timeout_seconds,
         task_id=task.request.id,
         training_overrides=config.training_overrides(),
+        configured_model=(config.base_model, config.base_model_kind),
     )
     if result["outcome"] == "failed":
         # The run is already failed with its error; failing the task stops the chain and

@@ -7,11 +7,11 @@ import logging
 from celery import shared_task
 
 from shared import task_names
-from shared.active_model import ActiveModel, Classification, read_active_record
-from shared.categories import active_category_specs
-from shared.config import base_model_version
+from shared.classifier.identity import base_model_version, run_version
 from shared.db import session_scope
-from shared.reclassification import reclassify_unreviewed
+from shared.deployment.active_model import ActiveModel, Classification, read_active_record
+from shared.submissions.categories import active_category_specs
+from shared.submissions.reclassification import reclassify_unreviewed
 from worker import state
 
 logger = logging.getLogger(__name__)
@@ -26,7 +26,9 @@ def reclassify(self, dry_run: bool = True, actor: str | None = None) -> dict:
         wanted = read_active_record(session, config.models_dir)
     classifier, version = ActiveModel(config, factory, owner="worker").classifier()
     expected = (
-        base_model_version(config.base_model) if wanted.run_id is None else f"run-{wanted.run_id}"
+        base_model_version(config.base_model)
+        if wanted.run_id is None
+        else run_version(wanted.run_id)
     )
     if version != expected:
         # ActiveModel falls back to the base model when an adapter fails to load; a

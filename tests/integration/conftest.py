@@ -182,7 +182,7 @@ def admin_headers() -> dict[str, str]:
 
 
 class WorkerProcess:
-    """A real `celery -A worker worker` child process, with its log kept for failures."""
+    """A real `celery -A worker.celery_app worker` child process, with its log kept for failures."""
 
     def __init__(self, config: Config, log_path: Path, queues: str = "training,default"):
         self.config = config
@@ -192,7 +192,7 @@ class WorkerProcess:
 
     def start(self, beat: bool = False) -> None:
         command = [
-            sys.executable, "-m", "celery", "-A", "worker", "worker",
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
             "-Q", self.queues, "--concurrency", "1", "--loglevel", "INFO",
             "--hostname", f"test-{uuid.uuid4().hex[:6]}@%h", "--without-gossip",
             "--without-mingle",

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from shared.config import base_model_version
-from shared.model_archive import run_directory
+from shared.classifier.identity import base_model_version
+from shared.model_store.layout import run_directory
 from shared.models import Category, DeploymentEvent, FineTuningRun
 from tests.integration.conftest import REPO_ROOT, config_environment
 from tests.model_files import write_adapter_directory

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from shared.classifier import CategorySpec, load_finetuned_classifier
-from shared.model_archive import run_directory
+from shared.model_store.layout import run_directory
 from shared.models import Category, DeploymentEvent, FineTuningRun, TrainingExample
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes
 

@@ -55,3 +55,11 @@ def client(app):
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": "Bearer unit-token"}
+
+
+@pytest.fixture(scope="session")
+def tiny_bart(tmp_path_factory) -> str:
+    """The one tiny random MNLI-shaped BART of the unit tests (the NLI code path)."""
+    from shared.classifier.tiny import build_tiny_nli_model
+
+    return build_tiny_nli_model(tmp_path_factory.mktemp("tiny-bart"))

@@ -8,11 +8,11 @@ import time
 import pytest
 from sqlalchemy import select
 
-from shared.active_model import ActiveModel
 from shared.classifier.base import CategorySpec
 from shared.db import make_engine, make_session_factory
-from shared.models import DeploymentEvent
-from shared.settings_store import set_setting
+from shared.deployment.active_model import ActiveModel
+from shared.deployment.deployed import set_deployed
+from shared.models import DeploymentEvent, FineTuningRun
 from tests.factories import make_run
 from tests.unit.fakes import KeywordClassifier
 
@@ -70,7 +70,7 @@ def model(config, sessions, loaders, clock):
 
 
 def activate(session, run_id):
-    set_setting(session, "active_model_id", run_id)
+    set_deployed(session, None if run_id is None else session.get(FineTuningRun, run_id))
     session.commit()
 
 

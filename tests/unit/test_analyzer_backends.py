@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.active_model import ActiveModel
 from shared.db import make_engine, make_session_factory
+from shared.deployment.active_model import ActiveModel
 from shared.seed import seed_default_categories
-from shared.submissions import create_submission
+from shared.submissions.records import create_submission
 from web.analyzer import SubmissionAnalyzer
-
-
-@pytest.fixture(scope="module")
-def tiny_nli_model(tmp_path_factory) -> str:
-    from shared.classifier.tiny import build_tiny_nli_model
-
-    return build_tiny_nli_model(tmp_path_factory.mktemp("tiny-nli"))
 
 
 def analyzer_for(config) -> SubmissionAnalyzer:
@@ -24,9 +17,9 @@ def analyzer_for(config) -> SubmissionAnalyzer:
 
 
 @pytest.mark.parametrize("backend", ["embedding", "nli"])
-def test_a_submission_is_classified_by_either_backend(backend, config, session, tiny_nli_model):
+def test_a_submission_is_classified_by_either_backend(backend, config, session, tiny_bart):
     if backend == "nli":
-        config = config.with_overrides(base_model=tiny_nli_model, base_model_kind="nli")
+        config = config.with_overrides(base_model=tiny_bart, base_model_kind="nli")
     seed_default_categories(session)
     session.commit()
     analyzer = analyzer_for(config)

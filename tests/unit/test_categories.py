@@ -2,8 +2,8 @@
 
 import pytest
 
-from shared.categories import active_category_specs, add_category, edit_category
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.submissions.categories import active_category_specs, add_category, edit_category
 from tests.factories import make_category
 
 

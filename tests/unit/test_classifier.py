@@ -33,15 +33,8 @@ def embedding_classifier():
     return load_base_classifier(default_base_model())
 
 
-@pytest.fixture(scope="module")
-def tiny_nli_path(tmp_path_factory) -> str:
-    from shared.classifier.tiny import build_tiny_nli_model
-
-    return build_tiny_nli_model(tmp_path_factory.mktemp("tiny-bart"))
-
-
 def test_importing_the_package_loads_no_ml_stack() -> None:
-    code = "import sys, shared.classifier, shared.data_quality; print(any(m.split('.')[0] in {'torch','transformers','peft'} for m in sys.modules))"
+    code = "import sys, shared.classifier, shared.training.data_quality; print(any(m.split('.')[0] in {'torch','transformers','peft'} for m in sys.modules))"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
@@ -97,8 +90,8 @@ def test_empty_category_list_is_refused(embedding_classifier) -> None:
         embedding_classifier.classify(["text"], [])
 
 
-def test_nli_backend_classifies_through_the_same_interface(tiny_nli_path) -> None:
-    classifier = load_base_classifier(tiny_nli_path)
+def test_nli_backend_classifies_through_the_same_interface(tiny_bart) -> None:
+    classifier = load_base_classifier(tiny_bart)
     assert classifier.kind == "nli"
     predictions = classifier.classify(["my card never arrived", "a fee was charged"], CATEGORIES)
     assert len(predictions) == 2
@@ -107,8 +100,8 @@ def test_nli_backend_classifies_through_the_same_interface(tiny_nli_path) -> Non
         assert sum(prediction.scores.values()) == pytest.approx(1.0)
 
 
-def test_nli_batches_agree_with_single_texts(tiny_nli_path) -> None:
-    classifier = load_base_classifier(tiny_nli_path)
+def test_nli_batches_agree_with_single_texts(tiny_bart) -> None:
+    classifier = load_base_classifier(tiny_bart)
     texts = ["short", "a much longer text about potholes and parks and bins", "medium text here"]
     together = classifier.classify(texts, CATEGORIES)
     alone = classifier.classify(texts[1:2], CATEGORIES)

@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
 from shared import cli as cli_module
-from shared.active_model import ActiveModel
 from shared.cli import cli
+from shared.deployment.active_model import ActiveModel
 from shared.models import Category, Submission, TrainingExample
 from tests.unit.fakes import KeywordClassifier
 
@@ -132,7 +132,7 @@ def test_a_file_that_is_not_utf8_is_a_usage_error(database, tmp_path):
 def test_seed_demo_leaves_the_dashboard_ready_to_train(database):
     """`make dev` should let a newcomer start a fine-tuning run straight away."""
     from shared.db import make_engine, make_session_factory
-    from shared.training_data import training_stats
+    from shared.training.examples import training_stats
 
     assert run(["seed-demo"], database).exit_code == 0
     session = make_session_factory(make_engine(database))()

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.config import Config, ConfigError, base_model_version
+from shared.classifier.identity import base_model_version
+from shared.config import Config, ConfigError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

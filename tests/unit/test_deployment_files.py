@@ -1,5 +1,6 @@
 """No Docker engine runs here: check the compose file and Dockerfiles by reading them."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,19 @@ def test_training_worker_reserves_an_nvidia_gpu_and_runs_one_task_at_a_time(comp
     command = worker["command"]
     assert command[command.index("-Q") + 1] == "training"
     assert command[command.index("--concurrency") + 1] == "1"
-    assert "--max-tasks-per-child" in command
+
+
+def test_one_tasks_per_child_setting_in_the_celery_app_and_no_command_line_overrides_it(compose):
+    from worker.celery_app import tasks_per_child_for
+
+    assert tasks_per_child_for(["training"]) == tasks_per_child_for("training") == 1
+    assert tasks_per_child_for(["default"]) is None
+    assert tasks_per_child_for(["training", "default"]) is None  # one worker for both
+    commands = [" ".join(spec.get("command") or []) for spec in compose["services"].values()]
+    commands += [(ROOT / "Procfile").read_text(), (ROOT / "Dockerfile.worker").read_text()]
+    assert not [command for command in commands if "max-tasks-per-child" in command]
+    apps = {app for command in commands for app in re.findall(r"celery\W+-A\W+([\w.]+)", command)}
+    assert apps == {"worker.celery_app"}
 
 
 def test_training_worker_settings_default_to_a_valid_cuda_config(compose):

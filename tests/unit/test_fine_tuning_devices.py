@@ -114,13 +114,6 @@ def gpu_recipe_on_cpu(monkeypatch) -> None:
     monkeypatch.setattr(devices, "gpu_recipe", lambda device: True)
 
 
-@pytest.fixture(scope="module")
-def tiny_bart(tmp_path_factory) -> str:
-    from shared.classifier.tiny import build_tiny_nli_model
-
-    return build_tiny_nli_model(tmp_path_factory.mktemp("bart"))
-
-
 @pytest.mark.parametrize("method", ["lora", "head"])
 def test_gpu_recipe_trains_a_bf16_body_with_fp32_trainables_and_exports_fp32(
     gpu_recipe_on_cpu, tiny_bart, tmp_path, method

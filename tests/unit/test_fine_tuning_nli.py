@@ -19,13 +19,6 @@ from worker.fine_tuning import engine  # noqa: E402
 CATEGORIES = [CategorySpec("roads", "roads and potholes"), CategorySpec("parks", "parks and trees")]
 
 
-@pytest.fixture(scope="module")
-def tiny_bart(tmp_path_factory) -> str:
-    from shared.classifier.tiny import build_tiny_nli_model
-
-    return build_tiny_nli_model(tmp_path_factory.mktemp("bart"))
-
-
 def _examples(prefix: str) -> list[dict]:
     rows = []
     for index in range(6):

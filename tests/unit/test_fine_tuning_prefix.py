@@ -222,11 +222,3 @@ def test_with_many_examples_per_category_every_block_adapts(tmp_path) -> None:
     base_shared, tuned_shared = encode_both(base, tuned, TEXTS)
     assert torch.allclose(tuned_shared, tuned.encode(TEXTS), atol=1e-5)
     assert not torch.allclose(tuned_shared, base_shared, atol=1e-3)
-
-
-def test_every_block_training_hands_freed_blocks_back_to_the_os() -> None:
-    # glibc (this machine and the Debian-based images) takes the fixed mmap threshold
-    # that keeps the every-block recipe under 1.5 GB (bench/README.md).
-    from worker.fine_tuning import devices
-
-    assert devices.return_large_blocks_to_the_os() is True

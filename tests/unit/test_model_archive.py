@@ -11,9 +11,10 @@ import zipfile
 import pytest
 from sqlalchemy import func, select
 
-from shared import model_archive
 from shared.errors import InvalidInput, NotFound
-from shared.model_archive import check_archive, import_archive, iter_export_zip
+from shared.model_store import archive, checks, export, layout
+from shared.model_store.archive import check_archive, import_archive
+from shared.model_store.export import iter_export_zip
 from shared.models import DeploymentEvent, FineTuningRun
 from tests.factories import make_category, make_run
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes
@@ -125,7 +126,7 @@ UNSAFE_ARCHIVES = {
 def _nothing_written(session, config) -> None:
     assert session.scalar(select(func.count()).select_from(FineTuningRun)) == 0
     assert session.scalar(select(func.count()).select_from(DeploymentEvent)) == 0
-    root = model_archive.finetuned_root(config.models_dir)
+    root = layout.finetuned_root(config.models_dir)
     assert not root.exists() or list(root.iterdir()) == []
 
 
@@ -143,7 +144,7 @@ def test_unsafe_or_incompatible_archive_is_refused_and_nothing_is_written(
 def test_archive_over_the_size_cap_is_refused_before_unzipping(
     session, config, categories, monkeypatch
 ) -> None:
-    monkeypatch.setattr(model_archive, "MAX_ARCHIVE_BYTES", 1000)
+    monkeypatch.setattr(archive, "MAX_ARCHIVE_BYTES", 1000)
     with pytest.raises(InvalidInput, match="larger than"):
         import_archive(session, config, io.BytesIO(_with()), actor="admin", trial_load=None)
     _nothing_written(session, config)
@@ -195,7 +196,7 @@ def test_valid_archive_becomes_an_imported_run_with_its_files_and_an_event(
     assert run.status == "imported"
     assert run.label_set == LABELS
     assert run.results["accuracy"] == 0.9
-    directory = model_archive.run_directory(config.models_dir, run.id)
+    directory = layout.run_directory(config.models_dir, run.id)
     assert sorted(path.name for path in directory.iterdir()) == sorted(archive_files(LABELS))
     event = session.scalar(select(DeploymentEvent))
     assert (event.action, event.run_id, event.actor, event.outcome) == (
@@ -204,7 +205,7 @@ def test_valid_archive_becomes_an_imported_run_with_its_files_and_an_event(
         "alice",
         "ok",
     )
-    leftovers = [p.name for p in model_archive.finetuned_root(config.models_dir).iterdir()]
+    leftovers = [p.name for p in layout.finetuned_root(config.models_dir).iterdir()]
     assert leftovers == [directory.name]
 
 
@@ -231,15 +232,15 @@ def test_export_streams_exactly_the_archive_files(session, config, tmp_path) -> 
 
 def test_export_then_import_gives_back_the_same_files(session, config, categories) -> None:
     run = make_run(session, status="completed")
-    source = write_adapter_directory(model_archive.run_directory(config.models_dir, run.id), LABELS)
+    source = write_adapter_directory(layout.run_directory(config.models_dir, run.id), LABELS)
     session.commit()
     data = b"".join(
-        iter_export_zip(model_archive.exportable_run_directory(session, config.models_dir, run.id))
+        iter_export_zip(export.exportable_run_directory(session, config.models_dir, run.id))
     )
 
     imported = import_archive(session, config, io.BytesIO(data), actor="admin", trial_load=None)
 
-    copy = model_archive.run_directory(config.models_dir, imported.id)
+    copy = layout.run_directory(config.models_dir, imported.id)
     for name in archive_files(LABELS):
         assert (copy / name).read_bytes() == (source / name).read_bytes()
 
@@ -248,13 +249,11 @@ def test_export_then_import_gives_back_the_same_files(session, config, categorie
 def test_runs_without_a_model_cannot_be_exported(session, config, status) -> None:
     run = make_run(session, status=status)
     with pytest.raises(NotFound):
-        model_archive.exportable_run_directory(session, config.models_dir, run.id)
+        export.exportable_run_directory(session, config.models_dir, run.id)
 
 
 def test_safetensors_header_is_checked_without_loading_tensors() -> None:
-    header = model_archive.parse_safetensors_header(
-        archive_files(LABELS)["adapter_model.safetensors"]
-    )
+    header = checks.parse_safetensors_header(archive_files(LABELS)["adapter_model.safetensors"])
     assert set(header) - {"__metadata__"} == {
         "sortloop_head.exemplars",
         "sortloop_head.exemplar_classes",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.classifier.base import Prediction
+from shared.deployment.comparison import compare_models, f1_per_category
 from shared.errors import InvalidInput, NotFound
-from shared.model_comparison import compare_models, f1_per_category, mcnemar_exact_p_value
+from shared.stats import mcnemar_exact_p_value
 from tests.factories import make_category, make_run, make_training_example
 
 

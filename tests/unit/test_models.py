@@ -17,14 +17,13 @@ def test_a_finished_run_frees_the_slot_for_the_next(session):
     session.commit()
     run.status = "failed"
     session.commit()
-    make_run(session, status="queued")
+    assert run.active_lock is None
+    following = make_run(session, status="queued")
     session.commit()
-
-
-def test_many_finished_runs_can_coexist(session):
-    for status in ("completed", "failed", "cancelled", "completed"):
-        make_run(session, status=status)
+    assert following.active_lock is True
+    finished = [make_run(session, status=status) for status in ("completed", "cancelled")]
     session.commit()
+    assert [r.active_lock for r in (run, *finished)] == [None, None, None]
 
 
 def test_second_active_model_is_refused_by_the_database(session):

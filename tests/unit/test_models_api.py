@@ -7,7 +7,7 @@ import io
 import pytest
 from sqlalchemy import func, select
 
-from shared.model_archive import run_directory
+from shared.model_store.layout import run_directory
 from shared.models import DeploymentEvent, FineTuningRun
 from tests.factories import make_category, make_run
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes

@@ -6,10 +6,10 @@ import json
 
 from sqlalchemy import select
 
-from shared.active_model import Classification
 from shared.classifier.base import CategorySpec
+from shared.deployment.active_model import Classification
 from shared.models import DeploymentEvent, Submission, utcnow
-from shared.reclassification import latest_reclassification, reclassify_unreviewed
+from shared.submissions.reclassification import latest_reclassification, reclassify_unreviewed
 from tests.factories import make_submission
 from tests.unit.fakes import KeywordClassifier
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from shared import registry
-from shared.config import base_model_version
+from shared.classifier.identity import base_model_version
+from shared.deployment import audit, registry
 from shared.errors import Conflict, NotFound
-from shared.model_archive import run_directory
+from shared.model_store.layout import run_directory
 from shared.models import DeploymentEvent, FineTuningRun
 from shared.settings_store import get_setting, set_setting
+from shared.training.results import meets_criteria
 from tests.factories import make_category, make_run
 from tests.model_files import write_adapter_directory
 
@@ -115,7 +116,7 @@ def test_the_verdict_is_read_where_the_engine_writes_it(session) -> None:
     nested = make_run(session, status="completed", results={"verdict": {"meets_criteria": False}})
     flat = make_run(session, status="completed", results={"meets_criteria": True})
     unjudged = make_run(session, status="completed", results=None)
-    assert [registry.meets_criteria(run) for run in (nested, flat, unjudged)] == [False, True, None]
+    assert [meets_criteria(run.results) for run in (nested, flat, unjudged)] == [False, True, None]
 
 
 def test_missing_adapter_files_are_refused_and_recorded_as_a_failed_deploy(
@@ -168,7 +169,7 @@ def test_history_lists_every_event_newest_first(session, config, categories) -> 
     registry.rollback_to_baseline(session, config, actor="alice")
     registry.deploy_model(session, config, run.id, actor="alice")
 
-    history = [registry.event_to_dict(event) for event in registry.deployment_history(session)]
+    history = [audit.event_to_dict(event) for event in audit.deployment_history(session)]
 
     assert [entry["action"] for entry in history] == ["deploy", "rollback", "deploy"]
     assert history[0]["created_at"] >= history[-1]["created_at"]

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from shared.active_model import ActiveModel
 from shared.db import make_engine, make_session_factory
+from shared.deployment.active_model import ActiveModel
 from shared.errors import InvalidInput, NotFound
 from shared.models import Submission, TrainingExample
 from shared.seed import seed_default_categories
-from shared.submissions import (
+from shared.submissions.records import (
     MAX_MESSAGE_LENGTH,
     create_submission,
     list_submissions,
@@ -241,9 +241,9 @@ def test_an_unknown_similar_submission_stops_the_whole_decision(session):
 
 
 def test_a_folded_group_lists_at_most_what_one_decision_may_cover(session, monkeypatch):
-    import shared.submissions
+    import shared.submissions.records
 
-    monkeypatch.setattr(shared.submissions, "MAX_SIMILAR", 1)
+    monkeypatch.setattr(shared.submissions.records, "MAX_SIMILAR", 1)
     copies = [make_submission(session, message="bins not emptied") for _ in range(3)]
     queue = list_submissions(session, unreviewed=True, order="oldest", fold_similar=True)
     assert [s.id for s in queue.items] == [copies[0].id]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from shared.active_model import ActiveModel
+from shared.deployment.active_model import ActiveModel
 from shared.models import Submission, TrainingExample
 from shared.seed import seed_default_categories
 from tests.unit.fakes import KeywordClassifier

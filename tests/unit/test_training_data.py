@@ -5,7 +5,7 @@ import pytest
 from shared.errors import InvalidInput, NotFound
 from shared.seed import seed_default_categories
 from shared.settings_store import set_setting
-from shared.training_data import (
+from shared.training.examples import (
     delete_training_example,
     list_training_examples,
     parse_ids,

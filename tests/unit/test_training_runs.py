@@ -11,19 +11,14 @@ from sqlalchemy import func, select
 from shared.errors import Conflict, InvalidInput, NotFound, ServiceUnavailable
 from shared.models import FineTuningRun, utcnow
 from shared.settings_store import set_setting
-from shared.training_runs import (
+from shared.training.estimate import EVERY_BLOCK_COST, estimate_run_duration
+from shared.training.options import (
     DEFAULT_TRAINING_CONFIG,
-    EVERY_BLOCK_COST,
-    cancel_training_run,
-    estimate_run_duration,
-    list_runs,
-    maybe_auto_train,
-    reap_stale_runs,
-    run_status,
-    start_training_run,
     update_training_settings,
     validate_training_config,
 )
+from shared.training.periodic import maybe_auto_train, reap_stale_runs
+from shared.training.runs import cancel_training_run, list_runs, run_status, start_training_run
 from tests.factories import make_category, make_run, make_training_example
 
 CATEGORIES = ("roads", "parks", "bins")

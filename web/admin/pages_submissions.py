@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from flask import flash, redirect, render_template, request, url_for
 
-from shared.categories import add_category, edit_category, list_categories
 from shared.errors import InvalidInput, NotFound, SortloopError
 from shared.models import TrainingExample
-from shared.submissions import (
+from shared.submissions.categories import add_category, edit_category, list_categories
+from shared.submissions.records import (
     list_submissions,
     parse_page,
     parse_similar_ids,
     update_categories,
     update_category,
 )
-from shared.training_data import (
+from shared.training.examples import (
     delete_training_example,
     list_training_examples,
     parse_ids,

@@ -9,20 +9,19 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared.errors import InvalidInput
-from shared.training_data import training_stats
-from shared.training_runs import (
+from shared.training.examples import training_stats
+from shared.training.options import (
     DEFAULT_TRAINING_CONFIG,
     EDITABLE_SETTINGS,
-    EPOCH_RANGE,
-    LEARNING_RATE_RANGE,
-    LORA_RANKS,
-    METHODS,
-    active_run,
-    get_run,
-    run_status,
     training_settings,
     update_training_settings,
 )
+from shared.training.runs import (
+    get_run,
+    run_status,
+    running_run,
+)
+from shared.training_config import EPOCH_RANGE, LEARNING_RATE_RANGE, LORA_RANKS, METHODS
 from web.admin import bp, charts
 from web.auth import admin_required
 from web.db import get_session
@@ -52,7 +51,7 @@ def training():
     session = get_session()
     stats = training_stats(session)
     settings = training_settings(session)
-    running = active_run(session)
+    running = running_run(session)
     quality = stats["quality"]
     indicators = [
         {

@@ -5,17 +5,13 @@ from __future__ import annotations
 from flask import Response, current_app, jsonify, request, stream_with_context
 
 from shared import task_names
+from shared.deployment.audit import deployment_history, event_to_dict
+from shared.deployment.comparison import compare_models
+from shared.deployment.registry import deploy_model, list_published_models, rollback_to_baseline
 from shared.errors import InvalidInput, ServiceUnavailable
-from shared.model_archive import exportable_run_directory, import_archive, iter_export_zip
-from shared.model_comparison import compare_models
-from shared.reclassification import latest_reclassification
-from shared.registry import (
-    deploy_model,
-    deployment_history,
-    event_to_dict,
-    list_published_models,
-    rollback_to_baseline,
-)
+from shared.model_store.archive import import_archive
+from shared.model_store.export import exportable_run_directory, iter_export_zip
+from shared.submissions.reclassification import latest_reclassification
 from web.admin_api import bp
 from web.analyzer import get_analyzer
 from web.auth import admin_required, current_actor

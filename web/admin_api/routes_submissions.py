@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from shared.categories import add_category, category_to_dict, edit_category, list_categories
 from shared.errors import InvalidInput
-from shared.submissions import (
+from shared.submissions.categories import (
+    add_category,
+    category_to_dict,
+    edit_category,
+    list_categories,
+)
+from shared.submissions.records import (
     list_submissions,
     parse_page,
     parse_similar_ids,
@@ -14,7 +19,7 @@ from shared.submissions import (
     update_categories,
     update_category,
 )
-from shared.training_data import (
+from shared.training.examples import (
     delete_training_example,
     example_to_dict,
     list_training_examples,

@@ -5,16 +5,15 @@ from __future__ import annotations
 from flask import current_app, jsonify, request
 
 from shared.errors import InvalidInput
-from shared.training_runs import (
+from shared.training.estimate import estimate_run_duration
+from shared.training.options import training_settings, update_training_settings
+from shared.training.runs import (
     cancel_training_run,
-    estimate_run_duration,
     get_run,
     list_runs,
     pipeline_sender,
     run_status,
     start_training_run,
-    training_settings,
-    update_training_settings,
 )
 from web.admin_api import bp
 from web.auth import admin_required, current_actor

@@ -15,6 +15,9 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from shared.config import Config
+from shared.model_store.layout import finetuned_root
+
 logger = logging.getLogger(__name__)
 
 RESULT_KEYS = (
@@ -121,8 +124,10 @@ class StderrProgress:
         self.last_stage = stage
 
 
-def default_out_dir() -> Path:
-    return Path(os.environ.get("MODELS_DIR") or "models") / "finetuned"
+def default_out_dir(config: Config) -> Path:
+    """Where ``sortloop train`` writes its adapters without ``--out``: beside the published
+    models (``MODELS_DIR/finetuned``), each in a ``cli_...`` folder no run row claims."""
+    return finetuned_root(config.models_dir)
 
 
 def train_command(
@@ -145,7 +150,6 @@ def train_command(
     """
     import torch
 
-    from shared.classifier import default_base_model
     from shared.training_config import TrainingConfig
     from worker.fine_tuning.engine import as_categories, run_all
 
@@ -167,8 +171,10 @@ def train_command(
         [{"name": label, "description": humanize(label)} for label in labels]
     )
     torch.manual_seed(seed)
-    base = base_model or os.environ.get("BASE_MODEL") or default_base_model()
-    out_dir = Path(out) if out else default_out_dir()
+    configured = Config.from_env()  # BASE_MODEL, BASE_MODEL_KIND, MODELS_DIR
+    base = base_model or configured.base_model
+    kind = configured.base_model_kind if base == configured.base_model else None
+    out_dir = Path(out) if out else default_out_dir(configured)
     adapter_dir = out_dir / f"cli_{time.strftime('%Y%m%d-%H%M%S')}_{method}_seed{seed}"
     results = run_all(
         examples,
@@ -178,6 +184,7 @@ def train_command(
         adapter_dir,
         test=test,
         progress=StderrProgress(stderr),
+        kind=kind,
     )
     if stderr.isatty():
         stderr.write("\n")

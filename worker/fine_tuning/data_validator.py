@@ -1,8 +1,8 @@
 """Data checks before training, and the stratified train/validation/test split.
 
-The quality checks themselves live in ``shared.data_quality`` (the dashboard
-shows the same report). Here they decide whether a run may train, which
-examples it uses, and how they are split.
+Whether a run may train, and which examples it keeps, is decided by
+``shared.training.readiness`` (the rule the dashboard and start-training apply
+too); here the kept examples are split.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import random
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from shared.data_quality import QualityReport, check_training_data, normalize_text
+from shared.training.readiness import check_readiness
 from shared.training_config import (
     DEFAULT_SPLIT,
-    NO_TEST_TEXT,
     split_counts,
     validate_split,
 )
@@ -31,43 +30,11 @@ class DataValidationError(ValueError):
         self.report = report or {}
 
 
-def check_examples(
-    examples: Sequence[dict[str, Any]], categories: Sequence[str] | None = None
-) -> QualityReport:
-    """Run the shared quality checks on example dicts (``id``, ``text``, ``label``)."""
+def _require_fields(examples: Sequence[dict[str, Any]]) -> None:
     for position, example in enumerate(examples):
         missing = {"id", "text", "label"} - set(example)
         if missing:
             raise DataValidationError(f"example #{position} lacks {sorted(missing)}")
-    return check_training_data(
-        [(example["id"], example["text"], example["label"]) for example in examples],
-        categories=categories,
-    )
-
-
-def select_usable(
-    examples: Sequence[dict[str, Any]], report: QualityReport
-) -> tuple[list[dict[str, Any]], dict[str, list[Hashable]]]:
-    """Drop what would corrupt training: every copy of a conflicting text, and repeat duplicates.
-
-    Returns the usable examples and the excluded ids by reason. Near duplicates,
-    short and long texts are only warned about.
-    """
-    conflicting = set(report.conflict_ids)
-    seen: set[str] = set()
-    usable: list[dict[str, Any]] = []
-    excluded: dict[str, list[Hashable]] = {"conflict": [], "duplicate": []}
-    for example in examples:
-        if example["id"] in conflicting:
-            excluded["conflict"].append(example["id"])
-            continue
-        key = normalize_text(example["text"])
-        if key and key in seen:
-            excluded["duplicate"].append(example["id"])
-            continue
-        seen.add(key)
-        usable.append(example)
-    return usable, excluded
 
 
 def stratified_split(
@@ -103,20 +70,19 @@ def validate(
     "excluded": {"conflict": [...], "duplicate": [...]}, "per_category": {...}}``.
     Raises ``DataValidationError`` when training must be refused.
     """
-    report = check_examples(examples, categories)
-    if report.errors:
-        raise DataValidationError(" ".join(report.errors), report.to_dict())
-    usable, excluded = select_usable(examples, report)
-    usable_report = check_examples(usable, categories)
-    if usable_report.errors:
-        raise DataValidationError(
-            "After removing conflicting and duplicate texts: " + " ".join(usable_report.errors),
-            report.to_dict(),
-        )
+    _require_fields(examples)
+    readiness = check_readiness(
+        [(example["id"], example["text"], example["label"]) for example in examples],
+        split=split,
+        categories=categories,
+    )
+    report = readiness.report
+    if readiness.errors:
+        # The rule the dashboard and start-training apply (shared.training.readiness).
+        raise DataValidationError(" ".join(readiness.errors), report.to_dict())
+    kept = set(readiness.usable_ids)
+    usable = [example for example in examples if example["id"] in kept]
     ids = stratified_split(usable, split, seed)
-    if not ids["test"] and validate_split(split)[2] > 0:
-        # Refused before training: evaluation would have nothing to judge the model on.
-        raise DataValidationError(NO_TEST_TEXT, report.to_dict())
     logger.info(
         "data validated examples=%d usable=%d train=%d val=%d test=%d warnings=%d",
         len(examples),
@@ -129,8 +95,8 @@ def validate(
     return {
         "report": report.to_dict(),
         "split": ids,
-        "excluded": excluded,
-        "per_category": usable_report.per_category,
+        "excluded": readiness.excluded,
+        "per_category": readiness.usable_per_category,
         "seed": seed,
         "fractions": list(validate_split(split)),
     }

@@ -13,6 +13,12 @@ Recommended flow for a run ``run_id``::
     info = train_model(train, val, config, base_model, categories, output_dir=staging)
     results = evaluate_model(staging, base_model, test, categories)
     publish_model(staging, models_dir, run_id)                     # atomic rename
+
+Why one module of ~530 lines: it is the engine's whole public face (the steps above,
+evaluation against the base model and the model in use, cross-validation,
+``run_all``), and the learning engine is being reworked beside it (issue 19). Once
+that settles, evaluation (``evaluate_model``, ``compare_with_model_in_use``,
+``cross_validate``) moves to its own module.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from shared.classifier import (
     predictions_from_scores,
 )
 from shared.classifier.embedding import encode_both
-from shared.data_quality import normalize_text
-from shared.model_comparison import mcnemar_exact_p_value
+from shared.model_store.layout import staging_directory
+from shared.stats import mcnemar_exact_p_value
+from shared.training.data_quality import normalize_text
+from shared.training.results import TrainingResult
 from shared.training_config import DEFAULT_SPLIT, TrainingConfig
 from worker.fine_tuning import devices, export, metrics
 from worker.fine_tuning import trainer as trainer_module
@@ -56,8 +64,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-STAGING_SUBDIR = "staging"
 
 
 def as_categories(categories: Sequence[CategorySpec | dict[str, Any] | str]) -> list[CategorySpec]:
@@ -85,11 +91,6 @@ def examples_by_ids(
     return [index[example_id] for example_id in ids]
 
 
-def staging_directory(models_dir: str | Path, run_id: int | str) -> Path:
-    """Where a run's adapter is written before it is published (same volume)."""
-    return Path(models_dir) / STAGING_SUBDIR / f"run_{run_id}"
-
-
 def publish_model(staging_dir: str | Path, models_dir: str | Path, run_id: int | str) -> str:
     """Atomically move the evaluated adapter to ``finetuned/run_<id>``; return its path."""
     return str(export.publish(staging_dir, models_dir, run_id))
@@ -113,9 +114,8 @@ def train_model(
 ) -> dict[str, Any]:
     """Train per ``config`` and write the adapter to ``output_dir`` (atomically).
 
-    Returns ``{"adapter_dir", "method", "kind", "base_model", "train_seconds",
-    "best_epoch", "epochs_run", "train_loss", "val_loss", "val_accuracy",
-    "num_train", "num_val", "device", "peak_gpu_memory_mb", "steps"}``: ``device``
+    Returns ``shared.training.results.TrainingResult.to_dict()`` (``adapter_dir``,
+    ``method``, ``kind``, ``train_seconds``, losses per epoch, ...): ``device``
     is where it trained (``cpu``/``cuda``, per ``config.device``) and
     ``peak_gpu_memory_mb`` the peak allocated GPU memory (None on CPU). GPU
     memory is released before this returns. ``test`` is only recorded in
@@ -145,26 +145,26 @@ def train_model(
         progress("saving", 0, 0, adapter.history.get("best_epoch", 0), None, None)
     directory = export.write_adapter(adapter, output_dir, tokenizer, training_data)
     history = adapter.history
-    return {
-        "adapter_dir": str(directory),
-        "method": config.method,
-        "kind": resolved_kind,
-        "base_model": model_identity(base_model),
-        "train_seconds": round(time.perf_counter() - started, 3),
-        "best_epoch": history.get("best_epoch"),
-        "epochs_run": history.get("epochs_run"),
-        "train_loss": history.get("train_loss", []),
-        "val_loss": history.get("val_loss", []),
-        "val_accuracy": history.get("val_accuracy", []),
-        "start_val_loss": history.get("start_val_loss"),
-        "linear_head": history.get("linear_head"),
-        "num_train": len(train),
-        "num_val": len(val),
-        "steps": history.get("steps"),
-        "adapted_blocks": history.get("adapted_blocks"),
-        "device": history.get("device", "cpu"),
-        "peak_gpu_memory_mb": history.get("peak_gpu_memory_mb"),
-    }
+    return TrainingResult(
+        adapter_dir=str(directory),
+        method=config.method,
+        kind=resolved_kind,
+        base_model=model_identity(base_model),
+        train_seconds=round(time.perf_counter() - started, 3),
+        best_epoch=history.get("best_epoch"),
+        epochs_run=history.get("epochs_run"),
+        train_loss=tuple(history.get("train_loss", [])),
+        val_loss=tuple(history.get("val_loss", [])),
+        val_accuracy=tuple(history.get("val_accuracy", [])),
+        start_val_loss=history.get("start_val_loss"),
+        linear_head=history.get("linear_head"),
+        num_train=len(train),
+        num_val=len(val),
+        steps=history.get("steps"),
+        adapted_blocks=history.get("adapted_blocks"),
+        device=history.get("device", "cpu"),
+        peak_gpu_memory_mb=history.get("peak_gpu_memory_mb"),
+    ).to_dict()
 
 
 def _count_labels(examples: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -197,6 +197,7 @@ def evaluate_model(
     write: bool = True,
     device: str | None = None,
     in_use: dict[str, Any] | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """Fine-tuned vs base model on the same test set, the deploy verdict, optional CV.
 
@@ -212,6 +213,7 @@ def evaluate_model(
     ``in_use`` (``{"run_id", "version", "dir"}``) names a fine-tuned model in use
     that this one would replace: it is scored on the same test texts too, and
     ``results["in_use"]`` says how the two compare (``compare_with_model_in_use``).
+    ``kind`` (embedding/nli) is the configured model kind; inferred when None.
     """
     specs = as_categories(categories)
     if not test:
@@ -228,7 +230,7 @@ def evaluate_model(
             base_model,
             test,
             specs,
-            base_classifier or load_base_classifier(base_model, device=resolved_device),
+            base_classifier or load_base_classifier(base_model, kind, device=resolved_device),
             cross_validation=cross_validation,
             cv_examples=cv_examples,
             config=config,
@@ -297,7 +299,8 @@ def _evaluate(
         "baseline_macro_f1": baseline["macro_f1"],
         "baseline_per_category_f1": baseline["per_category_f1"],
         "baseline_confusion_matrix": baseline["confusion_matrix"],
-        "improvement_over_baseline": tuned["accuracy"] - baseline["accuracy"],
+        # The verdict computes the gain; readers use shared.training.results.
+        "improvement_over_baseline": verdict["accuracy_gain"],
         "mcnemar_p_value": verdict["p_value"],
         # Does "80% confident" mean right 8 times in 10? (expected calibration error)
         "calibration": metrics.calibration(truth, tuned_scored),
@@ -469,6 +472,7 @@ def run_all(
     test: Sequence[dict[str, Any]] | None = None,
     progress: ProgressCallback | None = None,
     should_cancel: Callable[[], bool] | None = None,
+    kind: str | None = None,
 ) -> dict[str, Any]:
     """Validate, split, train, evaluate in one process (what ``sortloop train`` does).
 
@@ -505,6 +509,7 @@ def run_all(
         progress,
         should_cancel,
         output_dir,
+        kind,
         test=test_set,
     )
     results = evaluate_model(
@@ -517,6 +522,7 @@ def run_all(
         config=config,
         progress=progress,
         should_cancel=should_cancel,
+        kind=kind,
     )
     results.update(
         train_seconds=info["train_seconds"],

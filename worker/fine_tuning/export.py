@@ -1,13 +1,7 @@
 """Write a trained adapter to disk atomically, and read it back.
 
-Layout of a run directory (``MODELS_DIR/finetuned/run_<id>/``)::
-
-    adapter_model.safetensors   LoRA tensors + the method's head tensors
-    adapter_config.json         peft LoRA fields + "sortloop" manifest (base model, labels, ...)
-    tokenizer.json, tokenizer_config.json, ...   the base model's tokenizer
-    metrics.json                evaluation results (after evaluate)
-    training_data.json          the examples and the split used
-    README.md                   model card
+The layout of a run directory and its file names belong to
+``shared.model_store.layout``; this module writes and publishes one.
 
 Every write goes to a temporary directory (or file) on the same volume and is
 moved into place with ``os.rename``/``os.replace``: a reader never sees a
@@ -31,19 +25,15 @@ from shared.classifier.artifact import (
     AdapterManifest,
     read_adapter_config,
 )
+from shared.model_store.layout import (
+    METRICS_FILE,
+    MODEL_CARD_FILE,
+    TRAINING_DATA_FILE,
+    run_directory,
+)
 from worker.fine_tuning.trainer import TrainedAdapter
 
 logger = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
-TRAINING_DATA_FILE = "training_data.json"
-MODEL_CARD_FILE = "README.md"
-FINETUNED_SUBDIR = "finetuned"
-
-
-def run_directory(models_dir: str | Path, run_id: int | str) -> Path:
-    """Where run ``run_id`` is published: ``<models_dir>/finetuned/run_<id>``."""
-    return Path(models_dir) / FINETUNED_SUBDIR / f"run_{run_id}"
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -9,7 +9,8 @@ import statistics
 from collections.abc import Sequence
 from typing import Any
 
-from shared.model_comparison import mcnemar_exact_p_value
+from shared.stats import mcnemar_exact_p_value
+from shared.training.results import Verdict
 
 ACCURACY_MARGIN = 0.05
 MIN_CATEGORY_F1 = 0.3
@@ -83,7 +84,7 @@ def deploy_verdict(
     baseline: dict[str, Any],
     changes: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The plan's 5.4 criteria, with the reasons in words.
+    """The plan's 5.4 criteria, with the reasons in words (``Verdict.to_dict()``).
 
     Deploy if (accuracy > baseline + 5 points OR per-category F1 improved for
     most categories) AND no category (with test support) has F1 < 0.3.
@@ -134,15 +135,15 @@ def deploy_verdict(
             "keep the current model; collect more corrections (especially for weak "
             "categories) or adjust the learning rate / epochs"
         )
-    return {
-        "meets_criteria": meets,
-        "accuracy_gain": gain,
-        "improved_categories": improved,
-        "weak_categories": weak,
-        "p_value": p_value,
-        "significant": None if p_value is None else p_value < SIGNIFICANCE_LEVEL,
-        "reasons": reasons,
-    }
+    return Verdict(
+        meets_criteria=meets,
+        accuracy_gain=gain,
+        improved_categories=tuple(improved),
+        weak_categories=tuple(weak),
+        p_value=p_value,
+        significant=None if p_value is None else p_value < SIGNIFICANCE_LEVEL,
+        reasons=tuple(reasons),
+    ).to_dict()
 
 
 def _significance(changes: tuple[int, int], p_value: float, num_test: int) -> str:

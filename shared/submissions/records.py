@@ -16,13 +16,13 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.active_model import Classification
-from shared.categories import active_category_specs, require_active_category
 from shared.classifier.base import CategorySpec
 from shared.config import Config
-from shared.data_quality import similar_groups
+from shared.deployment.active_model import Classification
 from shared.errors import InvalidInput, NotFound
 from shared.models import Submission, TrainingExample, utcnow
+from shared.submissions.categories import active_category_specs, require_active_category
+from shared.training.data_quality import similar_groups
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def list_submissions(
     """Submissions, filtered; ``order="uncertain"`` puts the least confident first
     (that is where a correction teaches the model most; unclassified ones come first).
 
-    ``fold_similar`` folds exact and near duplicates (``shared.data_quality``) under
+    ``fold_similar`` folds exact and near duplicates (``shared.training.data_quality``) under
     the first of them in this order, so a review queue shows each text once;
     ``Page.similar`` holds the folded ones, which an admin can set in one go
     (``update_categories``).

@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.active_model import Classification
 from shared.classifier.base import CategorySpec
+from shared.deployment.active_model import Classification
+from shared.deployment.audit import record_event
 from shared.models import DeploymentEvent, Submission
 
 logger = logging.getLogger(__name__)
@@ -103,14 +104,13 @@ def reclassify_unreviewed(
             _sentence(count, source, target, dry_run) for (source, target), count in ordered
         ],
     }
-    session.add(
-        DeploymentEvent(
-            action="reclassify",
-            to_version=version,
-            actor=(actor or "worker")[:100],
-            outcome="dry-run" if dry_run else "applied",
-            detail=json.dumps(summary),
-        )
+    record_event(
+        session,
+        "reclassify",
+        to_version=version,
+        actor=actor or "worker",
+        outcome="dry-run" if dry_run else "applied",
+        detail=summary,
     )
     session.commit()
     logger.info(

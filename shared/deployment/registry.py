@@ -1,9 +1,8 @@
 """The model registry: which fine-tuned models exist, which one is active, and the audit trail.
 
-Deploying changes only the database: the run's ``is_active_model`` flag (at most one
-run holds it, enforced by a partial unique index) and the ``active_model_id`` setting,
-in one transaction with a DeploymentEvent. Every web process notices the change with a
-cheap check (``shared.active_model``) and loads the new model beside the old one before
+Deploying changes only the database (``shared.deployment.deployed``, in one
+transaction with a DeploymentEvent recorded by ``shared.deployment.audit``). Every web process notices the change with a
+cheap check (``shared.deployment.active_model``) and loads the new model beside the old one before
 swapping, so a deploy or rollback needs no restart. The checks here are the cheap
 structural ones (files present, config and safetensors header parse, base model and
 categories compatible); a model that still fails to load in a web process is recorded
@@ -12,27 +11,25 @@ there as a ``load`` event with outcome ``failed`` and the old model keeps servin
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.config import Config, base_model_version
+from shared.classifier.identity import base_model_version
+from shared.config import Config
+from shared.deployment.audit import record_event
+from shared.deployment.deployed import deployed_run, set_deployed
 from shared.errors import Conflict, NotFound
-from shared.model_archive import (
-    active_category_names,
-    finetuned_root,
-    run_model_path,
-    verify_adapter_directory,
-)
-from shared.models import DeploymentEvent, FineTuningRun
-from shared.settings_store import get_setting, set_setting
+from shared.model_store.checks import active_category_names, verify_adapter_directory
+from shared.model_store.layout import finetuned_root, run_model_path
+from shared.models import FineTuningRun
+from shared.settings_store import get_setting
+from shared.training.results import meets_criteria
 
 logger = logging.getLogger(__name__)
 
@@ -53,26 +50,9 @@ class DeployResult:
         return {"active_model": self.active_model, "run_id": self.run_id, "event_id": self.event_id}
 
 
-def meets_criteria(run: FineTuningRun) -> bool | None:
-    """The run's deploy-criteria verdict: True, False, or None when it was never judged."""
-    results = run.results or {}
-    if isinstance(results.get("meets_criteria"), bool):
-        return results["meets_criteria"]
-    verdict = results.get("verdict")
-    if isinstance(verdict, dict) and isinstance(verdict.get("meets_criteria"), bool):
-        return verdict["meets_criteria"]
-    return None
-
-
-def active_run(session: Session) -> FineTuningRun | None:
-    """The deployed run, or None when the base model is active."""
-    run_id = get_setting(session, "active_model_id")
-    return None if run_id is None else session.get(FineTuningRun, int(run_id))
-
-
 def active_version(session: Session, config: Config) -> str:
     """The version string predictions of the active model carry."""
-    run = active_run(session)
+    run = deployed_run(session)
     return base_model_version(config.base_model) if run is None else run.version
 
 
@@ -92,7 +72,7 @@ def list_published_models(session: Session, config: Config) -> list[dict[str, An
                 "version": run.version,
                 "status": run.status,
                 "created_at": _iso(run.created_at),
-                "meets_criteria": meets_criteria(run),
+                "meets_criteria": meets_criteria(run.results),
                 "is_active_model": run.is_active_model,
                 "files_present": path.is_dir(),
                 "label_set": run.label_set,
@@ -133,7 +113,7 @@ def deploy_model(
         raise Conflict(
             f"run {run_id} is {run.status}: only a completed or imported run can be deployed"
         )
-    verdict = meets_criteria(run)
+    verdict = meets_criteria(run.results)
     if verdict is False and not force:
         raise Conflict(
             f"run {run_id} did not meet the deploy criteria; deploy it anyway with "
@@ -145,14 +125,20 @@ def deploy_model(
             run_model_path(run, config.models_dir), config, active_category_names(session)
         )
     except (OSError, ValueError) as error:
-        _record(session, "deploy", run.id, previous, run.version, actor, "failed", str(error))
+        record_event(
+            session, "deploy", run_id=run.id, from_version=previous, to_version=run.version,
+            actor=actor, outcome="failed", detail=str(error),
+        )  # fmt: skip
         session.commit()
         logger.warning("deploy refused run_id=%s actor=%s reason=%s", run.id, actor, error)
         raise Conflict(f"run {run_id} cannot be deployed: {error}") from None
     detail = "forced past the deploy criteria" if verdict is False else None
     try:
-        _set_active(session, run)
-        event = _record(session, "deploy", run.id, previous, run.version, actor, "ok", detail)
+        set_deployed(session, run)
+        event = record_event(
+            session, "deploy", run_id=run.id, from_version=previous, to_version=run.version,
+            actor=actor, detail=detail,
+        )  # fmt: skip
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -163,20 +149,19 @@ def deploy_model(
 
 def rollback_to_baseline(session: Session, config: Config, actor: str) -> DeployResult:
     """Return to the base model (detach the adapter); commits with a DeploymentEvent."""
-    previous_run = active_run(session)
+    previous_run = deployed_run(session)
     previous = active_version(session, config)
     target = base_model_version(config.base_model)
     detail = None if previous_run is not None else "the base model was already active"
-    _set_active(session, None)
-    event = _record(
+    set_deployed(session, None)
+    event = record_event(
         session,
         "rollback",
-        previous_run.id if previous_run is not None else None,
-        previous,
-        target,
-        actor,
-        "ok",
-        detail,
+        run_id=previous_run.id if previous_run is not None else None,
+        from_version=previous,
+        to_version=target,
+        actor=actor,
+        detail=detail,
     )
     session.commit()
     logger.info("model rolled back to base from=%s actor=%s", previous, actor)
@@ -197,21 +182,21 @@ def maybe_auto_deploy(session: Session, config: Config, run_id: int) -> DeployRe
     if not get_setting(session, "auto_deploy"):
         return None
     run = session.get(FineTuningRun, run_id)
-    if run is None or run.status != "completed" or meets_criteria(run) is not True:
+    if run is None or run.status != "completed" or meets_criteria(run.results) is not True:
         return None
-    current = active_run(session)
+    current = deployed_run(session)
     if current is not None and current.id != run.id:
         reason = _not_better_than_model_in_use(run, current)
         if reason is not None:
-            _record(
+            record_event(
                 session,
                 "deploy",
-                run.id,
-                current.version,
-                run.version,
-                AUTO_DEPLOY,
-                "skipped",
-                reason,
+                run_id=run.id,
+                from_version=current.version,
+                to_version=run.version,
+                actor=AUTO_DEPLOY,
+                outcome="skipped",
+                detail=reason,
             )
             session.commit()
             logger.info("auto-deploy skipped run_id=%s reason=%s", run.id, reason)
@@ -241,74 +226,6 @@ def _not_better_than_model_in_use(run: FineTuningRun, current: FineTuningRun) ->
             f"{float(compared.get('accuracy') or 0):.3f}: the model in use stays"
         )
     return None
-
-
-def deployment_history(session: Session, limit: int = 50) -> list[DeploymentEvent]:
-    """The audit trail, newest first."""
-    return list(
-        session.scalars(
-            select(DeploymentEvent)
-            .order_by(DeploymentEvent.created_at.desc(), DeploymentEvent.id.desc())
-            .limit(limit)
-        )
-    )
-
-
-def event_to_dict(event: DeploymentEvent) -> dict[str, Any]:
-    detail: Any = event.detail
-    if detail and detail.startswith(("{", "[")):
-        with contextlib.suppress(json.JSONDecodeError):
-            detail = json.loads(detail)
-    return {
-        "id": event.id,
-        "action": event.action,
-        "run_id": event.run_id,
-        "from_version": event.from_version,
-        "to_version": event.to_version,
-        "actor": event.actor,
-        "outcome": event.outcome,
-        "detail": detail,
-        "created_at": _iso(event.created_at),
-    }
-
-
-def _set_active(session: Session, run: FineTuningRun | None) -> None:
-    # Clear first and flush: the partial unique index allows one active run at any moment.
-    session.execute(
-        update(FineTuningRun)
-        .where(FineTuningRun.is_active_model.is_(True))
-        .values(is_active_model=False)
-        .execution_options(synchronize_session="fetch")
-    )
-    session.flush()
-    if run is not None:
-        run.is_active_model = True
-    set_setting(session, "active_model_id", None if run is None else run.id)
-    session.flush()
-
-
-def _record(
-    session: Session,
-    action: str,
-    run_id: int | None,
-    from_version: str | None,
-    to_version: str | None,
-    actor: str,
-    outcome: str,
-    detail: str | None,
-) -> DeploymentEvent:
-    event = DeploymentEvent(
-        action=action,
-        run_id=run_id,
-        from_version=from_version,
-        to_version=to_version,
-        actor=actor[:100],
-        outcome=outcome,
-        detail=None if detail is None else detail[:2000],
-    )
-    session.add(event)
-    session.flush()
-    return event
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -11,7 +11,6 @@ disagreements (one right, the other wrong) lean one way more than chance would.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from shared.classifier.base import CategorySpec, Classifier
-from shared.config import Config, base_model_version
-from shared.data_quality import normalize_text
+from shared.classifier.identity import base_model_version
+from shared.config import Config
+from shared.deployment.registry import BASE, DEPLOYABLE_STATUSES
 from shared.errors import InvalidInput, NotFound
-from shared.model_archive import TRAINING_DATA_FILE, run_model_path
+from shared.model_store.layout import TRAINING_DATA_FILE, run_model_path
 from shared.models import Category, FineTuningRun, TrainingExample
-from shared.registry import BASE, DEPLOYABLE_STATUSES
+from shared.stats import mcnemar_exact_p_value
+from shared.training.data_quality import normalize_text
 
 MAX_EXAMPLES = 5000
 
@@ -36,16 +37,6 @@ LoadClassifier = Callable[[Config, FineTuningRun | None], Classifier]
 class HeldOutExample:
     text: str
     label: str
-
-
-def mcnemar_exact_p_value(a_right_b_wrong: int, a_wrong_b_right: int) -> float:
-    """Two-sided exact McNemar p-value: a binomial test of the discordant pairs at 1/2."""
-    discordant = a_right_b_wrong + a_wrong_b_right
-    if discordant == 0:
-        return 1.0
-    smaller = min(a_right_b_wrong, a_wrong_b_right)
-    tail = sum(math.comb(discordant, k) for k in range(smaller + 1)) / 2**discordant
-    return min(1.0, 2 * tail)
 
 
 def f1_per_category(

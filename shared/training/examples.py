@@ -7,13 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from shared.categories import list_categories
-from shared.data_quality import check_training_data
 from shared.errors import InvalidInput, NotFound
 from shared.models import TrainingExample
 from shared.settings_store import get_setting
-from shared.submissions import Page
-from shared.training_config import DEFAULT_SPLIT, NO_TEST_TEXT, leaves_a_test_text
+from shared.submissions.categories import list_categories
+from shared.submissions.records import Page
+from shared.training.readiness import check_readiness
+from shared.training_config import DEFAULT_SPLIT
 
 MAX_IDS_FILTER = 500
 
@@ -95,9 +95,9 @@ def delete_training_example(session: Session, example_id: int) -> None:
 def training_stats(session: Session) -> dict[str, Any]:
     """Totals, corrections vs confirmations, per-category counts, quality and readiness.
 
-    ``ready`` means there are at least ``min_training_examples`` examples and the quality
-    checks found nothing that must stop a training run (``blocking_errors``), including a
-    default split that would leave no test text.
+    ``ready`` is ``shared.training.readiness``'s verdict with the default split, the one
+    start-training and the worker apply: at least ``min_training_examples`` examples, and
+    nothing that must stop a run (``blocking_errors``) in the data as training keeps it.
     """
     rows = session.execute(
         select(
@@ -108,14 +108,15 @@ def training_stats(session: Session) -> dict[str, Any]:
         ).order_by(TrainingExample.id)
     ).all()
     active = [category.name for category in list_categories(session, active_only=True)]
-    report = check_training_data(
-        ((row.id, row.message, row.corrected_category) for row in rows), categories=active
-    )
-    corrections = sum(1 for row in rows if row.is_correction)
     minimum = int(get_setting(session, "min_training_examples"))
-    blocking = list(report.errors)
-    if report.ok and not leaves_a_test_text(report.per_category.values(), DEFAULT_SPLIT):
-        blocking.append(NO_TEST_TEXT)  # the run would stop at its data check
+    readiness = check_readiness(
+        ((row.id, row.message, row.corrected_category) for row in rows),
+        split=DEFAULT_SPLIT,
+        categories=active,
+        minimum=minimum,
+    )
+    report = readiness.report
+    corrections = sum(1 for row in rows if row.is_correction)
     return {
         "total": len(rows),
         "corrections": corrections,
@@ -135,8 +136,8 @@ def training_stats(session: Session) -> dict[str, Any]:
             "imbalance_ratio": report.imbalance_ratio,
             "small_categories": list(report.small_categories),
             "warnings": list(report.warnings),
-            "blocking_errors": blocking,
+            "blocking_errors": list(readiness.errors),
         },
-        "ready": len(rows) >= minimum and not blocking,
+        "ready": readiness.ready,
         "min_training_examples": minimum,
     }

@@ -16,11 +16,11 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.categories import add_category
 from shared.config import Config
 from shared.errors import InvalidInput, SortloopError
 from shared.models import Category, Submission
-from shared.submissions import (
+from shared.submissions.categories import add_category
+from shared.submissions.records import (
     ClassifiesTexts,
     classify_submissions,
     clean_contributor_type,

@@ -1,8 +1,8 @@
 """The model in use: which one is active, loading it beside the old one, and the swap.
 
 Plain Python (no Flask, no Celery) so the web analyzer and the worker share it. The
-database says which model is active (Setting ``active_model_id`` → a FineTuningRun with
-``model_path``; None → the base model). ``ActiveModel`` checks that cheaply at most every
+database says which model is active (``shared.deployment.deployed``: a FineTuningRun
+with ``model_path``, or none for the base model). ``ActiveModel`` checks that cheaply at most every
 ``check_interval`` seconds; when it changed, it loads the new model while the old one keeps
 serving, then swaps one reference. Callers that already hold the old classifier finish
 with it. When loading fails the old model stays in use and the failure is logged and
@@ -24,9 +24,11 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.classifier.base import CategorySpec, Classifier, Prediction
-from shared.config import Config, base_model_label, base_model_version
-from shared.models import DeploymentEvent, FineTuningRun
-from shared.settings_store import get_setting
+from shared.classifier.identity import base_model_label, base_model_version, run_version
+from shared.config import Config
+from shared.deployment.audit import record_event
+from shared.deployment.deployed import deployed_run
+from shared.training.results import metric
 
 logger = logging.getLogger(__name__)
 
@@ -73,21 +75,15 @@ def summarize_metrics(results: dict[str, Any] | None) -> dict[str, Any] | None:
     """The headline numbers of a run's results (the whole results stay on the run)."""
     if not results:
         return None
-    summary = {key: results[key] for key in METRIC_SUMMARY_KEYS if key in results}
-    verdict = results.get("verdict")
-    if isinstance(verdict, dict) and "meets_criteria" in verdict:
-        summary.setdefault("meets_criteria", verdict["meets_criteria"])
-    return summary or None
+    summary = {key: metric(results, key) for key in METRIC_SUMMARY_KEYS}
+    return {key: value for key, value in summary.items() if value is not None} or None
 
 
 def read_active_record(session: Session, models_dir: str | None = None) -> ActiveModelRecord:
     """One cheap read: the active model id and its run's path and metrics."""
-    run_id = get_setting(session, "active_model_id")
-    if run_id is None:
-        return ActiveModelRecord()
-    run = session.get(FineTuningRun, int(run_id))
+    run = deployed_run(session)
     if run is None:
-        return ActiveModelRecord(run_id=int(run_id))
+        return ActiveModelRecord()
     path = run.model_path
     if path and models_dir and not Path(path).is_absolute():
         path = str(Path(models_dir) / path)
@@ -217,7 +213,7 @@ class ActiveModel:
     def _version_of(self, record: ActiveModelRecord) -> str:
         if record.run_id is None:
             return base_model_version(self.config.base_model)
-        return f"run-{record.run_id}"
+        return run_version(record.run_id)
 
     def _refresh_locked(self, force: bool) -> None:
         if not force and not self._check_is_due():
@@ -277,16 +273,15 @@ class ActiveModel:
         self._failed = (record, detail)
         session = self.session_factory()
         try:
-            session.add(
-                DeploymentEvent(
-                    action="load",
-                    run_id=record.run_id,
-                    from_version=self._loaded.version if self._loaded is not None else None,
-                    to_version=version,
-                    actor=f"{self.owner}:{os.getpid()}"[:100],
-                    outcome="failed",
-                    detail=detail[:2000],
-                )
+            record_event(
+                session,
+                "load",
+                run_id=record.run_id,
+                from_version=self._loaded.version if self._loaded is not None else None,
+                to_version=version,
+                actor=f"{self.owner}:{os.getpid()}",
+                outcome="failed",
+                detail=detail,
             )
             session.commit()
         except Exception:
