@@ -165,6 +165,9 @@ def run_one(method: str, k: int, seed: int, dataset: str = "banking") -> dict:
                 baseline_accuracy=evaluated["baseline_accuracy"],
                 calibration_error=evaluated["calibration"]["ece"],
                 baseline_calibration_error=evaluated["baseline_calibration"]["ece"],
+                calibration_error_before_scaling=(
+                    evaluated["calibration_before_scaling"] or {}
+                ).get("ece"),
                 meets_criteria=evaluated["meets_criteria"],
                 train_seconds=info["train_seconds"],
                 eval_seconds=evaluated["eval_seconds"],

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from shared.config import Config, ConfigError
 from shared.db import make_engine, make_session_factory, session_scope
+from shared.training_config import DEFAULT_METHOD, METHODS
 
 
 def _config() -> Config:
@@ -235,7 +236,9 @@ def classify(texts: tuple[str, ...]) -> None:
     "--per-category", type=int, help="use K examples per category (sampled with the seed)"
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--method", type=click.Choice(["lora", "head"]), default="lora", show_default=True)
+@click.option(
+    "--method", type=click.Choice(list(METHODS)), default=DEFAULT_METHOD, show_default=True
+)
 @click.option("--cross-validation", is_flag=True, help="also report k-fold CV accuracy")
 @click.option("--out", type=click.Path(file_okay=False), help="directory for the adapter")
 @click.option("--base-model", help="base model (default: BASE_MODEL or the packaged MiniLM)")

@@ -140,8 +140,10 @@ def start_training_run(
         raise ServiceUnavailable(
             "the task queue is unreachable, so training cannot start; try again later"
         ) from None
-    run = session.get(FineTuningRun, run.id)
-    run.celery_task_id = task_ids[0] if task_ids else None
+    # A fast worker may already have moved the run on (its timeline gained "preparing"):
+    # lock the row and read it afresh, so the task ids are added to what is there now.
+    run = session.get(FineTuningRun, run.id, with_for_update=True, populate_existing=True)
+    run.celery_task_id = run.celery_task_id or (task_ids[0] if task_ids else None)
     run.data_snapshot = (
         RunSnapshot.from_dict(run.data_snapshot).with_changes(task_ids=tuple(task_ids)).to_dict()
     )

@@ -116,6 +116,18 @@ def test_the_dashboard_enables_the_start_button_when_ready(logged_in, session):
     assert "disabled" not in button
 
 
+def test_the_dashboard_preselects_the_default_method_and_says_why(logged_in):
+    from shared.training_config import DEFAULT_METHOD
+
+    html = logged_in.get("/admin/training").get_data(as_text=True)
+
+    selected = re.search(r'<option value="(\w+)" selected>', html).group(1)
+    assert selected == DEFAULT_METHOD == "head"
+    notes = re.search(r'<ul class="hint method-notes"[^>]*>(.*?)</ul>', html, re.S).group(1)
+    assert "<strong>head</strong>: the default" in notes
+    assert "so it is not the default" in notes
+
+
 def test_run_details_draw_f1_confusion_matrix_and_loss_curve_with_escaped_labels(
     logged_in, session
 ):

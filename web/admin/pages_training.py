@@ -21,7 +21,13 @@ from shared.training.runs import (
     run_status,
     running_run,
 )
-from shared.training_config import EPOCH_RANGE, LEARNING_RATE_RANGE, LORA_RANKS, METHODS
+from shared.training_config import (
+    EPOCH_RANGE,
+    LEARNING_RATE_RANGE,
+    LORA_RANKS,
+    METHOD_NOTES,
+    METHODS,
+)
 from web.admin import bp, charts
 from web.auth import admin_required
 from web.db import get_session
@@ -70,6 +76,7 @@ def training():
         active_run_id=running.id if running else None,
         defaults=DEFAULT_TRAINING_CONFIG,
         methods=METHODS,
+        method_notes=METHOD_NOTES,
         lora_ranks=LORA_RANKS,
         learning_rate_range=LEARNING_RATE_RANGE,
         epoch_range=EPOCH_RANGE,

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from shared.config import Config
 from shared.model_store.layout import finetuned_root
+from shared.training_config import DEFAULT_METHOD
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def train_command(
     label_column: str = "label",
     per_category: int | None = None,
     seed: int = 0,
-    method: str = "lora",
+    method: str = DEFAULT_METHOD,
     cross_validation: bool = False,
     out: str | None = None,
     base_model: str | None = None,

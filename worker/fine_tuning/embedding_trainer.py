@@ -426,14 +426,16 @@ class EmbeddingTrainer(BaseTrainer):
                 float(fitted["calibration"]),
             )
             history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
+        loss = fitted.get("cross_fitted_loss")
         adapter.history.update(
-            train_loss=[fitted["cross_fitted_loss"]] if fitted.get("cross_fitted_loss") else [],
+            train_loss=[loss] if loss is not None else [],
             best_epoch=1,
             epochs_run=1,
             steps=1,
             train_seconds=round(time.perf_counter() - started, 3),
         )
-        progress("training", 1, 1, 1, None, 0.0)
+        # One point on the loss curve: the head's loss on texts each fold did not see.
+        progress("training", 1, 1, 1, loss, 0.0)
         return adapter
 
     def _fit_scoring(

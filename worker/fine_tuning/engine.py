@@ -269,6 +269,7 @@ def _evaluate(
     texts = [example["text"] for example in test]
     truth = [example["label"] for example in test]
     labels = [spec.name for spec in specs]
+    unscaled_scored = None
     if hasattr(base, "encode") and hasattr(finetuned, "encode"):
         if finetuned.model is base.model:
             # Frozen encoder (method "head"): one encoding pass serves both models.
@@ -279,9 +280,14 @@ def _evaluate(
         base_scored = predictions_from_scores(
             base.score(texts, specs, base_embeddings).tolist(), specs
         )
-        tuned_scored = predictions_from_scores(
-            finetuned.score(texts, specs, tuned_embeddings).tolist(), specs
-        )
+        tuned_logits = finetuned.score(texts, specs, tuned_embeddings)
+        tuned_scored = predictions_from_scores(tuned_logits.tolist(), specs)
+        head = getattr(finetuned, "linear_head", None)
+        if head is not None:
+            # The same head without its fitted temperature: what calibration changed.
+            unscaled_scored = predictions_from_scores(
+                (tuned_logits / head.calibration).tolist(), specs
+            )
     else:
         base_scored = base.classify(texts, specs)
         if progress:
@@ -305,6 +311,10 @@ def _evaluate(
         # Does "80% confident" mean right 8 times in 10? (expected calibration error)
         "calibration": metrics.calibration(truth, tuned_scored),
         "baseline_calibration": metrics.calibration(truth, base_scored),
+        # The fine-tuned model's head before its temperature was fitted (None: no head).
+        "calibration_before_scaling": (
+            metrics.calibration(truth, unscaled_scored) if unscaled_scored else None
+        ),
         "verdict": verdict,
         "meets_criteria": verdict["meets_criteria"],
         "num_test": len(test),

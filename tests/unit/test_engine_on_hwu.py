@@ -1,0 +1,92 @@
+"""The default method on real data it was not tuned on: a slice of hwu.csv, 8 per category."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from shared.classifier import CategorySpec, default_base_model, load_base_classifier  # noqa: E402
+from shared.training_config import DEFAULT_METHOD, TrainingConfig  # noqa: E402
+from tests.conftest import SHARED_DATA  # noqa: E402
+from worker.fine_tuning import engine  # noqa: E402
+
+HWU = SHARED_DATA / "hwu.csv"  # tests may read ../shared/data; a missing file fails
+PER_CATEGORY, TEST_PER_CATEGORY = 8, 40
+
+
+@pytest.fixture(scope="module")
+def hwu() -> dict:
+    """8 labelled texts per scenario (18) and up to 40 unseen test texts per scenario."""
+    with HWU.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    labels = sorted({row["label"] for row in rows})
+    rng = random.Random(5)
+    examples, test = [], []
+    for label in labels:
+        train_rows = [r for r in rows if r["split"] == "train" and r["label"] == label]
+        test_rows = [r for r in rows if r["split"] == "test" and r["label"] == label]
+        examples += [
+            {"id": f"{label}-{i}", "text": r["text"], "label": label}
+            for i, r in enumerate(rng.sample(train_rows, PER_CATEGORY))
+        ]
+        test += [
+            {"id": f"t-{label}-{i}", "text": r["text"], "label": label}
+            for i, r in enumerate(rng.sample(test_rows, min(TEST_PER_CATEGORY, len(test_rows))))
+        ]
+    return {"labels": labels, "examples": examples, "test": test}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_base_classifier(default_base_model())
+
+
+def _default_run(hwu: dict, base, output_dir) -> dict:
+    categories = [CategorySpec(label, label) for label in hwu["labels"]]
+    checked = engine.validate(hwu["examples"], (0.85, 0.15, 0.0), seed=0)
+    info = engine.train_model(
+        engine.examples_by_ids(hwu["examples"], checked["split"]["train"]),
+        engine.examples_by_ids(hwu["examples"], checked["split"]["val"]),
+        TrainingConfig(method=DEFAULT_METHOD, seed=0),
+        default_base_model(),
+        categories,
+        output_dir=output_dir,
+    )
+    return engine.evaluate_model(
+        info["adapter_dir"], default_base_model(), hwu["test"], categories, base_classifier=base
+    )
+
+
+def _frozen_probe_accuracy(hwu: dict, base) -> float:
+    """Issue 19's baseline: LogisticRegression(C=10) on the frozen, normalised embeddings."""
+    from sklearn.linear_model import LogisticRegression
+
+    examples = hwu["examples"]
+    probe = LogisticRegression(C=10, max_iter=2000).fit(
+        base.encode([e["text"] for e in examples]).numpy(), [e["label"] for e in examples]
+    )
+    predicted = probe.predict(base.encode([e["text"] for e in hwu["test"]]).numpy())
+    return sum(p == e["label"] for p, e in zip(predicted, hwu["test"], strict=True)) / len(
+        hwu["test"]
+    )
+
+
+def test_the_default_method_beats_the_frozen_probe_and_is_calibrated(hwu, base, tmp_path) -> None:
+    results = _default_run(hwu, base, tmp_path / "first")
+    probe = _frozen_probe_accuracy(hwu, base)
+
+    assert results["accuracy"] > probe  # same 8 texts per scenario, same unseen test texts
+    assert results["accuracy"] > results["baseline_accuracy"] + 0.2  # zero-shot is ~0.5
+    before = results["calibration_before_scaling"]["ece"]
+    assert results["calibration"]["ece"] < before / 2  # the raw head is far too timid
+    assert results["calibration_before_scaling"]["overconfidence"] < 0  # underconfident
+
+    again = _default_run(hwu, base, tmp_path / "second")
+    assert again["predictions"] == results["predictions"]
+    assert again["calibration"] == results["calibration"]
