@@ -20,9 +20,11 @@ from shared.config import Config
 # A worker that consumes only the training queue runs each task in a fresh child, so
 # GPU memory and RAM go back to the system after every training step (its parent
 # preloaded the training stack: worker.warmup). Other workers (the CPU queue, or one
-# worker for both queues in tests) keep their children: a fresh child costs ~5 s
-# before its first task, too slow for short tasks.
+# worker for both queues in tests) recycle a child every 10 tasks: a fresh child costs
+# ~5 s before its first task, too slow for every short task, while re-classification
+# loads a model per task and should not keep its memory forever.
 TRAINING_WORKER_TASKS_PER_CHILD = 1
+OTHER_WORKER_TASKS_PER_CHILD = 10
 
 
 def create_celery(config: Config | None = None) -> Celery:
@@ -81,13 +83,15 @@ def create_celery(config: Config | None = None) -> Celery:
     return app
 
 
-def tasks_per_child_for(queues: object) -> int | None:
+def tasks_per_child_for(queues: object) -> int:
     """``worker_max_tasks_per_child`` for a worker started with ``-Q queues``: 1 for a
-    worker of the training queue alone, None (no limit) for any other."""
+    worker of the training queue alone, 10 for any other."""
     if isinstance(queues, str):
         queues = queues.split(",")
     selected = {str(queue).strip() for queue in queues or ()} - {""}
-    return TRAINING_WORKER_TASKS_PER_CHILD if selected == {task_names.TRAINING_QUEUE} else None
+    if selected == {task_names.TRAINING_QUEUE}:
+        return TRAINING_WORKER_TASKS_PER_CHILD
+    return OTHER_WORKER_TASKS_PER_CHILD
 
 
 @celeryd_init.connect
