@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from celery import Celery
 from celery.signals import celeryd_init
-from kombu import Queue
 
 from shared import task_names
 from shared.config import Config
@@ -34,16 +33,7 @@ def create_celery(config: Config | None = None) -> Celery:
     # well above the longest training the time limit allows.
     visibility_timeout = config.training_time_limit_seconds + 3600
     app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_default_queue=task_names.DEFAULT_QUEUE,
-        task_queues=(
-            Queue(task_names.TRAINING_QUEUE, routing_key=task_names.TRAINING_QUEUE),
-            Queue(task_names.DEFAULT_QUEUE, routing_key=task_names.DEFAULT_QUEUE),
-        ),
-        task_routes={name: {"queue": queue} for name, queue in task_names.ROUTES.items()},
+        **task_names.messaging_settings(),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
