@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from celery import Celery
 from flask import Flask, current_app
-from kombu import Queue
 
 from shared import task_names
 
@@ -13,15 +12,7 @@ def init_app(app: Flask) -> None:
     config = app.config["SORTLOOP"]
     client = Celery("sortloop-web", broker=config.broker_url, backend=config.result_backend)
     client.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        task_default_queue=task_names.DEFAULT_QUEUE,
-        task_queues=(
-            Queue(task_names.TRAINING_QUEUE, routing_key=task_names.TRAINING_QUEUE),
-            Queue(task_names.DEFAULT_QUEUE, routing_key=task_names.DEFAULT_QUEUE),
-        ),
-        task_routes={name: {"queue": queue} for name, queue in task_names.ROUTES.items()},
+        **task_names.messaging_settings(),
         # Fail fast when the broker is down: the API answers 503 within seconds.
         broker_connection_retry=False,
         broker_connection_max_retries=0,

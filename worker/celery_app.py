@@ -12,7 +12,6 @@ from datetime import timedelta
 
 from celery import Celery
 from celery.signals import celeryd_init
-from kombu import Queue
 
 from shared import task_names
 from shared.config import Config
@@ -20,9 +19,11 @@ from shared.config import Config
 # A worker that consumes only the training queue runs each task in a fresh child, so
 # GPU memory and RAM go back to the system after every training step (its parent
 # preloaded the training stack: worker.warmup). Other workers (the CPU queue, or one
-# worker for both queues in tests) keep their children: a fresh child costs ~5 s
-# before its first task, too slow for short tasks.
+# worker for both queues in tests) recycle a child every 10 tasks: a fresh child costs
+# ~5 s before its first task, too slow for every short task, while re-classification
+# loads a model per task and should not keep its memory forever.
 TRAINING_WORKER_TASKS_PER_CHILD = 1
+OTHER_WORKER_TASKS_PER_CHILD = 10
 
 
 def create_celery(config: Config | None = None) -> Celery:
@@ -32,16 +33,7 @@ def create_celery(config: Config | None = None) -> Celery:
     # well above the longest training the time limit allows.
     visibility_timeout = config.training_time_limit_seconds + 3600
     app.conf.update(
-        task_serializer="json",
-        result_serializer="json",
-        accept_content=["json"],
-        result_accept_content=["json"],
-        task_default_queue=task_names.DEFAULT_QUEUE,
-        task_queues=(
-            Queue(task_names.TRAINING_QUEUE, routing_key=task_names.TRAINING_QUEUE),
-            Queue(task_names.DEFAULT_QUEUE, routing_key=task_names.DEFAULT_QUEUE),
-        ),
-        task_routes={name: {"queue": queue} for name, queue in task_names.ROUTES.items()},
+        **task_names.messaging_settings(),
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -81,13 +73,15 @@ def create_celery(config: Config | None = None) -> Celery:
     return app
 
 
-def tasks_per_child_for(queues: object) -> int | None:
+def tasks_per_child_for(queues: object) -> int:
     """``worker_max_tasks_per_child`` for a worker started with ``-Q queues``: 1 for a
-    worker of the training queue alone, None (no limit) for any other."""
+    worker of the training queue alone, 10 for any other."""
     if isinstance(queues, str):
         queues = queues.split(",")
     selected = {str(queue).strip() for queue in queues or ()} - {""}
-    return TRAINING_WORKER_TASKS_PER_CHILD if selected == {task_names.TRAINING_QUEUE} else None
+    if selected == {task_names.TRAINING_QUEUE}:
+        return TRAINING_WORKER_TASKS_PER_CHILD
+    return OTHER_WORKER_TASKS_PER_CHILD
 
 
 @celeryd_init.connect

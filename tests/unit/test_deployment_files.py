@@ -49,8 +49,8 @@ def test_one_tasks_per_child_setting_in_the_celery_app_and_no_command_line_overr
     from worker.celery_app import tasks_per_child_for
 
     assert tasks_per_child_for(["training"]) == tasks_per_child_for("training") == 1
-    assert tasks_per_child_for(["default"]) is None
-    assert tasks_per_child_for(["training", "default"]) is None  # one worker for both
+    assert tasks_per_child_for(["default"]) == 10
+    assert tasks_per_child_for(["training", "default"]) == 10  # one worker for both
     commands = [" ".join(spec.get("command") or []) for spec in compose["services"].values()]
     commands += [(ROOT / "Procfile").read_text(), (ROOT / "Dockerfile.worker").read_text()]
     assert not [command for command in commands if "max-tasks-per-child" in command]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -68,10 +69,10 @@ def test_nli_model_trains_exports_and_reloads(tiny_bart, tmp_path, method) -> No
 
 
 @pytest.fixture(scope="module")
-def tiny_bart_without_dropout(tmp_path_factory) -> str:
-    from shared.classifier.tiny import build_tiny_nli_model
-
-    path = Path(build_tiny_nli_model(tmp_path_factory.mktemp("bart-no-dropout")))
+def tiny_bart_without_dropout(tiny_bart, tmp_path_factory) -> str:
+    """The tiny BART with its dropout off (a copy: the shared fixture is left alone)."""
+    path = tmp_path_factory.mktemp("bart-no-dropout") / "model"
+    shutil.copytree(tiny_bart, path)
     config = json.loads((path / "config.json").read_text())
     config["dropout"] = 0.0  # so that both runs below are deterministic functions of the data
     (path / "config.json").write_text(json.dumps(config))
