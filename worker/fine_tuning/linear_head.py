@@ -39,6 +39,9 @@ C = 10.0
 # Folds for the cross-fitted calibration (capped by the smallest category).
 CALIBRATION_FOLDS = 8
 MAX_ITERATIONS = 2000
+# The solver's tolerance: 1e-3 gives the accuracy of 1e-4 (mean over the three datasets at
+# 8 per category 0.8647 against 0.8646) in two thirds of the time; 1e-2 stops far too early.
+TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -76,13 +79,17 @@ def _rounded(value: float | None) -> float | None:
 def _fit_logistic(
     embeddings: np.ndarray, classes: np.ndarray, descriptions: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Weight ``[labels, dim]`` and bias of a logistic regression with description anchors."""
+    """Weight ``[labels, dim]`` and bias of a logistic regression with description anchors.
+
+    Each fit starts from zero: a fold's fit warm-started from the full head (which saw
+    the fold's texts) stops near it and halves the cross-fitted loss, a leak.
+    """
     from sklearn.linear_model import LogisticRegression
 
     num_labels = descriptions.shape[0]
     features = np.concatenate([embeddings, descriptions])
     targets = np.concatenate([classes, np.arange(num_labels)])
-    model = LogisticRegression(C=C, max_iter=MAX_ITERATIONS)
+    model = LogisticRegression(C=C, max_iter=MAX_ITERATIONS, tol=TOLERANCE)
     model.fit(features, targets)
     weight = np.zeros((num_labels, features.shape[1]), dtype=np.float64)
     bias = np.zeros(num_labels, dtype=np.float64)
