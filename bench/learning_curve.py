@@ -306,6 +306,40 @@ def markdown_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def mean_over_datasets_table(datasets: tuple[str, ...] = DATASETS) -> str:
+    """Markdown: per method and k, the mean over datasets of each dataset's seed mean
+    (only where every dataset has that method and k), and the gap to the frozen probe."""
+    tables = {dataset: summarize(load_results(dataset)) for dataset in datasets}
+    ks = sorted({int(k) for table in tables.values() for by_k in table.values() for k in by_k})
+    means: dict[str, dict[int, float]] = {}
+    for method in METHODS:
+        for k in ks:
+            entries = [tables[d].get(method, {}).get(str(k)) for d in datasets]
+            if all(entries):
+                means.setdefault(method, {})[k] = sum(e["accuracy_mean"] for e in entries) / len(
+                    entries
+                )
+    lines = [
+        f"| mean over {', '.join(datasets)} | " + " | ".join(f"k={k}" for k in ks) + " |",
+        "| --- | " + " | ".join("---" for _ in ks) + " |",
+    ]
+    for method, by_k in means.items():
+        cells = []
+        for k in ks:
+            if k not in by_k:
+                cells.append("—")
+                continue
+            probe = means.get("probe", {}).get(k)
+            gap = (
+                f" ({100 * (by_k[k] - probe):+.1f})"
+                if probe is not None and method != "probe"
+                else ""
+            )
+            cells.append(f"{by_k[k]:.3f}{gap}")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(runs: list[dict], dataset: str = "banking") -> None:
     import matplotlib
 
@@ -354,9 +388,19 @@ def main() -> None:
         action="store_true",
         help="print a Markdown table (after running what is missing; see --summary)",
     )
+    parser.add_argument(
+        "--all-datasets",
+        action="store_true",
+        help="run nothing: print each dataset's table and the mean over datasets (Markdown)",
+    )
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: method,k,seed
     args = parser.parse_args()
     dataset = args.dataset
+    if args.all_datasets:
+        for name in DATASETS:
+            print(f"### {name}\n\n{markdown_table(load_results(name))}\n")
+        print(mean_over_datasets_table())
+        return
     if args.one:
         method, k, seed = args.one.split(",")
         print(json.dumps(run_one(method, int(k), int(seed), dataset)))

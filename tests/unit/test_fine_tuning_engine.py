@@ -204,6 +204,12 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     assert results["accuracy"] == head_run[1]["accuracy"]
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
     assert "No adapter epoch beat it on the validation set" in card
+    head = info["linear_head"]
+    assert head["calibration_folds"] == 8  # 8 labelled texts per category
+    assert (
+        f"calibrated by a temperature of {head['temperature']} fitted on 8-fold cross-fitted"
+        in card
+    )
     # 8 per category: the fast recipe, LoRA on the top block only.
     assert info["adapted_blocks"] == "top block"
     assert "LoRA adapts the top block of the model." in card

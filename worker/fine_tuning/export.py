@@ -176,13 +176,25 @@ def model_card(
                 "epoch beat it on the validation set, so the adapter is kept at zero and "
                 "this model scores like method head."
             )
+        head = history.get("linear_head") or {}
+        if head:
+            lines.append(
+                "It scores with a logistic head fitted on every labelled text (each "
+                "category's description counts as one more example of it), its confidence "
+                f"calibrated by a temperature of {head.get('temperature')} fitted on "
+                f"{head.get('calibration_folds')}-fold cross-fitted scores."
+            )
         lines.append("")
     if metrics:
         lines += ["## Evaluation (held-out test set)", ""]
         for key in ("accuracy", "macro_f1", "baseline_accuracy", "baseline_macro_f1"):
             if key in metrics:
                 lines.append(f"- {key}: {metrics[key]:.4f}")
-        for key, model in (("calibration", "this model"), ("baseline_calibration", "base model")):
+        for key, model in (
+            ("calibration", "this model"),
+            ("calibration_before_scaling", "this model before its temperature"),
+            ("baseline_calibration", "base model"),
+        ):
             if isinstance(metrics.get(key), dict):
                 lines.append(f"- calibration ({model}): {calibration_summary(metrics[key])}")
         verdict = metrics.get("verdict") or {}
