@@ -1,32 +1,27 @@
-"""Embedding models: LoRA on the encoder's top block (every block with more data), or
-the scorer's head only.
+"""Embedding models: a calibrated logistic head on the encoder (``head``, the default),
+after LoRA on the encoder's top block, or every block with more data (``lora``).
 
-Embedding models score a text against a category by the cosine to the
-category's description plus a soft maximum over the category's labelled
-examples ("exemplars", see ``shared.classifier.embedding.exemplar_scores``).
-Coarse categories are unions of sub-topics, so examples count one by one, not
-through a centroid; a category without examples falls back to its description.
+Every run ends with ``export``: a logistic head with the descriptions as anchors and a
+temperature fitted on cross-fitted logits (``worker.fine_tuning.linear_head``), on the
+embeddings of every labelled text as the classifier embeds them.
 
-- ``lora``: LoRA adapters on the top block of the encoder (``query``/``value``
-  for BERT-style models; on every block from 12 training texts per category on)
-  trained with a leave-one-out objective: cross-entropy of each
-  training text's scores against the descriptions and all *other* training
-  examples. It pulls same-category texts together and pushes the others apart
-  (what makes SetFit's contrastive pairs work), on exactly the scorer that
-  serves predictions, plus a supervised contrastive term over the same
-  pairs (SetFit's contrastive idea, temperature 0.1). The softmax scale, the
-  temperature and the description weight are fitted first on the frozen
-  encoder (what ``head`` does), then learned beside the adapter. Early
-  stopping on validation loss; best epoch kept, and that fitted starting point
-  counts as epoch 0: an adapter epoch must beat it on validation to be kept.
-  The frozen blocks below the adapted one run once per text (a prefix cache),
-  not once per epoch, and evaluation shares them between the base and the
-  fine-tuned model.
-- ``head``: the encoder stays frozen; only scale, temperature and description
-  weight are fitted on cached embeddings (seconds).
+- ``head``: the encoder stays frozen; each labelled text is embedded once and the
+  head is fitted (seconds).
+- ``lora``: LoRA adapters on the top block of the encoder (``query``/``value`` for
+  BERT-style models; on every block from 12 training texts per category on). The
+  adapter is trained through a soft-nearest-exemplar scorer (the engine's scorer
+  before the logistic head; ``shared.classifier.embedding.exemplar_scores``): a
+  leave-one-out cross-entropy of each training text against the descriptions and all
+  *other* training examples, plus a supervised contrastive term over the same pairs
+  (temperature 0.1). That scorer's scale, temperature and description weight are
+  fitted first on the frozen encoder, and that start counts as epoch 0: an adapter
+  epoch must beat it on validation to be kept. The frozen blocks below the adapted
+  one run once per text (a prefix cache), not once per epoch, and evaluation shares
+  them between the base and the fine-tuned model.
 
-The exported model is the base model + adapter + the exemplar embeddings of
-every labelled example (train and validation).
+Over 400 lines: the adapter's objective, its prefix cache and the export share the
+trainer's state (encoder, token caches, label ids); split, each part would reach into
+the others.
 """
 
 from __future__ import annotations

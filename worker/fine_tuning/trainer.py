@@ -13,6 +13,9 @@ Here: tokenised datasets (Hugging Face ``datasets``), batching (fixed size on
 CPU, token budget on CUDA), peft LoRA setup, and ``BaseTrainer``'s epoch loop
 with early stopping on validation loss, the best epoch kept, progress with ETA
 and a cooperative cancel flag.
+
+Over 400 lines: the epoch loop, early stopping and the LoRA setup are one lifecycle that
+both trainers (embedding, NLI) subclass; they change together.
 """
 
 from __future__ import annotations
