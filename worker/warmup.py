@@ -30,6 +30,9 @@ TRAINING_STACK = (
     "transformers.models.bert.modeling_bert",
     "transformers.models.bart.modeling_bart",
     "worker.fine_tuning.engine",
+    # every embedding run ends with the logistic head (scikit-learn, scipy's optimiser)
+    "sklearn.linear_model",
+    "scipy.optimize",
 )
 
 
