@@ -206,6 +206,8 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     assert "No adapter epoch beat it on the validation set" in card
     head = info["linear_head"]
     assert head["calibration_folds"] == 8  # 8 labelled texts per category
+    # head: one validation point, the head fitted on the training texts alone
+    assert len(head_run[0]["val_loss"]) == 1 and 0 < head_run[0]["val_accuracy"][0] <= 1
     assert (
         f"calibrated by a temperature of {head['temperature']} fitted on 8-fold cross-fitted"
         in card

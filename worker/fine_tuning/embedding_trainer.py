@@ -420,7 +420,7 @@ class EmbeddingTrainer(BaseTrainer):
                 descriptions,
                 float(fitted["calibration"]),
             )
-            history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
+            adapter.history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
         loss = fitted.get("cross_fitted_loss")
         adapter.history.update(
             train_loss=[loss] if loss is not None else [],
