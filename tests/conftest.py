@@ -15,6 +15,34 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def labelled_slice(
+    path: Path, per_category: int, test_per_category: int, seed: int
+) -> tuple[list[str], list[dict], list[dict]]:
+    """(labels, examples, test) from a dataset of ../shared/data: ``per_category`` texts
+    of each label from ``split=train`` and up to ``test_per_category`` from ``split=test``,
+    drawn with one seeded generator, label by label."""
+    import csv
+    import random
+
+    with path.open(newline="", encoding="utf-8") as stream:
+        rows = list(csv.DictReader(stream))
+    labels = sorted({row["label"] for row in rows})
+    rng = random.Random(seed)
+    examples, test = [], []
+    for label in labels:
+        train_rows = [r for r in rows if r["split"] == "train" and r["label"] == label]
+        test_rows = [r for r in rows if r["split"] == "test" and r["label"] == label]
+        examples += [
+            {"id": f"{label}-{i}", "text": r["text"], "label": label}
+            for i, r in enumerate(rng.sample(train_rows, per_category))
+        ]
+        test += [
+            {"id": f"t-{label}-{i}", "text": r["text"], "label": label}
+            for i, r in enumerate(rng.sample(test_rows, min(test_per_category, len(test_rows))))
+        ]
+    return labels, examples, test
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts[0]

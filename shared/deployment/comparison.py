@@ -127,7 +127,7 @@ def held_out_examples(
 
     With two runs, their test splits are joined and any text either run trained on
     (its recorded train and validation parts) is left out: a model holds its
-    training texts as exemplars and would get them right by memory.
+    training texts (it was fitted on them) and would get them right by memory.
     """
     examples = _recorded_examples(session, config, run_b)
     source = f"run {run_b.id}'s test split"

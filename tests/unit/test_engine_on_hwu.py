@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
 import os
-import random
 
 import pytest
 
@@ -13,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from shared.classifier import CategorySpec, default_base_model, load_base_classifier  # noqa: E402
 from shared.training_config import DEFAULT_METHOD, TrainingConfig  # noqa: E402
-from tests.conftest import SHARED_DATA  # noqa: E402
+from tests.conftest import SHARED_DATA, labelled_slice  # noqa: E402
 from worker.fine_tuning import engine  # noqa: E402
 
 HWU = SHARED_DATA / "hwu.csv"  # tests may read ../shared/data; a missing file fails
@@ -23,22 +21,7 @@ PER_CATEGORY, TEST_PER_CATEGORY = 8, 40
 @pytest.fixture(scope="module")
 def hwu() -> dict:
     """8 labelled texts per scenario (18) and up to 40 unseen test texts per scenario."""
-    with HWU.open(newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    labels = sorted({row["label"] for row in rows})
-    rng = random.Random(5)
-    examples, test = [], []
-    for label in labels:
-        train_rows = [r for r in rows if r["split"] == "train" and r["label"] == label]
-        test_rows = [r for r in rows if r["split"] == "test" and r["label"] == label]
-        examples += [
-            {"id": f"{label}-{i}", "text": r["text"], "label": label}
-            for i, r in enumerate(rng.sample(train_rows, PER_CATEGORY))
-        ]
-        test += [
-            {"id": f"t-{label}-{i}", "text": r["text"], "label": label}
-            for i, r in enumerate(rng.sample(test_rows, min(TEST_PER_CATEGORY, len(test_rows))))
-        ]
+    labels, examples, test = labelled_slice(HWU, PER_CATEGORY, TEST_PER_CATEGORY, seed=5)
     return {"labels": labels, "examples": examples, "test": test}
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,7 @@ from shared.classifier import (  # noqa: E402
     load_finetuned_classifier,
 )
 from shared.training_config import TrainingConfig  # noqa: E402
-from tests.conftest import SHARED_DATA  # noqa: E402
+from tests.conftest import SHARED_DATA, labelled_slice  # noqa: E402
 from worker.fine_tuning import engine  # noqa: E402
 from worker.fine_tuning.trainer import TrainingCancelled  # noqa: E402
 
@@ -29,22 +27,7 @@ BANKING = SHARED_DATA / "banking.csv"  # tests may read ../shared/data; a missin
 @pytest.fixture(scope="module")
 def banking() -> dict:
     """8 training examples per category and a 25-per-category test slice."""
-    with BANKING.open(newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    labels = sorted({row["label"] for row in rows})
-    rng = random.Random(7)
-    examples, test = [], []
-    for label in labels:
-        train_rows = [r for r in rows if r["split"] == "train" and r["label"] == label]
-        test_rows = [r for r in rows if r["split"] == "test" and r["label"] == label]
-        examples += [
-            {"id": f"{label}-{i}", "text": r["text"], "label": label}
-            for i, r in enumerate(rng.sample(train_rows, 8))
-        ]
-        test += [
-            {"id": f"t-{label}-{i}", "text": r["text"], "label": label}
-            for i, r in enumerate(rng.sample(test_rows, 25))
-        ]
+    labels, examples, test = labelled_slice(BANKING, 8, 25, seed=7)
     checked = engine.validate(examples, (0.85, 0.15, 0.0), seed=0)
     return {
         "categories": [CategorySpec(label, label) for label in labels],

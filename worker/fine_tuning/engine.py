@@ -353,7 +353,7 @@ def compare_with_model_in_use(
     """The fine-tuned model in use, scored on the new model's test texts.
 
     Texts the model in use trained on (its ``training_data.json``) are left out: it
-    holds them as exemplars and would get them right by memory. Returns ``{"run_id",
+    was fitted on them and would get them right by memory. Returns ``{"run_id",
     "version", "num_test", "accuracy", "new_accuracy", "macro_f1", "new_right",
     "in_use_right", "p_value", "new_is_better"}`` on those texts: ``new_right``
     counts texts only the new model gets right, ``in_use_right`` texts only the

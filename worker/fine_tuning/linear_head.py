@@ -216,4 +216,6 @@ def _zero_shot_line(
     if np.ptp(cosines) < 1e-9:
         return 0.0, float(logits.mean())
     slope, intercept = np.polyfit(cosines, logits, 1)
-    return float(max(slope, 0.0)), float(intercept)
+    if slope <= 0:  # descriptions say nothing here: a new category gets the mean logit
+        return 0.0, float(logits.mean())
+    return float(slope), float(intercept)
