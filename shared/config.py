@@ -142,6 +142,60 @@ class Config:
             "help": "the alembic/ folder, when the code is installed away from it",
         },
     )
+    web_workers: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_WEB_WORKERS",
+            "help": "gunicorn worker processes (unset: one per core, at least 2)",
+        },
+    )
+    web_threads: int = field(
+        default=8,
+        metadata={
+            "env": "SORTLOOP_WEB_THREADS",
+            "help": "request threads per web process (their classifications are batched)",
+        },
+    )
+    web_torch_threads: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_WEB_TORCH_THREADS",
+            "help": "compute threads per web process (unset: 1 up to 4 cores, else 2)",
+        },
+    )
+    training_threads: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_TRAINING_THREADS",
+            "help": "training worker's compute threads (unset: all cores but 1, 2 above 8)",
+        },
+    )
+    cpu_worker_threads: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_CPU_WORKER_THREADS",
+            "help": "default-queue worker's compute threads (unset: 1)",
+        },
+    )
+    training_nice: int = field(
+        default=10,
+        metadata={
+            "env": "SORTLOOP_TRAINING_NICE",
+            "help": "workers' CPU niceness added at start (0..19; the web tier keeps 0)",
+            "minimum": 0,
+        },
+    )
+    batch_wait_ms: float = field(
+        default=2.0,
+        metadata={
+            "env": "SORTLOOP_BATCH_WAIT_MS",
+            "help": "web: how long a classification waits for others to share its batch",
+        },
+    )
+    batch_max_size: int = field(
+        default=64,
+        metadata={"env": "SORTLOOP_BATCH_MAX_SIZE", "help": "web: texts per analyzer batch"},
+    )
     beat_interval_seconds: float = field(
         default=30.0,
         metadata={"env": "SORTLOOP_BEAT_INTERVAL", "help": "reaper / auto-train period"},
@@ -162,6 +216,10 @@ class Config:
             raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")
         if not 1 <= self.training_gradient_accumulation <= 64:
             raise ConfigError("SORTLOOP_GRADIENT_ACCUMULATION must be from 1 to 64")
+        if not 0 <= self.training_nice <= 19:
+            raise ConfigError("SORTLOOP_TRAINING_NICE must be from 0 to 19")
+        if self.batch_wait_ms > 1000:
+            raise ConfigError("SORTLOOP_BATCH_WAIT_MS must be at most 1000")
         if not self.contributor_types:
             raise ConfigError("SORTLOOP_CONTRIBUTOR_TYPES must name at least one type")
 
@@ -180,7 +238,7 @@ class Config:
             if kind == "bool":
                 values[spec.name] = _parse_bool(name, raw)
             elif kind == "int":
-                values[spec.name] = _parse_int(name, raw, minimum=1)
+                values[spec.name] = _parse_int(name, raw, minimum=spec.metadata.get("minimum", 1))
             elif kind == "float":
                 values[spec.name] = _parse_float(name, raw, minimum=0.0)
             elif kind.startswith("tuple"):

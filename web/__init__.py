@@ -10,9 +10,19 @@ from flask import Flask
 from shared.config import Config
 
 
-def create_app(config: Config | None = None) -> Flask:
-    """Build the app. Tests pass a Config; processes read theirs from the environment."""
+def create_app(config: Config | None = None, *, serving: bool | None = None) -> Flask:
+    """Build the app. Tests pass a Config; processes read theirs from the environment.
+
+    ``serving`` (by default: when the config comes from the environment, as under
+    gunicorn or ``flask run``) makes this a real web process: its compute threads are
+    set (``shared.compute``) and the active model is loaded and watched from the start.
+    """
+    serving = config is None if serving is None else serving
     config = config or Config.from_env()
+    if serving:
+        from shared import compute
+
+        compute.configure("web", config)
     app = Flask(__name__)
     app.config.update(
         SORTLOOP=config,
@@ -36,7 +46,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     db.init_app(app)
     tasks_client.init_app(app)
-    analyzer.init_app(app)
+    analyzer.init_app(app, serving=serving)
     errors.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
