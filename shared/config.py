@@ -132,7 +132,7 @@ class Config:
         },
     )
     model_check_interval_seconds: float = field(
-        default=2.0,
+        default=1.0,
         metadata={"env": "SORTLOOP_MODEL_CHECK_INTERVAL", "help": "hot-reload check period"},
     )
     alembic_dir: str = field(
