@@ -251,7 +251,9 @@ def main() -> None:
         messages = texts()
         phase(port, 4, 3.0, messages)  # warm every worker's model
         for clients in counts:
-            result["phases"].append({"phase": "idle", **phase(port, clients, args.seconds, messages)})
+            result["phases"].append(
+                {"phase": "idle", **phase(port, clients, args.seconds, messages)}
+            )
         if args.training:
             training_env = {key: value for key, value in env.items() if key != "DATABASE_URL"}
             idle = finish(training_run(training_env, args.light))
