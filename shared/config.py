@@ -142,6 +142,13 @@ class Config:
             "help": "the alembic/ folder, when the code is installed away from it",
         },
     )
+    inference_backend: str = field(
+        default="onnx",
+        metadata={
+            "env": "SORTLOOP_INFERENCE_BACKEND",
+            "help": "onnx (ONNX Runtime, same labels, faster; torch when not installed) or torch",
+        },
+    )
     web_workers: int = field(
         default=0,
         metadata={
@@ -216,6 +223,10 @@ class Config:
             raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")
         if not 1 <= self.training_gradient_accumulation <= 64:
             raise ConfigError("SORTLOOP_GRADIENT_ACCUMULATION must be from 1 to 64")
+        if self.inference_backend not in ("onnx", "torch"):
+            raise ConfigError(
+                f"SORTLOOP_INFERENCE_BACKEND={self.inference_backend!r}: use onnx or torch"
+            )
         if not 0 <= self.training_nice <= 19:
             raise ConfigError("SORTLOOP_TRAINING_NICE must be from 0 to 19")
         if self.batch_wait_ms > 1000:

@@ -334,6 +334,22 @@ class ActiveModel:
         )
 
     def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
+        classifier = self._load_classifier(record, version)
+        if self.config.inference_backend == "onnx":
+            from shared.classifier import onnx_encoder
+            from shared.model_store.layout import onnx_cache_directory
+
+            # The web tier keeps serving on torch while a first export runs; batch
+            # work (the CLI, re-classification) waits for it: it is about to encode a lot.
+            accelerate = (
+                onnx_encoder.accelerate_in_background
+                if self._watcher is not None
+                else onnx_encoder.accelerate
+            )
+            accelerate(classifier, onnx_cache_directory(self.config.models_dir))
+        return classifier
+
+    def _load_classifier(self, record: ActiveModelRecord, version: str) -> Classifier:
         if record.run_id is None:
             if self._base is None:
                 self._base = self._load_base(self.config)
