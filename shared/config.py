@@ -50,6 +50,41 @@ def _parse_float(name: str, raw: str, minimum: float = 0.0) -> float:
     return value
 
 
+MIN_SECRET_KEY_LENGTH = 32
+# Keys that were ever shipped or suggested by this project, and words placeholders use:
+# a cookie signed with a published key is a forged admin session.
+KNOWN_SECRET_KEYS = frozenset(
+    {"dev-secret-key-change-me", "change-me-to-a-long-random-string", "secret", "dev", "changeme"}
+)
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "your-secret", "example")
+SECRET_KEY_ADVICE = (
+    "set it to a long random value, e.g. "
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(48))' "
+    "(make dev generates one per checkout in instance/secret_key)"
+)
+
+
+def check_secret_key(secret_key: str) -> None:
+    """Refuse a session key an attacker could know or guess: ConfigError naming SECRET_KEY.
+
+    Every web process checks this at start, whatever its mode: a development key that
+    reaches production signs forged admin sessions, so there is no insecure mode to forget.
+    """
+    key = secret_key.strip()
+    if not key:
+        raise ConfigError(f"SECRET_KEY is not set: {SECRET_KEY_ADVICE}")
+    lowered = key.lower()
+    if lowered in KNOWN_SECRET_KEYS or any(word in lowered for word in PLACEHOLDER_WORDS):
+        raise ConfigError(f"SECRET_KEY is a published default or placeholder: {SECRET_KEY_ADVICE}")
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"SECRET_KEY is too short ({len(key)} characters, at least "
+            f"{MIN_SECRET_KEY_LENGTH}): {SECRET_KEY_ADVICE}"
+        )
+    if len(set(key)) < 8:
+        raise ConfigError(f"SECRET_KEY repeats a few characters: {SECRET_KEY_ADVICE}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything Sortloop reads from its environment. Field docs are the README's table."""
@@ -79,8 +114,8 @@ class Config:
         metadata={"env": "BASE_MODEL_KIND", "help": "embedding or nli (inferred when empty)"},
     )
     secret_key: str = field(
-        default="dev-secret-key-change-me",
-        metadata={"env": "SECRET_KEY", "help": "Flask session signing key"},
+        default="",
+        metadata={"env": "SECRET_KEY", "help": "Flask session signing key (required by web)"},
     )
     admin_token: str = field(
         default="",

@@ -7,12 +7,17 @@ from datetime import timedelta
 
 from flask import Flask
 
-from shared.config import Config
+from shared.config import Config, check_secret_key
 
 
 def create_app(config: Config | None = None) -> Flask:
-    """Build the app. Tests pass a Config; processes read theirs from the environment."""
+    """Build the app. Tests pass a Config; processes read theirs from the environment.
+
+    A missing or guessable SECRET_KEY stops here (ConfigError naming it), before any
+    request could be served with a forgeable session.
+    """
     config = config or Config.from_env()
+    check_secret_key(config.secret_key)
     app = Flask(__name__)
     app.config.update(
         SORTLOOP=config,

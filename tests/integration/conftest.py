@@ -106,7 +106,7 @@ def config(postgres_url, redis_url, models_dir) -> Config:
             "CELERY_BROKER_URL": redis_url,
             "CELERY_RESULT_BACKEND": redis_url,
             "MODELS_DIR": str(models_dir),
-            "SECRET_KEY": "integration-secret",
+            "SECRET_KEY": "integration-secret-8d2e6b0f4a1c9e7d3b5f",
             "SORTLOOP_ADMIN_TOKEN": "integration-token",
             "SORTLOOP_HEARTBEAT_TIMEOUT": "20",
             "SORTLOOP_BEAT_INTERVAL": "2",
