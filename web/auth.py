@@ -23,6 +23,8 @@ from sqlalchemy import select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from shared.errors import InvalidInput
+from shared.inputs import MAX_ID, parse_whole_number
 from shared.models import AdminUser, utcnow
 from web.db import get_session
 from web.errors import error_response
@@ -38,9 +40,10 @@ class LoginForm(FlaskForm):
 
 @login_manager.user_loader
 def _load_user(user_id: str) -> AdminUser | None:
-    if not user_id.isdigit():
+    try:
+        return get_session().get(AdminUser, parse_whole_number(user_id, "user id", 1, MAX_ID))
+    except InvalidInput:
         return None
-    return get_session().get(AdminUser, int(user_id))
 
 
 def _bearer_token_matches() -> bool:
