@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from limits import parse_many
+
 from shared.classifier.identity import configured_default_base_model, infer_model_kind
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +135,20 @@ class Config:
         default="30 per minute",
         metadata={"env": "SORTLOOP_PUBLIC_RATE_LIMIT", "help": "limit on public endpoints"},
     )
+    session_idle_minutes: int = field(
+        default=30,
+        metadata={
+            "env": "SORTLOOP_SESSION_IDLE_MINUTES",
+            "help": "an admin session ends after this many minutes without a request",
+        },
+    )
+    login_rate_limit: str = field(
+        default="10 per minute",
+        metadata={
+            "env": "SORTLOOP_LOGIN_RATE_LIMIT",
+            "help": "failed logins allowed per account and per client",
+        },
+    )
     session_cookie_secure: bool = field(
         default=False,
         metadata={"env": "SESSION_COOKIE_SECURE", "help": "send cookies over HTTPS only"},
@@ -197,6 +213,16 @@ class Config:
             raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")
         if not 1 <= self.training_gradient_accumulation <= 64:
             raise ConfigError("SORTLOOP_GRADIENT_ACCUMULATION must be from 1 to 64")
+        for name, value in (
+            ("SORTLOOP_LOGIN_RATE_LIMIT", self.login_rate_limit),
+            ("SORTLOOP_PUBLIC_RATE_LIMIT", self.public_rate_limit),
+        ):
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{name}={value!r} is not a rate limit: write e.g. '10 per minute'"
+                ) from None
         if not self.contributor_types:
             raise ConfigError("SORTLOOP_CONTRIBUTOR_TYPES must name at least one type")
 

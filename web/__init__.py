@@ -27,7 +27,10 @@ def create_app(config: Config | None = None) -> Flask:
         SESSION_COOKIE_SECURE=config.session_cookie_secure,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=config.session_cookie_secure,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # Sessions are permanent and re-signed on every request: Flask refuses a cookie
+        # signed longer ago than this, so it is an idle timeout enforced by the server.
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.session_idle_minutes),
+        SESSION_REFRESH_EACH_REQUEST=True,
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in a before_request hook unless a bearer token
         RATELIMIT_STORAGE_URI=config.ratelimit_storage_url,
         RATELIMIT_HEADERS_ENABLED=True,

@@ -17,6 +17,8 @@ from flask import (
     request,
     url_for,
 )
+from flask import session as flask_session
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
@@ -28,7 +30,7 @@ from shared.inputs import MAX_ID, parse_whole_number
 from shared.models import AdminUser, utcnow
 from web.db import get_session
 from web.errors import error_response
-from web.extensions import csrf, login_manager
+from web.extensions import csrf, limiter, login_manager
 
 bp = Blueprint("auth", __name__, url_prefix="/admin")
 
@@ -39,11 +41,17 @@ class LoginForm(FlaskForm):
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> AdminUser | None:
+def _load_user(session_token: str) -> AdminUser | None:
+    """The admin of a session ("<id>:<session version>"), checked on every request: a
+    session made before a logout or a password change is anonymous."""
+    user_id, _, version = session_token.partition(":")
     try:
-        return get_session().get(AdminUser, parse_whole_number(user_id, "user id", 1, MAX_ID))
+        user = get_session().get(AdminUser, parse_whole_number(user_id, "user id", 1, MAX_ID))
     except InvalidInput:
         return None
+    if user is None or version != str(user.session_version):
+        return None
+    return user
 
 
 def _bearer_token_matches() -> bool:
@@ -107,7 +115,38 @@ def protect_forms_from_csrf(app) -> None:
         csrf.protect()
 
 
+def _login_rate_limit() -> str:
+    return current_app.config["SORTLOOP"].login_rate_limit
+
+
+def _login_account() -> str:
+    return "login-account:" + (request.form.get("username") or "").strip().lower()[:100]
+
+
+def _login_failed(response) -> bool:
+    return response.status_code == 401
+
+
+LOGIN_THROTTLED = (
+    "Too many failed logins for this account or from this address: wait a minute, then try again."
+)
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    _login_rate_limit,
+    methods=["POST"],
+    key_func=get_remote_address,
+    deduct_when=_login_failed,
+    error_message=LOGIN_THROTTLED,
+)
+@limiter.limit(
+    _login_rate_limit,
+    methods=["POST"],
+    key_func=_login_account,
+    deduct_when=_login_failed,
+    error_message=LOGIN_THROTTLED,
+)
 def login():
     form = LoginForm()
     if form.validate_on_submit():
@@ -117,6 +156,7 @@ def login():
             user.last_login_at = utcnow()
             session.commit()
             login_user(user)
+            flask_session.permanent = True  # expires after the idle timeout (create_app)
             target = request.args.get("next", "")
             if not target.startswith("/admin") or target.startswith("//"):
                 target = url_for("admin.index")
@@ -127,6 +167,9 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    if current_user.is_authenticated:
+        current_user.end_sessions()  # a copy of the cookie is worth nothing from now on
+        get_session().commit()
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))
