@@ -39,10 +39,11 @@ def create_app(config: Config | None = None) -> Flask:
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from web import analyzer, db, errors, input_guard, tasks_client
+    from web import analyzer, db, errors, input_guard, security_headers, tasks_client
     from web.extensions import csrf, limiter, login_manager
 
     input_guard.init_app(app)  # first: its converter must exist before any route
+    security_headers.init_app(app, config)
     db.init_app(app)
     tasks_client.init_app(app)
     analyzer.init_app(app)
