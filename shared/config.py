@@ -157,6 +157,13 @@ class Config:
         default=300.0,
         metadata={"env": "SORTLOOP_HEARTBEAT_TIMEOUT", "help": "reaper: run is lost after"},
     )
+    outage_patience_seconds: float = field(
+        default=60.0,
+        metadata={
+            "env": "SORTLOOP_OUTAGE_PATIENCE",
+            "help": "seconds a training worker's writes retry through a database outage",
+        },
+    )
     training_time_limit_seconds: int = field(
         default=6 * 3600,
         metadata={"env": "SORTLOOP_TRAINING_TIME_LIMIT", "help": "hard limit of one task"},

@@ -130,6 +130,7 @@ def config_environment(config: Config) -> dict[str, str]:
             "SORTLOOP_TRAINING_DEVICE": config.training_device,
             "SORTLOOP_MAX_BATCH_TOKENS": str(config.training_max_batch_tokens),
             "SORTLOOP_GRADIENT_ACCUMULATION": str(config.training_gradient_accumulation),
+            "SORTLOOP_OUTAGE_PATIENCE": str(config.outage_patience_seconds),
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
