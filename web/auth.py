@@ -127,9 +127,11 @@ def _login_failed(response) -> bool:
     return response.status_code == 401
 
 
-LOGIN_THROTTLED = (
-    "Too many failed logins for this account or from this address: wait a minute, then try again."
-)
+def _login_throttled() -> str:
+    return (
+        "Too many failed logins for this account or from this address "
+        f"(at most {_login_rate_limit()}): wait, then try again."
+    )
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -138,14 +140,14 @@ LOGIN_THROTTLED = (
     methods=["POST"],
     key_func=get_remote_address,
     deduct_when=_login_failed,
-    error_message=LOGIN_THROTTLED,
+    error_message=_login_throttled,
 )
 @limiter.limit(
     _login_rate_limit,
     methods=["POST"],
     key_func=_login_account,
     deduct_when=_login_failed,
-    error_message=LOGIN_THROTTLED,
+    error_message=_login_throttled,
 )
 def login():
     form = LoginForm()
