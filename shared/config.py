@@ -190,7 +190,7 @@ class Config:
         },
     )
     model_check_interval_seconds: float = field(
-        default=2.0,
+        default=1.0,
         metadata={"env": "SORTLOOP_MODEL_CHECK_INTERVAL", "help": "hot-reload check period"},
     )
     alembic_dir: str = field(
@@ -199,6 +199,67 @@ class Config:
             "env": "SORTLOOP_ALEMBIC_DIR",
             "help": "the alembic/ folder, when the code is installed away from it",
         },
+    )
+    inference_backend: str = field(
+        default="onnx",
+        metadata={
+            "env": "SORTLOOP_INFERENCE_BACKEND",
+            "help": "onnx (ONNX Runtime, same labels, faster; torch when not installed) or torch",
+        },
+    )
+    web_workers: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_WEB_WORKERS",
+            "help": "gunicorn worker processes (unset: one per core, at least 2)",
+        },
+    )
+    web_threads: int = field(
+        default=8,
+        metadata={
+            "env": "SORTLOOP_WEB_THREADS",
+            "help": "request threads per web process (their classifications are batched)",
+        },
+    )
+    web_torch_threads: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_WEB_TORCH_THREADS",
+            "help": "compute threads per web process (unset: 1 up to 4 cores, else 2)",
+        },
+    )
+    training_threads: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_TRAINING_THREADS",
+            "help": "training worker's compute threads (unset: all cores but 1, 2 above 8)",
+        },
+    )
+    cpu_worker_threads: int = field(
+        default=0,
+        metadata={
+            "env": "SORTLOOP_CPU_WORKER_THREADS",
+            "help": "default-queue worker's compute threads (unset: 1)",
+        },
+    )
+    training_nice: int = field(
+        default=10,
+        metadata={
+            "env": "SORTLOOP_TRAINING_NICE",
+            "help": "workers' CPU niceness added at start (0..19; the web tier keeps 0)",
+            "minimum": 0,
+        },
+    )
+    batch_wait_ms: float = field(
+        default=2.0,
+        metadata={
+            "env": "SORTLOOP_BATCH_WAIT_MS",
+            "help": "web: how long a classification waits for others to share its batch",
+        },
+    )
+    batch_max_size: int = field(
+        default=64,
+        metadata={"env": "SORTLOOP_BATCH_MAX_SIZE", "help": "web: texts per analyzer batch"},
     )
     beat_interval_seconds: float = field(
         default=30.0,
@@ -220,6 +281,14 @@ class Config:
             raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")
         if not 1 <= self.training_gradient_accumulation <= 64:
             raise ConfigError("SORTLOOP_GRADIENT_ACCUMULATION must be from 1 to 64")
+        if self.inference_backend not in ("onnx", "torch"):
+            raise ConfigError(
+                f"SORTLOOP_INFERENCE_BACKEND={self.inference_backend!r}: use onnx or torch"
+            )
+        if not 0 <= self.training_nice <= 19:
+            raise ConfigError("SORTLOOP_TRAINING_NICE must be from 0 to 19")
+        if self.batch_wait_ms > 1000:
+            raise ConfigError("SORTLOOP_BATCH_WAIT_MS must be at most 1000")
         for name, value in (
             ("SORTLOOP_LOGIN_RATE_LIMIT", self.login_rate_limit),
             ("SORTLOOP_PUBLIC_RATE_LIMIT", self.public_rate_limit),
@@ -248,7 +317,7 @@ class Config:
             if kind == "bool":
                 values[spec.name] = _parse_bool(name, raw)
             elif kind == "int":
-                values[spec.name] = _parse_int(name, raw, minimum=1)
+                values[spec.name] = _parse_int(name, raw, minimum=spec.metadata.get("minimum", 1))
             elif kind == "float":
                 values[spec.name] = _parse_float(name, raw, minimum=0.0)
             elif kind.startswith("tuple"):

@@ -10,14 +10,22 @@ from flask import Flask
 from shared.config import Config, check_secret_key
 
 
-def create_app(config: Config | None = None) -> Flask:
+def create_app(config: Config | None = None, *, serving: bool | None = None) -> Flask:
     """Build the app. Tests pass a Config; processes read theirs from the environment.
 
-    A missing or guessable SECRET_KEY stops here (ConfigError naming it), before any
-    request could be served with a forgeable session.
+    ``serving`` (by default: when the config comes from the environment, as under
+    gunicorn or ``flask run``) makes this a real web process: its compute threads are
+    set (``shared.compute``) and the active model is loaded and watched from the start.
+    A missing or guessable SECRET_KEY stops here first (ConfigError naming it), before
+    any request could be served with a forgeable session.
     """
+    serving = config is None if serving is None else serving
     config = config or Config.from_env()
     check_secret_key(config.secret_key)
+    if serving:
+        from shared import compute
+
+        compute.configure("web", config)
     app = Flask(__name__)
     app.config.update(
         SORTLOOP=config,
@@ -46,7 +54,7 @@ def create_app(config: Config | None = None) -> Flask:
     security_headers.init_app(app, config)
     db.init_app(app)
     tasks_client.init_app(app)
-    analyzer.init_app(app)
+    analyzer.init_app(app, serving=serving)
     errors.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)

@@ -1,13 +1,29 @@
 """The analyzer: classifies new submissions in-process with the active model.
 
-A thin Flask-side holder of ``shared.deployment.active_model.ActiveModel`` (one per process, stored
-on the app as ``app.extensions["sortloop_analyzer"]``). Nothing loads at startup: the
-classifier is loaded on the first submission, once, and swapped when an admin deploys
-or rolls back a model.
+A thin Flask-side holder of ``shared.deployment.active_model.ActiveModel`` (one per
+process, stored on the app as ``app.extensions["sortloop_analyzer"]``). In a serving
+process (gunicorn or ``flask run``) the model loads at start and every process
+checks for a deploy or rollback in the background (``ActiveModel.watch``); under a
+test app it loads on the first submission.
+
+Concurrent classifications in one process share a batch (``MicroBatcher``): a web
+process serves several requests at once (gunicorn threads), and one forward pass over
+eight texts costs far less than eight passes over one. A request that arrives alone
+runs at once; one that arrives while others are in flight waits up to
+``SORTLOOP_BATCH_WAIT_MS`` for company, and requests that queue up behind a running
+batch form the next one.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, current_app
@@ -15,14 +31,123 @@ from flask import Flask, current_app
 from shared.classifier.base import CategorySpec
 from shared.deployment.active_model import ActiveModel, Classification
 
+logger = logging.getLogger(__name__)
+
+Classify = Callable[[list[str], list[CategorySpec]], Classification]
+
+
+@dataclass
+class _Job:
+    texts: list[str]
+    categories: list[CategorySpec]
+    future: Future = field(default_factory=Future)
+
+    @property
+    def key(self) -> tuple[tuple[str, str], ...]:
+        return tuple((c.name, c.description) for c in self.categories)
+
+
+class MicroBatcher:
+    """Runs concurrent ``classify`` calls of one process as shared batches.
+
+    One daemon thread per process runs the batches (started on first use, again after
+    a fork); callers wait for their own slice of the result, in order. Jobs with
+    different category lists run as separate batches; an error fails only the jobs of
+    its batch.
+    """
+
+    def __init__(self, classify: Classify, wait_seconds: float, max_size: int) -> None:
+        self._classify = classify
+        self.wait_seconds = wait_seconds
+        self.max_size = max_size
+        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._pid: int | None = None
+        self._start_lock = threading.Lock()
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
+        self.batches_run = 0
+        self.largest_batch = 0
+
+    def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
+        if self.max_size <= 1 or len(texts) >= self.max_size:
+            return self._classify(texts, categories)  # nothing to share: run here
+        job = _Job(list(texts), list(categories))
+        self._ensure_thread()
+        with self._count_lock:
+            self._in_flight += 1
+        try:
+            self._queue.put(job)
+            return job.future.result()
+        finally:
+            with self._count_lock:
+                self._in_flight -= 1
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        with self._start_lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._loop, name="sortloop-analyzer-batcher", daemon=True
+                )
+                self._thread.start()
+
+    def _gather(self, first: _Job) -> list[_Job]:
+        jobs, size = [first], len(first.texts)
+        # Wait for company only when other requests are in flight in this process.
+        deadline = time.monotonic() + (self.wait_seconds if self._in_flight > 1 else 0.0)
+        while size < self.max_size:
+            remaining = deadline - time.monotonic()
+            try:
+                job = (
+                    self._queue.get(timeout=remaining)
+                    if remaining > 0
+                    else self._queue.get_nowait()
+                )
+            except queue.Empty:
+                break
+            jobs.append(job)
+            size += len(job.texts)
+        return jobs
+
+    def _loop(self) -> None:
+        while True:
+            jobs = self._gather(self._queue.get())
+            groups: dict[tuple[tuple[str, str], ...], list[_Job]] = {}
+            for job in jobs:
+                groups.setdefault(job.key, []).append(job)
+            for members in groups.values():
+                self._run(members)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        texts = [text for job in jobs for text in job.texts]
+        try:
+            result = self._classify(texts, jobs[0].categories)
+        except BaseException as error:  # every caller of the batch hears of it
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        self.batches_run += 1
+        self.largest_batch = max(self.largest_batch, len(texts))
+        start = 0
+        for job in jobs:
+            end = start + len(job.texts)
+            job.future.set_result(Classification(result.predictions[start:end], result.version))
+            start = end
+
 
 class SubmissionAnalyzer:
     """Classifies submissions and reports which model it uses."""
 
-    def __init__(self, active_model: ActiveModel) -> None:
+    def __init__(self, active_model: ActiveModel, batcher: MicroBatcher | None = None) -> None:
         self.active_model = active_model
+        self.batcher = batcher
 
     def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
+        if self.batcher is not None:
+            return self.batcher.classify(texts, categories)
         return self.active_model.classify(texts, categories)
 
     def current_version(self) -> str:
@@ -35,10 +160,16 @@ class SubmissionAnalyzer:
         self.active_model.refresh()
 
 
-def init_app(app: Flask) -> None:
+def init_app(app: Flask, *, serving: bool = False) -> None:
+    """``serving``: a real web process (watch the active model from the start)."""
     config = app.config["SORTLOOP"]
     active_model = ActiveModel(config, app.extensions["sortloop_sessions"], owner="web")
-    app.extensions["sortloop_analyzer"] = SubmissionAnalyzer(active_model)
+    batcher = MicroBatcher(
+        active_model.classify, config.batch_wait_ms / 1000.0, config.batch_max_size
+    )
+    app.extensions["sortloop_analyzer"] = SubmissionAnalyzer(active_model, batcher)
+    if serving:
+        active_model.watch()
 
 
 def get_analyzer() -> SubmissionAnalyzer:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import celeryd_init, worker_process_init
 
-from shared import task_names
+from shared import compute, task_names
 from shared.config import Config
 
 # A worker that consumes only the training queue runs each task in a fresh child, so
@@ -100,6 +100,35 @@ def _set_tasks_per_child(sender: str, conf: object, options: dict, **_: object) 
     would win over it; Procfile, compose and the Dockerfile give none."""
     if options.get("max_tasks_per_child") is None:
         conf.worker_max_tasks_per_child = tasks_per_child_for(options.get("queues"))
+
+
+def compute_role_for(queues: object) -> str:
+    """``training`` for a worker that takes training tasks (no ``-Q``: every queue),
+    ``cpu`` for one of the default queue alone (``shared.compute``)."""
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    selected = {str(queue).strip() for queue in queues or ()} - {""}
+    if not selected or task_names.TRAINING_QUEUE in selected:
+        return "training"
+    return "cpu"
+
+
+_compute_plan: compute.ComputePlan | None = None
+
+
+@celeryd_init.connect
+def _set_compute(sender: str, conf: object, options: dict, **_: object) -> None:
+    """Threads and CPU priority of this worker, once in its main process (children
+    inherit the priority and set their own thread pools: ``_child_compute``)."""
+    global _compute_plan
+    plan = compute.plan_for(compute_role_for(options.get("queues")), celery.sortloop_config)
+    _compute_plan = compute.apply(plan)
+
+
+@worker_process_init.connect
+def _child_compute(**_: object) -> None:
+    if _compute_plan is not None:
+        compute.apply(_compute_plan, lower_priority=False)
 
 
 celery = create_celery()

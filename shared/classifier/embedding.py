@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as functional
@@ -248,6 +248,9 @@ class EmbeddingClassifier:
         # ``encode_both`` runs them once for the base and the fine-tuned model.
         self.shared_layers = shared_layers
         self.linear_head = linear_head
+        # The encoder's forward pass on another runtime (``onnx_encoder.accelerate``):
+        # a callable from a tokenised batch to normalised embeddings. None: torch.
+        self.runtime: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
         self._lock = threading.Lock()
         self._description_cache: dict[str, torch.Tensor] = {}
 
@@ -255,9 +258,13 @@ class EmbeddingClassifier:
         """Normalised embeddings ``[len(texts), dim]``, batched by similar length."""
         if not texts:
             return torch.zeros(0, 0)
+        runtime = self.runtime
         with torch.inference_mode():
             return _in_text_order(
-                [(order, embed(self.model, batch).cpu()) for order, batch in self._batches(texts)]
+                [
+                    (order, runtime(batch) if runtime else embed(self.model, batch).cpu())
+                    for order, batch in self._batches(texts)
+                ]
             )
 
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:

@@ -8,6 +8,13 @@ serving, then swaps one reference. Callers that already hold the old classifier 
 with it. When loading fails the old model stays in use and the failure is logged and
 recorded as a DeploymentEvent (action ``load``, outcome ``failed``); the same failing model
 is not retried until the active model changes again.
+
+In the web tier the check runs eagerly (``watch``): a background thread per process
+refreshes every ``check_interval`` seconds whether or not requests arrive, so the
+model is loaded before the first submission and a deploy or rollback is served, and
+reported by ``model-info``, within one interval (plus the load), with no traffic
+needed. Each swap records its lag: the seconds from the deploy or rollback event in
+the audit log to the moment this process serves the new model.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.classifier.base import CategorySpec, Classifier, Prediction
 from shared.classifier.identity import base_model_label, base_model_version, run_version
 from shared.config import Config
-from shared.deployment.audit import record_event
+from shared.deployment.audit import deployment_history, record_event
 from shared.deployment.deployed import deployed_run
 from shared.training.results import metric
 
@@ -129,6 +137,11 @@ class ActiveModel:
         self._checked_at: float | None = None
         self._failed: tuple[ActiveModelRecord, str] | None = None
         self._lock = threading.Lock()  # one loader at a time; readers never wait for it
+        self._watcher: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_check: datetime | None = None  # wall clock of the last database check
+        self._swapped_at: datetime | None = None
+        self._reload_lag: float | None = None
 
     # -- what callers use -------------------------------------------------------------
 
@@ -178,12 +191,51 @@ class ActiveModel:
             "loaded": loaded is not None,
             "active_model_id": wanted.run_id,
             "load_error": failed[1] if failed is not None and failed[0] == wanted else None,
+            "process": self.process_info(),
         }
 
     def refresh(self) -> None:
         """Check the database now and swap if the active model changed (e.g. after deploy)."""
         with self._lock:
             self._refresh_locked(force=True)
+
+    def watch(self) -> None:
+        """Check and swap in a background thread every ``check_interval`` seconds (the
+        first check at once: the model is loaded before the first request). Idempotent
+        per process; a forked child starts its own."""
+        if self._watcher is not None and self._watcher.is_alive():
+            return
+        self._stop.clear()
+        self._watcher = threading.Thread(
+            target=self._watch_loop, name=f"sortloop-model-watch-{self.owner}", daemon=True
+        )
+        self._watcher.start()
+
+    def stop_watching(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+        self._watcher = None
+
+    def _watch_loop(self) -> None:
+        interval = max(0.05, self.config.model_check_interval_seconds)
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # the database or the model blinked: try again next time
+                logger.exception("model check failed owner=%s pid=%s", self.owner, os.getpid())
+            self._stop.wait(interval)
+
+    def process_info(self) -> dict[str, Any]:
+        """This process's view of hot reload (``model-info`` reports it per process)."""
+        return {
+            "pid": os.getpid(),
+            "watching": self._watcher is not None and self._watcher.is_alive(),
+            "check_interval_seconds": self.config.model_check_interval_seconds,
+            "checked_at": _iso(self._last_check),
+            "swapped_at": _iso(self._swapped_at),
+            "reload_lag_seconds": self._reload_lag,
+        }
 
     # -- internals --------------------------------------------------------------------
 
@@ -193,22 +245,40 @@ class ActiveModel:
         return self._clock() - self._checked_at >= self.config.model_check_interval_seconds
 
     def _wanted_record(self) -> ActiveModelRecord:
+        """What the database says now, read when a check is due. A status read does not
+        restart the check timer: the next classification or watch tick still swaps."""
         if self._wanted is None or self._check_is_due():
             try:
-                self._read_record()
+                self._wanted = self._read_record(restart_timer=False)
             except Exception:  # a status read must not fail because the DB blinked
                 logger.exception("active model check failed owner=%s", self.owner)
         return self._wanted or ActiveModelRecord()
 
-    def _read_record(self) -> ActiveModelRecord:
+    def _read_record(self, restart_timer: bool = True) -> ActiveModelRecord:
         session = self.session_factory()
         try:
             record = read_active_record(session, self.config.models_dir)
         finally:
             session.close()
         self._wanted = record
-        self._checked_at = self._clock()
+        if restart_timer:
+            self._checked_at = self._clock()
+            self._last_check = datetime.now(UTC)
         return record
+
+    def _measure_lag(self) -> float | None:
+        """Seconds from the latest deploy or rollback in the audit log to now."""
+        session = self.session_factory()
+        try:
+            for event in deployment_history(session, limit=5):
+                if event.action in ("deploy", "rollback") and event.outcome == "ok":
+                    happened = event.created_at
+                    if happened.tzinfo is None:
+                        happened = happened.replace(tzinfo=UTC)
+                    return round((datetime.now(UTC) - happened).total_seconds(), 3)
+            return None
+        finally:
+            session.close()
 
     def _version_of(self, record: ActiveModelRecord) -> str:
         if record.run_id is None:
@@ -247,18 +317,51 @@ class ActiveModel:
             version = self._version_of(wanted)
             classifier = self._load(wanted, version)
         previous = loaded.version if loaded is not None else None
+        if previous is not None:  # measured just before the swap, reported with it
+            try:
+                self._reload_lag = self._measure_lag()
+            except Exception:
+                logger.exception("could not measure the reload lag owner=%s", self.owner)
+        self._swapped_at = datetime.now(UTC)
         self._loaded = _Loaded(wanted, classifier, version)  # the swap: one reference
         logger.info(
-            "model in use owner=%s pid=%s from=%s to=%s", self.owner, os.getpid(), previous, version
+            "model in use owner=%s pid=%s from=%s to=%s lag=%ss",
+            self.owner,
+            os.getpid(),
+            previous,
+            version,
+            self._reload_lag if previous is not None else None,
         )
 
     def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
+        classifier = self._load_classifier(record, version)
+        if self.config.inference_backend == "onnx":
+            from shared.classifier import onnx_encoder
+            from shared.model_store.layout import onnx_cache_directory
+
+            # The web tier keeps serving on torch while a first export runs; batch
+            # work (the CLI, re-classification) waits for it: it is about to encode a lot.
+            accelerate = (
+                onnx_encoder.accelerate_in_background
+                if self._watcher is not None
+                else onnx_encoder.accelerate
+            )
+            accelerate(classifier, onnx_cache_directory(self.config.models_dir))
+        return classifier
+
+    def _load_classifier(self, record: ActiveModelRecord, version: str) -> Classifier:
         if record.run_id is None:
             if self._base is None:
                 self._base = self._load_base(self.config)
             return self._base
         if not record.model_path:
             raise FileNotFoundError(f"run {record.run_id} has no published model (model_path)")
+        if self._base is not None and self._load_finetuned is _default_load_finetuned:
+            # The base model is in memory: build on a copy of it instead of reading the
+            # encoder from disk again (seconds less between a deploy and serving it).
+            from shared.classifier import finetuned_from_base
+
+            return finetuned_from_base(self._base, record.model_path, version)
         return self._load_finetuned(self.config, record.model_path, version)
 
     def _record_failure(self, record: ActiveModelRecord, version: str, error: Exception) -> None:
@@ -289,3 +392,7 @@ class ActiveModel:
             logger.exception("could not record the model load failure owner=%s", self.owner)
         finally:
             session.close()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds")

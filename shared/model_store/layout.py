@@ -9,6 +9,8 @@
         training_data.json         the examples and the split used
         README.md                  the model card
       staging/run_<id>/            a run's adapter before it is evaluated and published
+      onnx/encoder-<hash>.onnx     an encoder exported for ONNX Runtime (a cache: any
+                                   process may delete it, the next load writes it again)
 
 Plain Python: the engine, the pipeline, the registry and the archive all import it.
 """
@@ -25,6 +27,7 @@ TRAINING_DATA_FILE = "training_data.json"
 MODEL_CARD_FILE = "README.md"
 FINETUNED_SUBDIR = "finetuned"
 STAGING_SUBDIR = "staging"
+ONNX_SUBDIR = "onnx"
 
 REQUIRED_FILES = (ADAPTER_WEIGHTS, ADAPTER_CONFIG)
 OPTIONAL_FILES = (METRICS_FILE, TRAINING_DATA_FILE, MODEL_CARD_FILE)
@@ -47,6 +50,11 @@ def finetuned_root(models_dir: str | Path) -> Path:
 def run_directory(models_dir: str | Path, run_id: int | str) -> Path:
     """Where run ``run_id`` is published: ``<models_dir>/finetuned/run_<id>``."""
     return finetuned_root(models_dir) / f"run_{run_id}"
+
+
+def onnx_cache_directory(models_dir: str | Path) -> Path:
+    """Where exported encoders are cached: ``<models_dir>/onnx`` (shared by processes)."""
+    return Path(models_dir) / ONNX_SUBDIR
 
 
 def staging_directory(models_dir: str | Path, run_id: int | str) -> Path:

@@ -301,3 +301,39 @@ def test_a_model_that_fails_to_load_keeps_the_old_one_serving(
     assert len(failed_loads) == 2, failed_loads  # each process recorded its own failure
     assert [a for a in load.answers if a.error is not None] == []
     assert {load.latest_version(n) for n in range(2)} == {f"run-{first.id}"}
+
+
+def test_every_process_swaps_with_no_traffic_and_reports_its_lag(
+    config, session, two_runs, web_processes
+) -> None:
+    """No submission is sent: each process's background check loads the deployed model,
+    and its model-info (which never loads anything itself) says so, with the lag."""
+    first, _ = two_runs
+    token = config.admin_token
+    started = time.monotonic()
+    for process in web_processes:  # each loads the base model at start, unasked
+        while not _request(f"{process.url}/admin/api/model-info", token=token)[1]["loaded"]:
+            assert time.monotonic() - started < RELOAD_DEADLINE_SECONDS
+            time.sleep(0.1)
+    status, body = _request(
+        f"{web_processes[0].url}/admin/api/deploy-model/{first.id}", {}, token=token
+    )
+    assert status == 200, body
+    started = time.monotonic()
+    reports: dict[int, dict] = {}
+    while len(reports) < len(web_processes):
+        assert time.monotonic() - started < RELOAD_DEADLINE_SECONDS, reports
+        for index, process in enumerate(web_processes):
+            status, info = _request(f"{process.url}/admin/api/model-info", token=token)
+            assert status == 200, info
+            if info["version"] == f"run-{first.id}" and info["loaded"]:
+                reports.setdefault(
+                    index, {**info["process"], "seen_after": time.monotonic() - started}
+                )
+        time.sleep(0.1)
+    for report in reports.values():
+        assert report["watching"] is True
+        assert report["reload_lag_seconds"] is not None and report["reload_lag_seconds"] >= 0
+    assert len({report["pid"] for report in reports.values()}) == len(web_processes)
+    lags = [report["reload_lag_seconds"] for report in reports.values()]
+    print(f"\nreload lag with no traffic, per process (s): {lags}")

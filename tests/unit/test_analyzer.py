@@ -178,3 +178,52 @@ def test_the_analyzer_on_the_app_reports_model_info(app, client, admin_headers):
     assert body["base_model"] == "all-MiniLM-L6-v2"
     assert body["run_id"] is None and body["metrics"] is None
     assert app.extensions["sortloop_analyzer"].active_model._loaded is None  # no load for info
+
+
+def test_a_status_read_does_not_postpone_the_swap(model, session, loaders, clock):
+    """A model-info read used to restart the check timer: the next submission then
+    kept the old model for another interval."""
+    model.classify(["road"], CATEGORIES)
+    run = make_run(session, status="completed", model_path="/models/run_1")
+    activate(session, run.id)
+    clock.now += 60
+    assert model.get_model_info()["active_model_id"] == run.id  # a status read
+    assert model.classify(["road"], CATEGORIES).version == f"run-{run.id}"
+
+
+def test_the_watcher_loads_and_swaps_with_no_request_in_flight(config, sessions, session):
+    from shared.deployment.audit import record_event
+
+    loaders = Loaders()
+    model = ActiveModel(
+        config.with_overrides(model_check_interval_seconds=0.05),
+        sessions,
+        load_base=loaders.base,
+        load_finetuned=loaders.finetuned,
+    )
+    model.watch()
+    try:
+        wait_for(lambda: loaders.base_loads == 1)  # loaded before any request
+        run = make_run(session, status="completed", model_path="/models/run_7")
+        set_deployed(session, run)  # as the registry deploys: the flag and its event
+        record_event(session, "deploy", run_id=run.id, to_version=f"run-{run.id}", actor="test")
+        session.commit()
+        wait_for(lambda: model.current_version() == f"run-{run.id}")
+        info = model.get_model_info()
+        assert info["kind"] == "finetuned" and info["run_id"] == run.id
+        assert info["process"]["watching"] is True
+        assert info["process"]["checked_at"] and info["process"]["swapped_at"]
+        assert 0 <= info["process"]["reload_lag_seconds"] < 30
+        activate(session, None)
+        wait_for(lambda: model.current_version().startswith("base:"))
+        assert loaders.base_loads == 1  # the base model was kept, not reloaded
+    finally:
+        model.stop_watching()
+    assert model.get_model_info()["process"]["watching"] is False
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)

@@ -1,0 +1,87 @@
+"""The analyzer's encoder on torch (fp32), ONNX Runtime (fp32) and torch int8: speed and parity.
+
+On each dataset's fixed test texts (the learning-curve protocol): texts/s of batch
+scoring (batches of 64, the classifier's own batching), and, against the fp32 torch
+model, the share of equal labels and the accuracy, zero-shot and with a calibrated
+head fitted at k=8 (seed 0) on fp32 embeddings, as the engine fits it. A backend is
+kept only where labels agree on >= 99 % and accuracy drops <= 0.5 points (issue 21).
+
+    python bench/inference_backends.py [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import learning_curve as lc
+    import numpy as np
+    import torch
+
+    from shared.classifier import default_base_model, load_base_classifier, onnx_encoder
+    from worker.fine_tuning.linear_head import fit_linear_head
+
+    torch.set_num_threads(args.threads)
+    backends = {"torch": load_base_classifier(default_base_model())}
+    backends["onnx"] = load_base_classifier(default_base_model())
+    assert onnx_encoder.accelerate(backends["onnx"], tempfile.mkdtemp())
+    backends["torch_int8"] = load_base_classifier(default_base_model())
+    backends["torch_int8"].model = torch.ao.quantization.quantize_dynamic(
+        copy.deepcopy(backends["torch"].model), {torch.nn.Linear}, dtype=torch.qint8
+    )
+    report: dict = {"threads": args.threads, "datasets": {}}
+    for dataset in lc.DATASETS:
+        rows = lc.load_rows(dataset)
+        labels = lc.labels_of(rows)
+        index = {label: i for i, label in enumerate(labels)}
+        test = lc.test_set(rows)
+        texts = [e["text"] for e in test]
+        truth = np.array([index[e["label"]] for e in test])
+        train, val = lc.training_sample(rows, 8, 0)
+        examples = train + val
+        reference = backends["torch"]
+        head = fit_linear_head(
+            reference.encode([e["text"] for e in examples]).numpy(),
+            np.array([index[e["label"]] for e in examples]),
+            reference.encode(labels).numpy(),
+            seed=0,
+        )
+        results, predicted = {}, {}
+        for name, classifier in backends.items():
+            classifier.encode(texts[:64])  # warm
+            started = time.perf_counter()
+            embeddings = classifier.encode(texts).numpy()
+            seconds = time.perf_counter() - started
+            descriptions = classifier.encode(labels).numpy()
+            predicted[name] = {
+                "zero_shot": (embeddings @ descriptions.T).argmax(1),
+                "head": head.logits(embeddings).argmax(1),
+            }
+            results[name] = {"texts_per_s": round(len(texts) / seconds, 1)}
+        for name in backends:
+            for scorer in ("zero_shot", "head"):
+                mine, base = predicted[name][scorer], predicted["torch"][scorer]
+                results[name][f"{scorer}_agreement"] = round(float((mine == base).mean()), 4)
+                results[name][f"{scorer}_accuracy"] = round(float((mine == truth).mean()), 4)
+        report["datasets"][dataset] = {"num_texts": len(texts), **results}
+        print(dataset, json.dumps(results), file=sys.stderr, flush=True)
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()

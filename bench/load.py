@@ -1,0 +1,278 @@
+"""Load benchmark of the public path: the real web tier under 1, 20 and 50 clients.
+
+Starts the project's own processes: a throwaway PostgreSQL database (migrated, the
+default 8 categories), gunicorn with ``web/gunicorn_conf.py`` on a free port, and, for
+the ``training`` phases, a training run at the training worker's compute settings
+(``shared.compute``: spare cores, lower priority) on real data. Every request is
+``POST /api/submissions`` with a real short text (the demo submissions). Prints one
+JSON object: per phase submissions/s, p50/p95/p99 in ms and errors, and the settings.
+
+    python bench/load.py                                   # the product's settings
+    python bench/load.py --clients 1,20 --seconds 20 --training
+    python bench/load.py --env SORTLOOP_WEB_TORCH_THREADS=2 --env SORTLOOP_BATCH_MAX_SIZE=1 \\
+        --env SORTLOOP_WEB_THREADS=1 --label "before issue 21"
+
+The public rate limit is lifted for the run (every client is 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+ADMIN_URL = os.environ.get(
+    "SORTLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+TRAINING_RUN = """
+import json, sys, time
+sys.path.insert(0, {bench!r})
+from shared import compute
+compute.configure("training")
+import learning_curve
+started = time.perf_counter()
+result = learning_curve.run_one("head", 8, 0, "hwu") if {light} else learning_curve.run_one("lora", 8, 0, "hwu")
+print(json.dumps({{"seconds": round(time.perf_counter() - started, 2), "accuracy": result["accuracy"]}}))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def create_database() -> tuple[str, str]:
+    from sqlalchemy import create_engine, text
+
+    name = f"sortloop_load_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return name, ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = :name AND pid <> pg_backend_pid()"
+            ),
+            {"name": name},
+        )
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def texts() -> list[str]:
+    from shared.seed import demo_submissions
+
+    return [row["text"] for row in demo_submissions()]
+
+
+def post(connection: http.client.HTTPConnection, message: str) -> int:
+    body = json.dumps({"message": message, "contributor_type": "resident"})
+    connection.request(
+        "POST", "/api/submissions", body=body, headers={"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def phase(port: int, clients: int, seconds: float, messages: list[str]) -> dict:
+    """``clients`` threads, each posting as fast as answers come, for ``seconds``."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client(number: int) -> None:
+        rng = random.Random(number)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        mine: list[float] = []
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            try:
+                status = post(connection, rng.choice(messages))
+            except Exception as error:  # a dropped connection counts and reconnects
+                with lock:
+                    errors.append(type(error).__name__)
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+                continue
+            elapsed = time.perf_counter() - started
+            if status != 201:
+                with lock:
+                    errors.append(str(status))
+            else:
+                mine.append(elapsed)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - started
+    ordered = sorted(latencies)
+
+    def percentile(share: float) -> float | None:
+        if not ordered:
+            return None
+        return round(1000 * ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
+
+    return {
+        "clients": clients,
+        "seconds": round(wall, 1),
+        "submissions": len(latencies),
+        "submissions_per_s": round(len(latencies) / wall, 1),
+        "p50_ms": percentile(0.50),
+        "p95_ms": percentile(0.95),
+        "p99_ms": percentile(0.99),
+        "mean_ms": round(1000 * statistics.fmean(latencies), 1) if latencies else None,
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+    }
+
+
+def wait_until_serving(port: int, timeout: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/healthz")
+            response = connection.getresponse()
+            body = json.loads(response.read() or b"{}")
+            if response.status == 200:
+                return body.get("model_version", "")
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise SystemExit("the web tier did not answer /healthz in time")
+
+
+def training_run(env: dict[str, str], light: bool) -> subprocess.Popen:
+    code = TRAINING_RUN.format(bench=str(REPO / "bench"), light=light)
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def finish(process: subprocess.Popen) -> dict:
+    out, _ = process.communicate(timeout=1800)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {"error": f"exit {process.returncode}"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="1,20,50")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--training", action="store_true", help="also measure while a run trains")
+    parser.add_argument("--light", action="store_true", help="the training phase runs head")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the web tier")
+    parser.add_argument("--label", default="")
+    args = parser.parse_args()
+    counts = [int(c) for c in args.clients.split(",") if c]
+
+    name, url = create_database()
+    scratch = Path(tempfile.mkdtemp(prefix="sortloop-load-"))
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DATABASE_URL": url,
+        "SECRET_KEY": "load-benchmark-" + uuid.uuid4().hex,
+        "MODELS_DIR": str(scratch / "models"),
+        "SORTLOOP_PUBLIC_RATE_LIMIT": "10000000 per minute",
+        "RATELIMIT_STORAGE_URL": "memory://",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
+        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/14",
+    }
+    for item in args.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "sortloop"), "migrate"], env=env, check=True, capture_output=True)
+    port = free_port()
+    log = (scratch / "gunicorn.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf"]
+        + ["--bind", f"127.0.0.1:{port}", "web:create_app()"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    from shared import compute
+    from shared.config import Config
+
+    config = Config.from_env(env)
+    result: dict = {
+        "label": args.label,
+        "cores": compute.available_cores(),
+        "web_workers": compute.web_workers(config),
+        "web_threads": config.web_threads,
+        "web_torch_threads": compute.plan_for("web", config).torch_threads,
+        "batch_max_size": config.batch_max_size,
+        "batch_wait_ms": config.batch_wait_ms,
+        "overrides": args.env,
+        "phases": [],
+    }
+    try:
+        result["model_version"] = wait_until_serving(port)
+        messages = texts()
+        phase(port, 4, 3.0, messages)  # warm every worker's model
+        for clients in counts:
+            result["phases"].append(
+                {"phase": "idle", **phase(port, clients, args.seconds, messages)}
+            )
+        if args.training:
+            training_env = {key: value for key, value in env.items() if key != "DATABASE_URL"}
+            idle = finish(training_run(training_env, args.light))
+            result["training_idle"] = idle
+            for clients in counts:
+                run = training_run(training_env, args.light)
+                time.sleep(3.0)  # into its training
+                measured = phase(port, clients, args.seconds, messages)
+                result["phases"].append({"phase": "training", **measured})
+                result.setdefault("training_under_load", []).append(
+                    {"clients": clients, **finish(run)}
+                )
+    finally:
+        server.terminate()
+        server.wait(30)
+        log.close()
+        drop_database(name)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""The analyzer's encoder on ONNX Runtime: the same labels as torch on real data, one
+export per set of weights, and torch whenever ONNX Runtime cannot be used."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.classifier import default_base_model, load_base_classifier, onnx_encoder
+from shared.classifier.base import CategorySpec
+from tests.conftest import SHARED_DATA, labelled_slice
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_base_classifier(default_base_model())
+
+
+def test_onnx_gives_the_same_embeddings_and_labels_as_torch_on_real_data(base, tmp_path):
+    labels, examples, _ = labelled_slice(SHARED_DATA / "hwu.csv", 12, 0, seed=3)
+    texts = [example["text"] for example in examples]
+    specs = [CategorySpec(name, name) for name in labels]
+    on_torch = load_base_classifier(default_base_model())
+    expected = on_torch.encode(texts)
+    labels = [p.label for p in on_torch.classify(texts, specs)]
+
+    assert onnx_encoder.accelerate(on_torch, tmp_path) is True
+    assert on_torch.runtime is not None
+    assert (on_torch.encode(texts) - expected).abs().max() < 1e-4
+    assert [p.label for p in on_torch.classify(texts, specs)] == labels
+
+
+def test_one_export_per_set_of_weights(base, tmp_path):
+    other = load_base_classifier(default_base_model())
+    assert onnx_encoder.accelerate(base, tmp_path)
+    files = list(tmp_path.glob("encoder-*.onnx"))
+    assert len(files) == 1
+    stamp = files[0].stat().st_mtime_ns
+    assert onnx_encoder.accelerate(other, tmp_path)  # same weights: the same file
+    assert [f.stat().st_mtime_ns for f in tmp_path.glob("encoder-*.onnx")] == [stamp]
+    assert other.runtime is base.runtime
+
+
+def test_a_failed_export_leaves_the_classifier_on_torch(tmp_path, monkeypatch):
+    classifier = load_base_classifier(default_base_model())
+    before = classifier.encode(["the bins were not emptied"])
+
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("exporter exploded")
+
+    monkeypatch.setattr(onnx_encoder, "export", broken)
+    assert onnx_encoder.accelerate(classifier, tmp_path / "empty") is False
+    assert classifier.runtime is None
+    assert (classifier.encode(["the bins were not emptied"]) - before).abs().max() == 0
+
+
+def test_onnx_runtime_is_installed_with_the_product():
+    assert onnx_encoder.available()
+
+
+def test_other_classifiers_are_left_alone(tmp_path):
+    from tests.unit.fakes import KeywordClassifier
+
+    assert onnx_encoder.accelerate(KeywordClassifier(), tmp_path) is False
+
+
+@pytest.mark.parametrize("backend", ["onnx", "torch"])
+def test_the_model_in_use_runs_on_the_configured_backend(config, session, backend):
+    from shared.db import make_engine, make_session_factory
+    from shared.deployment.active_model import ActiveModel
+    from shared.model_store.layout import onnx_cache_directory
+
+    model = ActiveModel(
+        config.with_overrides(inference_backend=backend),
+        make_session_factory(make_engine(config.database_url)),
+    )
+    result = model.classify(["the bins were not emptied"], [CategorySpec("waste", "bins")])
+    assert result.predictions[0].label == "waste"
+    classifier, _ = model.classifier()
+    assert (classifier.runtime is not None) == (backend == "onnx")
+    exported = list(onnx_cache_directory(config.models_dir).glob("*.onnx"))
+    assert len(exported) == (1 if backend == "onnx" else 0)
