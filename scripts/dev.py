@@ -6,6 +6,7 @@ Ctrl-C stops them all (honcho forwards the signal).
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,19 @@ def ensure_redis(url: str) -> None:
     sys.exit(f"Redis did not start on {url}")
 
 
+def dev_secret_key(instance: Path) -> str:
+    """This checkout's own session key, made once and kept in ``instance/secret_key`` (0600).
+
+    Every checkout gets a different key, so no development key is ever shared or published.
+    """
+    path = instance / "secret_key"
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as stream:
+            stream.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
 def sortloop(*args: str) -> None:
     subprocess.check_call([str(BIN / "sortloop"), *args])
 
@@ -60,6 +74,8 @@ def main() -> None:
     os.chdir(ROOT)
     (ROOT / "instance").mkdir(exist_ok=True)
     os.environ.setdefault("SORTLOOP_ADMIN_TOKEN", "dev-token")
+    if not os.environ.get("SECRET_KEY"):
+        os.environ["SECRET_KEY"] = dev_secret_key(ROOT / "instance")
     from shared.config import Config
 
     config = Config.from_env()

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from limits import parse_many
+
 from shared.classifier.identity import configured_default_base_model, infer_model_kind
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -50,6 +52,41 @@ def _parse_float(name: str, raw: str, minimum: float = 0.0) -> float:
     return value
 
 
+MIN_SECRET_KEY_LENGTH = 32
+# Keys that were ever shipped or suggested by this project, and words placeholders use:
+# a cookie signed with a published key is a forged admin session.
+KNOWN_SECRET_KEYS = frozenset(
+    {"dev-secret-key-change-me", "change-me-to-a-long-random-string", "secret", "dev", "changeme"}
+)
+PLACEHOLDER_WORDS = ("change-me", "changeme", "change_me", "replace-me", "your-secret", "example")
+SECRET_KEY_ADVICE = (
+    "set it to a long random value, e.g. "
+    "python3 -c 'import secrets; print(secrets.token_urlsafe(48))' "
+    "(make dev generates one per checkout in instance/secret_key)"
+)
+
+
+def check_secret_key(secret_key: str) -> None:
+    """Refuse a session key an attacker could know or guess: ConfigError naming SECRET_KEY.
+
+    Every web process checks this at start, whatever its mode: a development key that
+    reaches production signs forged admin sessions, so there is no insecure mode to forget.
+    """
+    key = secret_key.strip()
+    if not key:
+        raise ConfigError(f"SECRET_KEY is not set: {SECRET_KEY_ADVICE}")
+    lowered = key.lower()
+    if lowered in KNOWN_SECRET_KEYS or any(word in lowered for word in PLACEHOLDER_WORDS):
+        raise ConfigError(f"SECRET_KEY is a published default or placeholder: {SECRET_KEY_ADVICE}")
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        raise ConfigError(
+            f"SECRET_KEY is too short ({len(key)} characters, at least "
+            f"{MIN_SECRET_KEY_LENGTH}): {SECRET_KEY_ADVICE}"
+        )
+    if len(set(key)) < 8:
+        raise ConfigError(f"SECRET_KEY repeats a few characters: {SECRET_KEY_ADVICE}")
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything Sortloop reads from its environment. Field docs are the README's table."""
@@ -79,8 +116,8 @@ class Config:
         metadata={"env": "BASE_MODEL_KIND", "help": "embedding or nli (inferred when empty)"},
     )
     secret_key: str = field(
-        default="dev-secret-key-change-me",
-        metadata={"env": "SECRET_KEY", "help": "Flask session signing key"},
+        default="",
+        metadata={"env": "SECRET_KEY", "help": "Flask session signing key (required by web)"},
     )
     admin_token: str = field(
         default="",
@@ -98,6 +135,20 @@ class Config:
         default="30 per minute",
         metadata={"env": "SORTLOOP_PUBLIC_RATE_LIMIT", "help": "limit on public endpoints"},
     )
+    session_idle_minutes: int = field(
+        default=30,
+        metadata={
+            "env": "SORTLOOP_SESSION_IDLE_MINUTES",
+            "help": "an admin session ends after this many minutes without a request",
+        },
+    )
+    login_rate_limit: str = field(
+        default="10 per minute",
+        metadata={
+            "env": "SORTLOOP_LOGIN_RATE_LIMIT",
+            "help": "failed logins allowed per account and per client",
+        },
+    )
     session_cookie_secure: bool = field(
         default=False,
         metadata={"env": "SESSION_COOKIE_SECURE", "help": "send cookies over HTTPS only"},
@@ -105,6 +156,13 @@ class Config:
     heartbeat_timeout_seconds: float = field(
         default=300.0,
         metadata={"env": "SORTLOOP_HEARTBEAT_TIMEOUT", "help": "reaper: run is lost after"},
+    )
+    outage_patience_seconds: float = field(
+        default=60.0,
+        metadata={
+            "env": "SORTLOOP_OUTAGE_PATIENCE",
+            "help": "seconds a training worker's writes retry through a database outage",
+        },
     )
     training_time_limit_seconds: int = field(
         default=6 * 3600,
@@ -231,6 +289,16 @@ class Config:
             raise ConfigError("SORTLOOP_TRAINING_NICE must be from 0 to 19")
         if self.batch_wait_ms > 1000:
             raise ConfigError("SORTLOOP_BATCH_WAIT_MS must be at most 1000")
+        for name, value in (
+            ("SORTLOOP_LOGIN_RATE_LIMIT", self.login_rate_limit),
+            ("SORTLOOP_PUBLIC_RATE_LIMIT", self.public_rate_limit),
+        ):
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ConfigError(
+                    f"{name}={value!r} is not a rate limit: write e.g. '10 per minute'"
+                ) from None
         if not self.contributor_types:
             raise ConfigError("SORTLOOP_CONTRIBUTOR_TYPES must name at least one type")
 

@@ -2,11 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+FIRST_RETRY_DELAY = 0.25  # seconds; doubles up to MAX_RETRY_DELAY
+MAX_RETRY_DELAY = 5.0
+CONNECT_TIMEOUT_SECONDS = 10  # a database that does not answer is an outage, not a hang
+
+
+class DatabaseOutage(Exception):
+    """The database stayed unreachable for longer than the caller would wait."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached (a restart, a failover, a
+    dropped connection), as opposed to a refused statement, which retrying cannot fix."""
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError)
+
+
+def retry_through_outage(
+    transaction: Callable[[], T],
+    *,
+    patience: float,
+    what: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """Run ``transaction`` (a whole unit of work in its own session, safe to repeat) and
+    repeat it with backoff while the database is unreachable, for up to ``patience``
+    seconds; then raise DatabaseOutage saying what could not be written."""
+    started = clock()
+    delay = FIRST_RETRY_DELAY
+    while True:
+        try:
+            return transaction()
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            waited = clock() - started
+            if waited >= patience:
+                raise DatabaseOutage(
+                    f"the database was unreachable for more than {patience:g} s ({what})"
+                ) from error
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            logger.warning(
+                "database unreachable what=%s waited=%.1fs retry_in=%.2fs error=%s",
+                what, waited, delay, reason[:200],
+            )  # fmt: skip
+            sleep(min(delay, max(0.0, patience - waited)))
+            delay = min(delay * 2, MAX_RETRY_DELAY)
 
 
 def make_engine(database_url: str) -> Engine:
@@ -22,7 +76,14 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # pre-ping: a connection the server dropped (restart, failover) is replaced, not used.
+    return create_engine(
+        database_url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from flask import Flask
 
-from shared.config import Config
+from shared.config import Config, check_secret_key
 
 
 def create_app(config: Config | None = None, *, serving: bool | None = None) -> Flask:
@@ -16,9 +16,12 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
     ``serving`` (by default: when the config comes from the environment, as under
     gunicorn or ``flask run``) makes this a real web process: its compute threads are
     set (``shared.compute``) and the active model is loaded and watched from the start.
+    A missing or guessable SECRET_KEY stops here first (ConfigError naming it), before
+    any request could be served with a forgeable session.
     """
     serving = config is None if serving is None else serving
     config = config or Config.from_env()
+    check_secret_key(config.secret_key)
     if serving:
         from shared import compute
 
@@ -32,7 +35,10 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
         SESSION_COOKIE_SECURE=config.session_cookie_secure,
         REMEMBER_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=config.session_cookie_secure,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        # Sessions are permanent and re-signed on every request: Flask refuses a cookie
+        # signed longer ago than this, so it is an idle timeout enforced by the server.
+        PERMANENT_SESSION_LIFETIME=timedelta(minutes=config.session_idle_minutes),
+        SESSION_REFRESH_EACH_REQUEST=True,
         WTF_CSRF_CHECK_DEFAULT=False,  # checked in a before_request hook unless a bearer token
         RATELIMIT_STORAGE_URI=config.ratelimit_storage_url,
         RATELIMIT_HEADERS_ENABLED=True,
@@ -41,9 +47,11 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from web import analyzer, db, errors, tasks_client
+    from web import analyzer, db, errors, input_guard, security_headers, tasks_client
     from web.extensions import csrf, limiter, login_manager
 
+    input_guard.init_app(app)  # first: its converter must exist before any route
+    security_headers.init_app(app, config)
     db.init_app(app)
     tasks_client.init_app(app)
     analyzer.init_app(app, serving=serving)

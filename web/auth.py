@@ -17,16 +17,20 @@ from flask import (
     request,
     url_for,
 )
+from flask import session as flask_session
+from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from shared.errors import InvalidInput
+from shared.inputs import MAX_ID, parse_whole_number
 from shared.models import AdminUser, utcnow
 from web.db import get_session
 from web.errors import error_response
-from web.extensions import csrf, login_manager
+from web.extensions import csrf, limiter, login_manager
 
 bp = Blueprint("auth", __name__, url_prefix="/admin")
 
@@ -37,10 +41,17 @@ class LoginForm(FlaskForm):
 
 
 @login_manager.user_loader
-def _load_user(user_id: str) -> AdminUser | None:
-    if not user_id.isdigit():
+def _load_user(session_token: str) -> AdminUser | None:
+    """The admin of a session ("<id>:<session version>"), checked on every request: a
+    session made before a logout or a password change is anonymous."""
+    user_id, _, version = session_token.partition(":")
+    try:
+        user = get_session().get(AdminUser, parse_whole_number(user_id, "user id", 1, MAX_ID))
+    except InvalidInput:
         return None
-    return get_session().get(AdminUser, int(user_id))
+    if user is None or version != str(user.session_version):
+        return None
+    return user
 
 
 def _bearer_token_matches() -> bool:
@@ -104,7 +115,40 @@ def protect_forms_from_csrf(app) -> None:
         csrf.protect()
 
 
+def _login_rate_limit() -> str:
+    return current_app.config["SORTLOOP"].login_rate_limit
+
+
+def _login_account() -> str:
+    return "login-account:" + (request.form.get("username") or "").strip().lower()[:100]
+
+
+def _login_failed(response) -> bool:
+    return response.status_code == 401
+
+
+def _login_throttled() -> str:
+    return (
+        "Too many failed logins for this account or from this address "
+        f"(at most {_login_rate_limit()}): wait, then try again."
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    _login_rate_limit,
+    methods=["POST"],
+    key_func=get_remote_address,
+    deduct_when=_login_failed,
+    error_message=_login_throttled,
+)
+@limiter.limit(
+    _login_rate_limit,
+    methods=["POST"],
+    key_func=_login_account,
+    deduct_when=_login_failed,
+    error_message=_login_throttled,
+)
 def login():
     form = LoginForm()
     if form.validate_on_submit():
@@ -114,6 +158,7 @@ def login():
             user.last_login_at = utcnow()
             session.commit()
             login_user(user)
+            flask_session.permanent = True  # expires after the idle timeout (create_app)
             target = request.args.get("next", "")
             if not target.startswith("/admin") or target.startswith("//"):
                 target = url_for("admin.index")
@@ -124,6 +169,9 @@ def login():
 
 @bp.route("/logout", methods=["POST"])
 def logout():
+    if current_user.is_authenticated:
+        current_user.end_sessions()  # a copy of the cookie is worth nothing from now on
+        get_session().commit()
     logout_user()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))

@@ -24,6 +24,10 @@ from shared.config import Config
 # loads a model per task and should not keep its memory forever.
 TRAINING_WORKER_TASKS_PER_CHILD = 1
 OTHER_WORKER_TASKS_PER_CHILD = 10
+# Through a Redis restart of up to about a minute the worker keeps trying to publish a
+# chain's next step and to store results (kombu's defaults give up within a second).
+REDIS_RETRY_POLICY = {"max_retries": 20, "interval_start": 0.5, "interval_step": 1.0,
+                      "interval_max": 5.0}  # fmt: skip
 
 
 def create_celery(config: Config | None = None) -> Celery:
@@ -38,8 +42,14 @@ def create_celery(config: Config | None = None) -> Celery:
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_transport_options={"visibility_timeout": visibility_timeout},
-        result_backend_transport_options={"visibility_timeout": visibility_timeout},
+        result_backend_transport_options={
+            "visibility_timeout": visibility_timeout,
+            "retry_policy": REDIS_RETRY_POLICY,
+        },
+        task_publish_retry=True,
+        task_publish_retry_policy=REDIS_RETRY_POLICY,
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for its broker, however long
         task_time_limit=config.training_time_limit_seconds,
         task_soft_time_limit=config.training_time_limit_seconds - 60,
         result_expires=timedelta(days=1),

@@ -29,7 +29,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import session_scope
+from shared.db import DatabaseOutage, retry_through_outage, session_scope
 from shared.models import TERMINAL_STATUSES, FineTuningRun, utcnow
 from shared.training.lifecycle import enter_step, finish_run
 from shared.training.snapshot import RunSnapshot
@@ -37,6 +37,10 @@ from worker.progress import Heartbeat, heartbeat_interval
 from worker.steps import EVALUATE, STEPS, TRAIN, VALIDATE, Step, StepContext
 
 logger = logging.getLogger(__name__)
+
+
+# A failed run is recorded as soon as the database answers again, within this long.
+FAILURE_WRITE_PATIENCE = 3600.0
 
 
 class StepFailed(Exception):
@@ -129,16 +133,39 @@ def run_step(
     task_id: str | None = None,
     training_overrides: dict[str, Any] | None = None,
     configured_model: tuple[str, str] | None = None,
+    outage_patience_seconds: float = 60.0,
 ) -> dict[str, Any]:
     """Run one step of a run through the lifecycle; never leaves it half-done.
 
     ``configured_model`` is (BASE_MODEL, BASE_MODEL_KIND) of this worker's config.
+    Every write retries through a database outage of up to ``outage_patience_seconds``
+    (claim and record are whole transactions, safe to repeat; progress is skipped
+    meanwhile); past that the run ends ``failed``, written as soon as the database is back.
     Returns ``{"run_id", "step", "outcome", "error"}``; outcome is one of done,
     completed, cancelled, failed, skipped, unknown or a terminal status seen at entry.
     """
     from worker.fine_tuning.engine import TrainingCancelled
 
-    outcome, inputs = _claim(sessions, run_id, step, task_id)
+    patience = outage_patience_seconds
+
+    def through_outage(transaction, what: str, wait: float = patience):
+        return retry_through_outage(transaction, patience=wait, what=what)
+
+    try:
+        outcome, inputs = through_outage(
+            lambda: _claim(sessions, run_id, step, task_id), f"starting {step.name}"
+        )
+    except DatabaseOutage as outage:
+        error = f"{step.name} failed: {_describe(outage)}"
+
+        def fail_unclaimed() -> None:
+            with session_scope(sessions) as session:
+                finish_run(
+                    session, run_id, "failed", error=error, only_if=(step.previous, step.status)
+                )
+
+        through_outage(fail_unclaimed, "marking the run failed", wait=FAILURE_WRITE_PATIENCE)
+        return {"run_id": run_id, "step": step.name, "outcome": "failed", "error": error}
     if outcome != "run":
         return {"run_id": run_id, "step": step.name, "outcome": outcome, "error": None}
     context = StepContext(
@@ -149,6 +176,7 @@ def run_step(
         step.progress_range,
         training_overrides or {},
         configured_model,
+        outage_patience_seconds=patience,
     )
     started = time.monotonic()
     try:
@@ -156,19 +184,29 @@ def run_step(
             run_id, sessions, step.status, heartbeat_interval(heartbeat_timeout_seconds)
         ):
             output = step.work(context, inputs or {})
-        outcome = _record(sessions, run_id, step, output)
+        outcome = through_outage(
+            lambda: _record(sessions, run_id, step, output), f"recording the {step.name} results"
+        )
         error = None
     except TrainingCancelled:
-        with session_scope(sessions) as session:
-            ended = finish_run(session, run_id, "cancelled", only_if=(step.status,))
+
+        def cancel() -> bool:
+            with session_scope(sessions) as session:
+                return finish_run(session, run_id, "cancelled", only_if=(step.status,))
+
+        ended = through_outage(cancel, "cancelling", wait=FAILURE_WRITE_PATIENCE)
         outcome, error = ("cancelled" if ended else "skipped"), None
     except Exception as exception:
         error = f"{step.name} failed: {_describe(exception)}"
         logger.exception("run=%s step=%s task=%s failed", run_id, step.name, task_id)
-        try:
+
+        def fail(cause: BaseException = exception) -> None:
             with session_scope(sessions) as session:
                 if finish_run(session, run_id, "failed", error=error, only_if=(step.status,)):
-                    _keep_quality_report(session, run_id, exception)
+                    _keep_quality_report(session, run_id, cause)
+
+        try:  # as soon as the database is back, however long the outage
+            through_outage(fail, "marking the run failed", wait=FAILURE_WRITE_PATIENCE)
         except Exception:  # the reaper will fail the run when its heartbeat stops
             logger.exception("run=%s could not be marked failed", run_id)
         outcome = "failed"
@@ -189,6 +227,8 @@ def _keep_quality_report(session: Session, run_id: int, error: BaseException) ->
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, DatabaseOutage):
+        return f"{error}; the run stopped there: start it again"
     try:
         from worker.fine_tuning.engine import DataValidationError
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import session_scope
+from shared.db import DatabaseOutage, is_outage, session_scope
 from shared.models import FineTuningRun, utcnow
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class ProgressWriter:
         status: str,
         progress_range: tuple[float, float],
         interval: float = PROGRESS_WRITE_INTERVAL,
+        outage_patience_seconds: float = 60.0,
     ) -> None:
         self.run_id = run_id
         self.sessions = sessions
@@ -59,6 +60,8 @@ class ProgressWriter:
         self._last_write = 0.0
         self._cancelled = False
         self._progress = self.low
+        self.outage_patience_seconds = outage_patience_seconds
+        self._outage_since: float | None = None
 
     def __call__(
         self,
@@ -93,17 +96,40 @@ class ProgressWriter:
         )
 
     def write(self, **values: Any) -> None:
+        """Write progress; through a database outage training goes on and the write is
+        skipped, until the outage outlasts ``outage_patience_seconds`` (DatabaseOutage)."""
         values["heartbeat_at"] = utcnow()
         values = {key: value for key, value in values.items() if value is not None}
-        with session_scope(self.sessions) as session:
-            cancel_requested = session.scalar(
-                update(FineTuningRun)
-                .where(FineTuningRun.id == self.run_id, FineTuningRun.status == self.status)
-                .values(**values)
-                .returning(FineTuningRun.cancel_requested)
-            )
+        try:
+            with session_scope(self.sessions) as session:
+                cancel_requested = session.scalar(
+                    update(FineTuningRun)
+                    .where(FineTuningRun.id == self.run_id, FineTuningRun.status == self.status)
+                    .values(**values)
+                    .returning(FineTuningRun.cancel_requested)
+                )
+        except Exception as error:
+            if not is_outage(error):
+                raise
+            self._skip_during_outage(error)
+            return
+        self._outage_since = None
         self._last_write = time.monotonic()
         self._cancelled = cancel_requested is None or bool(cancel_requested)
+
+    def _skip_during_outage(self, error: Exception) -> None:
+        now = time.monotonic()
+        self._outage_since = self._outage_since if self._outage_since is not None else now
+        self._last_write = now  # try again after the usual interval
+        if now - self._outage_since >= self.outage_patience_seconds:
+            raise DatabaseOutage(
+                f"the database was unreachable for more than "
+                f"{self.outage_patience_seconds:g} s (writing progress)"
+            ) from error
+        logger.warning(
+            "run=%s progress not written: database unreachable for %.1fs",
+            self.run_id, now - self._outage_since,
+        )  # fmt: skip
 
     def should_cancel(self) -> bool:
         """True once a cancel was requested or the run left this step's status."""

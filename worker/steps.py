@@ -48,6 +48,8 @@ class StepContext:
     # The configured (BASE_MODEL, BASE_MODEL_KIND): training and evaluation use that
     # kind for that model instead of inferring it again.
     configured_model: tuple[str, str] | None = None
+    # How long progress writes may fail in a row (a database outage) before the run fails.
+    outage_patience_seconds: float = 60.0
 
     def model_kind(self, base_model: str) -> str:
         """The kind of ``base_model``: the configured one for the configured model."""
@@ -60,7 +62,13 @@ class StepContext:
         return {**chosen, **self.training_overrides}
 
     def progress_writer(self) -> ProgressWriter:
-        return ProgressWriter(self.run_id, self.sessions, self.status, self.progress_range)
+        return ProgressWriter(
+            self.run_id,
+            self.sessions,
+            self.status,
+            self.progress_range,
+            outage_patience_seconds=self.outage_patience_seconds,
+        )
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ def _run_pipeline_step(task: Any, run_id: int, step: pipeline.Step) -> dict[str,
         task_id=task.request.id,
         training_overrides=config.training_overrides(),
         configured_model=(config.base_model, config.base_model_kind),
+        outage_patience_seconds=config.outage_patience_seconds,
     )
     if result["outcome"] == "failed":
         # The run is already failed with its error; failing the task stops the chain and

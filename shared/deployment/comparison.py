@@ -23,6 +23,7 @@ from shared.classifier.identity import base_model_version
 from shared.config import Config
 from shared.deployment.registry import BASE, DEPLOYABLE_STATUSES
 from shared.errors import InvalidInput, NotFound
+from shared.inputs import MAX_ID, parse_whole_number
 from shared.model_store.layout import TRAINING_DATA_FILE, run_model_path
 from shared.models import Category, FineTuningRun, TrainingExample
 from shared.stats import mcnemar_exact_p_value
@@ -57,11 +58,12 @@ def _parse_model(value: object, allow_base: bool) -> int | None:
     text = str(value or "").strip().lower()
     if allow_base and text == BASE:
         return None
-    if not text.isdigit():
+    try:
+        return parse_whole_number(text, "model", 1, MAX_ID)
+    except InvalidInput:
         raise InvalidInput(
             f"model {value!r} is not a run id" + (' or "base"' if allow_base else "")
-        )
-    return int(text)
+        ) from None
 
 
 def _deployable_run(session: Session, run_id: int) -> FineTuningRun:

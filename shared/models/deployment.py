@@ -53,6 +53,8 @@ class AdminUser(Base):
     password_hash: Mapped[str] = mapped_column(String(300))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Part of every session of this admin; bumping it ends them all (logout, new password).
+    session_version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
     # Flask-Login's user protocol, without importing Flask here.
     is_authenticated = True
@@ -60,11 +62,19 @@ class AdminUser(Base):
     is_anonymous = False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session stores: the id and the session version ("3:7"), so a session
+        made before the version was bumped no longer loads (Flask-Login's alternative token)."""
+        return f"{self.id}:{self.session_version or 1}"
+
+    def end_sessions(self) -> None:
+        """Revoke every session this admin has, wherever its cookie is."""
+        self.session_version = (self.session_version or 1) + 1
 
     def set_password(self, password: str) -> None:
         from werkzeug.security import generate_password_hash
 
+        if self.password_hash:  # a changed password ends the sessions made with the old one
+            self.end_sessions()
         self.password_hash = generate_password_hash(password)
 
     def check_password(self, password: str) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from shared.classifier.base import CategorySpec
 from shared.errors import Conflict, InvalidInput, NotFound
+from shared.inputs import clean_text, has_visible_character
 from shared.models import Category
 
 MAX_NAME_LENGTH = 100
@@ -41,24 +42,19 @@ def active_category_specs(session: Session) -> list[CategorySpec]:
 
 
 def _clean_description(description: object) -> str:
-    if not isinstance(description, str) or not description.strip():
+    if not isinstance(description, str) or not has_visible_character(description):
         raise InvalidInput(
             "description is required: it is what the zero-shot model reads to recognise "
             "the category"
         )
-    description = description.strip()
-    if len(description) > MAX_DESCRIPTION_LENGTH:
-        raise InvalidInput(f"description is too long: at most {MAX_DESCRIPTION_LENGTH} characters")
-    return description
+    return clean_text(description, "description", MAX_DESCRIPTION_LENGTH)
 
 
 def add_category(session: Session, name: object, description: object) -> Category:
     """Add an active category. Empty fields → InvalidInput; a taken name → Conflict."""
-    if not isinstance(name, str) or not name.strip():
+    if not isinstance(name, str) or not has_visible_character(name):
         raise InvalidInput("name is required")
-    name = " ".join(name.split())
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"name is too long: at most {MAX_NAME_LENGTH} characters")
+    name = " ".join(clean_text(name, "name", MAX_NAME_LENGTH).split())
     description = _clean_description(description)
     taken = session.scalar(select(Category.id).where(func.lower(Category.name) == name.lower()))
     if taken is not None:

@@ -20,6 +20,7 @@ from shared.classifier.base import CategorySpec
 from shared.config import Config
 from shared.deployment.active_model import Classification
 from shared.errors import InvalidInput, NotFound
+from shared.inputs import MAX_PAGE, clean_text, is_id, parse_whole_number
 from shared.models import Submission, TrainingExample, utcnow
 from shared.submissions.categories import active_category_specs, require_active_category
 from shared.training.data_quality import similar_groups
@@ -39,19 +40,9 @@ class ClassifiesTexts(Protocol):
 
 
 def clean_message(message: object) -> str:
-    """The stripped message, or InvalidInput saying what is wrong."""
-    if message is None:
-        raise InvalidInput("message is required")
-    if not isinstance(message, str):
-        raise InvalidInput("message must be text")
-    message = message.strip()
-    if not message:
-        raise InvalidInput("message is required: write a few words")
-    if len(message) > MAX_MESSAGE_LENGTH:
-        raise InvalidInput(
-            f"message is too long: {len(message)} characters, at most {MAX_MESSAGE_LENGTH}"
-        )
-    return message
+    """The normalised, stripped message, or InvalidInput saying what is wrong
+    (``shared.inputs.clean_text``: NUL, unpaired surrogates, invisible-only text)."""
+    return clean_text(message, "message", MAX_MESSAGE_LENGTH)
 
 
 def clean_contributor_type(contributor_type: object, config: Config) -> str:
@@ -155,15 +146,12 @@ class Page:
 
 def parse_page(page: object, per_page: object, default_per_page: int = 25) -> tuple[int, int]:
     """Page number and size from query strings; InvalidInput for nonsense."""
-    try:
-        page_number = int(page) if page not in (None, "") else 1
-        size = int(per_page) if per_page not in (None, "") else default_per_page
-    except (TypeError, ValueError):
-        raise InvalidInput("page and per_page must be whole numbers") from None
-    if page_number < 1:
-        raise InvalidInput("page starts at 1")
-    if not 1 <= size <= MAX_PER_PAGE:
-        raise InvalidInput(f"per_page must be between 1 and {MAX_PER_PAGE}")
+    page_number = 1 if page in (None, "") else parse_whole_number(page, "page", 1, MAX_PAGE)
+    size = (
+        default_per_page
+        if per_page in (None, "")
+        else parse_whole_number(per_page, "per_page", 1, MAX_PER_PAGE)
+    )
     return page_number, size
 
 
@@ -290,9 +278,7 @@ def parse_similar_ids(value: object, submission_id: int) -> list[int]:
     """The other submissions a decision also applies to: a list of distinct ids."""
     if value in (None, ""):
         return []
-    if not isinstance(value, list) or not all(
-        isinstance(item, int) and not isinstance(item, bool) for item in value
-    ):
+    if not isinstance(value, list) or not all(is_id(item) for item in value):
         raise InvalidInput("similar_ids must be a list of submission ids")
     if len(value) > MAX_SIMILAR:
         raise InvalidInput(f"similar_ids may hold at most {MAX_SIMILAR} ids")

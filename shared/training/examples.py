@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from shared.errors import InvalidInput, NotFound
+from shared.inputs import MAX_ID, parse_whole_number
 from shared.models import TrainingExample
 from shared.settings_store import get_setting
 from shared.submissions.categories import list_categories
@@ -40,13 +41,10 @@ def parse_ids(raw: object) -> list[int] | None:
     """``"3,5,8"`` → [3, 5, 8] (the dashboard links offending examples this way)."""
     if raw in (None, ""):
         return None
-    try:
-        ids = [int(part) for part in str(raw).split(",") if part.strip()]
-    except ValueError:
-        raise InvalidInput("ids must be a comma-separated list of whole numbers") from None
-    if len(ids) > MAX_IDS_FILTER:
+    parts = [part for part in str(raw).split(",") if part.strip()]
+    if len(parts) > MAX_IDS_FILTER:
         raise InvalidInput(f"at most {MAX_IDS_FILTER} ids at once")
-    return ids
+    return [parse_whole_number(part, "ids", 1, MAX_ID) for part in parts]
 
 
 def parse_is_correction(raw: object) -> bool | None:

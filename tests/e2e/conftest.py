@@ -101,11 +101,21 @@ def browser() -> Iterator[object]:
 
 @pytest.fixture
 def page(browser) -> Iterator[object]:
+    """A fresh browser page; any Content-Security-Policy violation on it fails the test
+    (the policy must allow everything the app's own pages do)."""
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(15000)
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
     yield page
     context.close()
+    assert not violations, f"the page broke the Content-Security-Policy: {violations}"
 
 
 @pytest.fixture

@@ -12,6 +12,34 @@ def test_admin_logs_in_and_sees_the_admin_pages(live_server, page, admin_account
     assert page.locator("nav").inner_text().count("Log out") == 1
 
 
+def test_every_admin_page_loads_under_the_content_security_policy(
+    live_server, page, admin_account, session
+):
+    """The page fixture fails on any CSP violation; the JavaScript still runs."""
+    from tests.factories import make_run
+
+    run = make_run(
+        session,
+        status="completed",
+        results={"confusion_matrix": [[3, 1], [0, 4]], "labels": ["a", "b"]},
+    )
+    session.commit()
+    username, password = admin_account
+    page.goto(f"{live_server.url}/admin/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/admin/submissions")
+    for path in ("training", "models", "categories", "training-data", "settings",
+                 f"training/runs/{run.id}"):  # fmt: skip
+        response = page.goto(f"{live_server.url}/admin/{path}")
+        assert response.headers["x-frame-options"] == "DENY"
+        page.wait_for_load_state("networkidle")
+    page.goto(f"{live_server.url}/admin/training/runs/{run.id}")
+    cell = page.locator("table.heatmap td.heat").first
+    assert cell.evaluate("cell => getComputedStyle(cell).backgroundColor") != "rgba(0, 0, 0, 0)"
+
+
 def test_wrong_password_keeps_the_admin_out(live_server, page, admin_account):
     username, _ = admin_account
     page.goto(f"{live_server.url}/admin/login")

@@ -20,6 +20,7 @@ from tests.integration.conftest import REPO_ROOT, config_environment
 @pytest.fixture
 def dev_stack(config, tmp_path):
     env = config_environment(config)
+    del env["SECRET_KEY"]  # make dev makes one for the checkout
     env.update(
         {
             "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.db'}",

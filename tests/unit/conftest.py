@@ -22,7 +22,7 @@ def config(tmp_path) -> Config:
             "CELERY_BROKER_URL": UNREACHABLE_BROKER,
             "CELERY_RESULT_BACKEND": UNREACHABLE_BROKER,
             "MODELS_DIR": str(tmp_path / "models"),
-            "SECRET_KEY": "unit-test-secret",
+            "SECRET_KEY": "unit-test-secret-3f9c1a7e5b2d8064c1f7a9e3",
             "SORTLOOP_ADMIN_TOKEN": "unit-token",
         }
     )

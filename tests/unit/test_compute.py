@@ -109,7 +109,7 @@ def test_a_serving_web_process_sets_its_threads_and_watches_the_model(tmp_path):
         " 'watching': info['process']['watching']}))\n",
         DATABASE_URL=f"sqlite:///{tmp_path / 'web.db'}",
         SORTLOOP_WEB_TORCH_THREADS="1",
-        SECRET_KEY="compute-test-secret",
+        SECRET_KEY="compute-test-secret-5c2a9e1f7b3d4806",
         MODELS_DIR=str(tmp_path / "models"),
     )
     assert seen == {"threads": 1, "watching": True}

@@ -64,3 +64,19 @@ def test_readme_documents_every_variable():
     readme = README.read_text(encoding="utf-8")
     missing = [name for name, _ in Config.documented_variables() if f"`{name}`" not in readme]
     assert not missing, f"README.md does not list {missing}"
+
+
+def test_readme_documents_every_variable_the_processes_and_compose_read():
+    import re
+
+    root = README.parent
+    texts = [(root / "docker-compose.yml").read_text(), (root / "Procfile").read_text()]
+    names = {name for text in texts for name in re.findall(r"\$\{([A-Z_]+)", text)}
+    for script in (root / "scripts").glob("*.py"):
+        names |= set(
+            re.findall(r"environ(?:\.get|\.setdefault)?\W+\"([A-Z_]+)\"", script.read_text())
+        )
+    names -= {"PATH"}
+    readme = README.read_text(encoding="utf-8")
+    missing = sorted(name for name in names if f"`{name}`" not in readme)
+    assert not missing, f"README.md does not list {missing}"

@@ -98,6 +98,21 @@ def test_flower_is_behind_basic_auth(compose):
     assert any("--basic-auth" in part for part in compose["services"]["flower"]["command"])
 
 
+def test_flower_is_published_on_the_loopback_only(compose):
+    """Flower serves /metrics and /healthcheck without its password: no network may reach it."""
+    for service in ("flower",):
+        for port in compose["services"][service].get("ports", []):
+            spec = (
+                port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port['published']}"
+            )
+            assert spec.startswith("127.0.0.1:"), f"{service} publishes {spec} beyond this host"
+
+
+def test_only_web_and_flower_publish_ports(compose):
+    published = {name for name, spec in compose["services"].items() if spec.get("ports")}
+    assert published <= {"web", "flower"}
+
+
 @pytest.mark.parametrize("name", ["Dockerfile.web", "Dockerfile.worker"])
 def test_dockerfiles_install_the_package(name):
     text = (ROOT / name).read_text()

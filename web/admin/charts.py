@@ -129,6 +129,12 @@ class HeatCell:
     alpha: float
     dark: bool
 
+    @property
+    def level(self) -> int:
+        """The colour strength in tenths: a CSS class (heat-0 .. heat-10), since the
+        Content-Security-Policy allows no inline style."""
+        return round(self.alpha * 10)
+
 
 def heatmap(matrix: Sequence[Sequence[int]]) -> list[list[HeatCell]]:
     """Each cell's share of its row (the true category), as a colour strength 0..1."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared.errors import InvalidInput, NotFound, SortloopError
+from shared.inputs import MAX_ID, parse_whole_number
 from shared.models import TrainingExample
 from shared.submissions.categories import add_category, edit_category, list_categories
 from shared.submissions.records import (
@@ -41,9 +42,10 @@ def _back_to(default_endpoint: str, prefix: str) -> str:
 def _form_ids(name: str) -> list[int]:
     """Whole-number ids posted under ``name`` (checkboxes); InvalidInput for anything else."""
     values = request.form.getlist(name)
-    if not all(value.strip().isdigit() for value in values):
-        raise InvalidInput(f"{name} must be submission ids")
-    return [int(value) for value in values]
+    try:
+        return [parse_whole_number(value, name, 1, MAX_ID) for value in values]
+    except InvalidInput:
+        raise InvalidInput(f"{name} must be submission ids") from None
 
 
 def _flag(name: str) -> bool:

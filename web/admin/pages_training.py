@@ -6,6 +6,8 @@ starts runs, follows the active one through the status API and fills the history
 
 from __future__ import annotations
 
+import re
+
 from flask import flash, redirect, render_template, request, url_for
 
 from shared.errors import InvalidInput
@@ -118,7 +120,8 @@ def settings():
                 values[key] = request.form.get(key) == "on"
             else:
                 raw = (request.form.get(key) or "").strip()
-                values[key] = int(raw) if raw.lstrip("-").isdigit() else raw
+                whole = re.fullmatch(r"-?[0-9]{1,18}", raw)
+                values[key] = int(raw) if whole else raw
         try:
             update_training_settings(session, values)
         except InvalidInput as error:
