@@ -33,6 +33,7 @@ TRAINING_STACK = (
     # every embedding run ends with the logistic head (scikit-learn, scipy's optimiser)
     "sklearn.linear_model",
     "scipy.optimize",
+    "threadpoolctl",
 )
 
 
