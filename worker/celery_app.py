@@ -83,13 +83,17 @@ def create_celery(config: Config | None = None) -> Celery:
     return app
 
 
+def selected_queues(queues: object) -> set[str]:
+    """The queue names of ``-Q`` (a comma-separated string or a list; empty: every queue)."""
+    if isinstance(queues, str):
+        queues = queues.split(",")
+    return {str(queue).strip() for queue in queues or ()} - {""}
+
+
 def tasks_per_child_for(queues: object) -> int:
     """``worker_max_tasks_per_child`` for a worker started with ``-Q queues``: 1 for a
     worker of the training queue alone, 10 for any other."""
-    if isinstance(queues, str):
-        queues = queues.split(",")
-    selected = {str(queue).strip() for queue in queues or ()} - {""}
-    if selected == {task_names.TRAINING_QUEUE}:
+    if selected_queues(queues) == {task_names.TRAINING_QUEUE}:
         return TRAINING_WORKER_TASKS_PER_CHILD
     return OTHER_WORKER_TASKS_PER_CHILD
 
@@ -105,9 +109,7 @@ def _set_tasks_per_child(sender: str, conf: object, options: dict, **_: object) 
 def compute_role_for(queues: object) -> str:
     """``training`` for a worker that takes training tasks (no ``-Q``: every queue),
     ``cpu`` for one of the default queue alone (``shared.compute``)."""
-    if isinstance(queues, str):
-        queues = queues.split(",")
-    selected = {str(queue).strip() for queue in queues or ()} - {""}
+    selected = selected_queues(queues)
     if not selected or task_names.TRAINING_QUEUE in selected:
         return "training"
     return "cpu"
