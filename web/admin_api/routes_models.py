@@ -12,6 +12,7 @@ from shared.errors import InvalidInput, ServiceUnavailable
 from shared.model_store.archive import import_archive
 from shared.model_store.export import exportable_run_directory, iter_export_zip
 from shared.submissions.reclassification import latest_reclassification
+from web import api_schemas
 from web.admin_api import bp
 from web.analyzer import get_analyzer
 from web.auth import admin_required, current_actor
@@ -22,6 +23,7 @@ RECLASSIFY_MODES = {"preview": True, "apply": False}
 
 
 @bp.get("/model-info")
+@bp.alt_response(200, schema=api_schemas.ModelInfo, description="the active model", success=True)
 @admin_required
 def model_info():
     return jsonify(get_analyzer().get_model_info())
@@ -62,6 +64,9 @@ def _enqueue_reclassify(dry_run: bool) -> str:
 
 
 @bp.post("/deploy-model/<int:run_id>")
+@bp.alt_response(
+    200, schema=api_schemas.ActiveModel, description="the run's model is active", success=True
+)
 @admin_required
 def deploy(run_id: int):
     body = _optional_json_object()
@@ -80,12 +85,21 @@ def deploy(run_id: int):
 
 
 @bp.post("/rollback-model")
+@bp.alt_response(
+    200, schema=api_schemas.ActiveModel, description="the base model is active", success=True
+)
 @admin_required
 def rollback():
     return jsonify(rollback_to_baseline(get_session(), _config(), current_actor()).to_dict())
 
 
 @bp.get("/deployments")
+@bp.alt_response(
+    200,
+    schema=api_schemas.JsonObject,
+    description="the active model, published models and deployment history",
+    success=True,
+)
 @admin_required
 def deployments():
     session = get_session()
@@ -100,6 +114,12 @@ def deployments():
 
 
 @bp.get("/export-model/<int:run_id>")
+@bp.alt_response(
+    200,
+    content_type="application/zip",
+    description="the run's model as a ZIP archive",
+    success=True,
+)
 @admin_required
 def export_model(run_id: int):
     directory = exportable_run_directory(get_session(), _config().models_dir, run_id)
@@ -111,6 +131,7 @@ def export_model(run_id: int):
 
 
 @bp.post("/import-model")
+@bp.alt_response(201, schema=api_schemas.Imported, description="the imported run", success=True)
 @admin_required
 def import_model():
     upload = request.files.get("archive")
@@ -123,6 +144,9 @@ def import_model():
 
 
 @bp.get("/compare-models")
+@bp.alt_response(
+    200, schema=api_schemas.JsonObject, description="both models on the same test set", success=True
+)
 @admin_required
 def compare():
     a, b = request.args.get("a", "base"), request.args.get("b")
@@ -132,6 +156,12 @@ def compare():
 
 
 @bp.post("/reclassify")
+@bp.alt_response(
+    202,
+    schema=api_schemas.TaskQueued,
+    description="the re-classification task is queued",
+    success=True,
+)
 @admin_required
 def reclassify():
     body = _optional_json_object()
@@ -140,6 +170,7 @@ def reclassify():
 
 
 @bp.get("/reclassify/<task_id>")
+@bp.alt_response(200, schema=api_schemas.TaskState, description="the task's state", success=True)
 @admin_required
 def reclassify_status(task_id: str):
     if len(task_id) > 64 or not all(c.isalnum() or c == "-" for c in task_id):

@@ -27,6 +27,7 @@ from shared.training.examples import (
     parse_is_correction,
     training_stats,
 )
+from web import api_schemas
 from web.admin_api import bp
 from web.auth import admin_required, current_actor
 from web.db import get_session
@@ -44,6 +45,7 @@ def _flag(name: str) -> bool:
 
 
 @bp.get("/submissions")
+@bp.alt_response(200, schema=api_schemas.Page, description="one page of submissions", success=True)
 @admin_required
 def submissions():
     page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"))
@@ -67,6 +69,12 @@ def submissions():
 
 
 @bp.post("/submissions/<int:submission_id>/category")
+@bp.alt_response(
+    200,
+    schema=api_schemas.CategorySaved,
+    description="the category and its training example",
+    success=True,
+)
 @admin_required
 def set_submission_category(submission_id: int):
     session = get_session()
@@ -94,12 +102,14 @@ def set_submission_category(submission_id: int):
 
 
 @bp.get("/categories")
+@bp.alt_response(200, schema=api_schemas.Items, description="the categories", success=True)
 @admin_required
 def categories():
     return jsonify({"items": [category_to_dict(c) for c in list_categories(get_session())]})
 
 
 @bp.post("/categories")
+@bp.alt_response(201, schema=api_schemas.Category, description="the new category", success=True)
 @admin_required
 def create_category():
     body = _json_body()
@@ -110,6 +120,7 @@ def create_category():
 
 
 @bp.patch("/categories/<int:category_id>")
+@bp.alt_response(200, schema=api_schemas.Category, description="the changed category", success=True)
 @admin_required
 def change_category(category_id: int):
     body = _json_body()
@@ -122,12 +133,21 @@ def change_category(category_id: int):
 
 
 @bp.get("/training-stats")
+@bp.alt_response(
+    200,
+    schema=api_schemas.TrainingStats,
+    description="counts and data quality of the training examples",
+    success=True,
+)
 @admin_required
 def stats():
     return jsonify(training_stats(get_session()))
 
 
 @bp.get("/training-examples")
+@bp.alt_response(
+    200, schema=api_schemas.Page, description="one page of training examples", success=True
+)
 @admin_required
 def training_examples():
     page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"), 50)
@@ -150,6 +170,7 @@ def training_examples():
 
 
 @bp.delete("/training-example/<int:example_id>")
+@bp.alt_response(204, description="deleted", success=True)
 @admin_required
 def remove_training_example(example_id: int):
     session = get_session()

@@ -15,6 +15,7 @@ from shared.training.runs import (
     run_status,
     start_training_run,
 )
+from web import api_schemas
 from web.admin_api import bp
 from web.auth import admin_required, current_actor
 from web.db import get_session
@@ -35,6 +36,7 @@ def _revoke(task_ids: list[str]) -> None:
 
 
 @bp.post("/start-training")
+@bp.alt_response(202, schema=api_schemas.RunStarted, description="the run is queued", success=True)
 @admin_required
 def start_training():
     run = start_training_run(
@@ -48,6 +50,9 @@ def start_training():
 
 
 @bp.post("/training-estimate")
+@bp.alt_response(
+    200, schema=api_schemas.JsonObject, description="the expected duration", success=True
+)
 @admin_required
 def training_estimate():
     """The expected duration of a run with these options (same body as start-training)."""
@@ -61,12 +66,14 @@ def training_estimate():
 
 
 @bp.get("/training-status/<int:run_id>")
+@bp.alt_response(200, schema=api_schemas.RunStatus, description="the run's progress", success=True)
 @admin_required
 def training_status(run_id: int):
     return jsonify(run_status(get_run(get_session(), run_id)))
 
 
 @bp.post("/cancel-training/<int:run_id>")
+@bp.alt_response(200, schema=api_schemas.RunStatus, description="the run, cancelled", success=True)
 @admin_required
 def cancel_training(run_id: int):
     run = cancel_training_run(get_session(), run_id, revoke=_revoke)
@@ -74,18 +81,30 @@ def cancel_training(run_id: int):
 
 
 @bp.get("/runs")
+@bp.alt_response(
+    200,
+    schema=api_schemas.RunSummary(many=True),
+    description="the runs, newest first",
+    success=True,
+)
 @admin_required
 def runs():
     return jsonify(list_runs(get_session()))
 
 
 @bp.get("/settings")
+@bp.alt_response(
+    200, schema=api_schemas.JsonObject, description="the training settings", success=True
+)
 @admin_required
 def settings():
     return jsonify(training_settings(get_session()))
 
 
 @bp.post("/settings")
+@bp.alt_response(
+    200, schema=api_schemas.JsonObject, description="the saved training settings", success=True
+)
 @admin_required
 def update_settings():
     session = get_session()
