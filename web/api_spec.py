@@ -8,11 +8,15 @@ bundled by the swagger-ui-bundle package: no internet needed) are at /openapi.
 
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 import swagger_ui_bundle
-from flask import Flask, render_template, send_from_directory
+from flask import Flask, Request, render_template, send_from_directory
 from flask_smorest import Api
 from flask_smorest import Blueprint as ApiBlueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
 
 from shared.inputs import MAX_ID
 from web.input_guard import IdConverter
@@ -84,3 +88,46 @@ def init_app(app: Flask) -> None:
     @app.get("/openapi/assets/<path:filename>")
     def openapi_assets(filename: str):
         return send_from_directory(swagger_ui_bundle.swagger_ui_path, filename)
+
+
+class GuardedParser(FlaskParser):
+    """webargs reading JSON through the app's guarded JSON provider (web.input_guard):
+    NUL, unpaired surrogates and deep nesting are refused there, once. A refused
+    request is a 400, as every other bad input."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Request) -> Any:
+        if not is_json_request(req) or not req.get_data(cache=True):
+            return core.missing
+        return req.get_json()
+
+
+ApiBlueprint.ARGUMENTS_PARSER = GuardedParser()
+
+
+def validation_message(messages: Any) -> str:
+    """One sentence from webargs' ``{"json": {"field": ["why"]}}``, naming each field."""
+    sentences: list[str] = []
+
+    def walk(value: Any, field: str | None) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                named = field if key in ("_schema", "json", "query", "querystring") else key
+                if isinstance(key, int) and field is not None:
+                    named = f"{field}[{key}]"
+                walk(inner, named)
+        elif isinstance(value, list | tuple):
+            for inner in value:
+                walk(inner, field)
+        else:
+            text = str(value)
+            if field is None or text.startswith(str(field)):
+                sentences.append(text)
+            elif text == "Missing data for required field.":
+                sentences.append(f"{field} is required")
+            else:
+                sentences.append(f"{field}: {text}")
+
+    walk(messages, None)
+    return "; ".join(sentences) or "the request is not valid"

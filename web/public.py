@@ -8,7 +8,7 @@ from shared.classifier.identity import base_model_version
 from shared.db import database_is_reachable
 from shared.errors import InvalidInput
 from shared.submissions.records import MAX_MESSAGE_LENGTH, create_submission
-from web import api_schemas
+from web import api_requests, api_schemas
 from web.analyzer import get_analyzer
 from web.api_spec import ApiBlueprint
 from web.auth import csrf_exempt
@@ -72,11 +72,9 @@ def submit_form():
 )
 @csrf_exempt
 @limiter.limit(_public_rate_limit)
-def api_create_submission():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput('send a JSON object: {"message": ..., "contributor_type": ...}')
-    submission = _submit(body.get("message"), body.get("contributor_type"))
+@api_bp.arguments(api_requests.NewSubmission)
+def api_create_submission(body: dict):
+    submission = _submit(body["message"], body["contributor_type"])
     return jsonify(
         {
             "id": submission.id,

@@ -11,6 +11,7 @@ import os
 
 import schemathesis
 from hypothesis import HealthCheck, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -52,6 +53,8 @@ def _served_spec() -> dict:
 
 # Built while collecting, so that each operation is a test of its own.
 schema = schemathesis.openapi.from_dict(_served_spec())
+# Valid requests and invalid ones (wrong types, out of bounds, missing fields); NUL bytes too.
+schema.config.generation.update(modes=list(GenerationMode), allow_x00=True)
 
 
 def _row_counts(engine) -> dict[str, int]:

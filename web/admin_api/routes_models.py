@@ -12,7 +12,7 @@ from shared.errors import InvalidInput, ServiceUnavailable
 from shared.model_store.archive import import_archive
 from shared.model_store.export import exportable_run_directory, iter_export_zip
 from shared.submissions.reclassification import latest_reclassification
-from web import api_schemas
+from web import api_requests, api_schemas
 from web.admin_api import bp
 from web.analyzer import get_analyzer
 from web.auth import admin_required, current_actor
@@ -31,22 +31,6 @@ def model_info():
 
 def _config():
     return current_app.config["SORTLOOP"]
-
-
-def _optional_json_object() -> dict:
-    if not request.get_data():
-        return {}
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object (or no body)")
-    return body
-
-
-def _bool_field(body: dict, name: str, default: bool) -> bool:
-    value = body.get(name, default)
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be true or false")
-    return value
 
 
 def _enqueue_reclassify(dry_run: bool) -> str:
@@ -68,12 +52,9 @@ def _enqueue_reclassify(dry_run: bool) -> str:
     200, schema=api_schemas.ActiveModel, description="the run's model is active", success=True
 )
 @admin_required
-def deploy(run_id: int):
-    body = _optional_json_object()
-    force = _bool_field(body, "force", False)
-    reclassify = body.get("reclassify")
-    if reclassify is not None and reclassify not in RECLASSIFY_MODES:
-        raise InvalidInput('reclassify must be "preview" or "apply" (or left out)')
+@bp.arguments(api_requests.Deployment, required=False)
+def deploy(body: dict, run_id: int):
+    force, reclassify = body["force"], body["reclassify"]
     result = deploy_model(get_session(), _config(), run_id, current_actor(), force=force)
     answer = result.to_dict()
     if reclassify is not None:
@@ -148,11 +129,11 @@ def import_model():
     200, schema=api_schemas.JsonObject, description="both models on the same test set", success=True
 )
 @admin_required
-def compare():
-    a, b = request.args.get("a", "base"), request.args.get("b")
-    if not b:
+@bp.arguments(api_requests.ModelComparison, location="query")
+def compare(query: dict):
+    if not query["b"]:
         raise InvalidInput("give the models to compare: ?a=<run id or base>&b=<run id>")
-    return jsonify(compare_models(get_session(), _config(), a, b))
+    return jsonify(compare_models(get_session(), _config(), query["a"], query["b"]))
 
 
 @bp.post("/reclassify")
@@ -163,9 +144,9 @@ def compare():
     success=True,
 )
 @admin_required
-def reclassify():
-    body = _optional_json_object()
-    dry_run = _bool_field(body, "dry_run", True)
+@bp.arguments(api_requests.Reclassification, required=False)
+def reclassify(body: dict):
+    dry_run = body["dry_run"]
     return jsonify({"task_id": _enqueue_reclassify(dry_run), "dry_run": dry_run}), 202
 
 
