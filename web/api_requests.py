@@ -21,6 +21,8 @@ from shared.inputs import MAX_ID, MAX_PAGE, clean_text, parse_whole_number
 from shared.submissions.categories import MAX_NAME_LENGTH
 from shared.submissions.records import MAX_MESSAGE_LENGTH, MAX_PER_PAGE, MAX_SIMILAR, ORDERS
 from shared.training.examples import MAX_IDS_FILTER
+from shared.training.options import EDITABLE_SETTINGS, MAX_MIN_TRAINING_EXAMPLES
+from shared.training_config import EPOCH_RANGE, LEARNING_RATE_RANGE, LORA_RANKS, METHODS
 
 
 class RequestSchema(ma.Schema):
@@ -92,6 +94,30 @@ class OptionalSwitch(fields.Boolean):
         raise ma.ValidationError(f"{self.data_key or self.name} must be true or false")
 
 
+def _json_number(value: Any, field: str) -> float | int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ma.ValidationError(f"{field} must be a number, got {value!r}")
+    return value
+
+
+class JsonInteger(fields.Integer):
+    """A JSON number that is whole (3 or 3.0), never a string or a boolean."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
+        number = _json_number(value, self.data_key or self.name)
+        if isinstance(number, float) and not number.is_integer():
+            raise ma.ValidationError(f"{self.data_key or self.name} must be a whole number")
+        return int(number)
+
+
+class JsonFloat(fields.Float):
+    """A finite JSON number, never a string or a boolean."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
+        _json_number(value, self.data_key or self.name)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class NewSubmission(RequestSchema):
     message = Text(MAX_MESSAGE_LENGTH, required=True)
     contributor_type = fields.String(
@@ -159,3 +185,48 @@ class ModelComparison(RequestSchema):
         metadata={"description": "a run id"},
         error_messages={"required": "give the models to compare: ?a=<run id or base>&b=<run id>"},
     )
+
+
+class TrainingOptions(RequestSchema):
+    """start-training and training-estimate; every option may be left out (its default).
+
+    ``shared.training.options.validate_training_config`` (the CLI's check too) then
+    checks the combination, e.g. that split sums to 1."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    method = fields.String(validate=validate.OneOf(METHODS))
+    lora_r = JsonInteger(validate=validate.OneOf(LORA_RANKS))
+    learning_rate = JsonFloat(
+        validate=validate.Range(min=LEARNING_RATE_RANGE[0], max=LEARNING_RATE_RANGE[1])
+    )
+    epochs = JsonInteger(validate=validate.Range(min=EPOCH_RANGE[0], max=EPOCH_RANGE[1]))
+    split = fields.List(
+        JsonFloat(validate=validate.Range(min=0, min_inclusive=False, max=1)),
+        validate=validate.Length(equal=3),
+        metadata={"description": "train, validation and test shares, summing to 1"},
+    )
+    cross_validation = StrictBoolean()
+
+
+class SettingsChange(RequestSchema):
+    """One or more of the editable training settings."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+    fine_tuning_enabled = StrictBoolean()
+    min_training_examples = fields.Integer(
+        strict=True, validate=validate.Range(min=1, max=MAX_MIN_TRAINING_EXAMPLES)
+    )
+    auto_train = StrictBoolean()
+    auto_deploy = StrictBoolean()
+
+    @ma.validates_schema
+    def _one_or_more(self, data: dict, **kwargs: Any) -> None:
+        if not data:
+            raise ma.ValidationError(
+                "the body must be a JSON object with one or more of: "
+                + ", ".join(EDITABLE_SETTINGS)
+            )

@@ -87,3 +87,30 @@ def test_deploy_refuses_a_force_that_is_not_a_boolean(client, admin_headers):
 def test_validation_messages_name_each_field():
     messages = {"json": {"similar_ids": {0: ["Not a valid integer."]}, "category": ["x"]}}
     assert validation_message(messages) == ("similar_ids[0]: Not a valid integer.; category: x")
+
+
+@pytest.mark.parametrize(
+    "body, named",
+    [
+        ({"epochs": 11}, "epochs"),
+        ({"epochs": "3"}, "epochs must be a number"),
+        ({"lora_r": True}, "lora_r"),
+        ({"learning_rate": 1}, "learning_rate"),
+        ({"split": [0.5, 0.5]}, "split"),
+        ({"sizzle": 1}, "sizzle"),
+        ([1, 2], "send a JSON object"),
+    ],
+)
+def test_bad_training_options_are_refused_before_any_run(client, admin_headers, body, named):
+    for path in ("/admin/api/start-training", "/admin/api/training-estimate"):
+        response = client.post(path, json=body, headers=admin_headers)
+        assert response.status_code == 400, path
+        assert named in response.get_json()["error"], path
+
+
+@pytest.mark.parametrize(
+    "body", [{}, {"auto_train": 1}, {"min_training_examples": 0}, {"colour": "red"}]
+)
+def test_bad_settings_are_refused(client, admin_headers, body):
+    response = client.post("/admin/api/settings", json=body, headers=admin_headers)
+    assert response.status_code == 400 and response.get_json()["error"]
