@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import marshmallow as ma
+from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
 from shared.errors import InvalidInput
@@ -230,3 +231,12 @@ class SettingsChange(RequestSchema):
                 "the body must be a JSON object with one or more of: "
                 + ", ".join(EDITABLE_SETTINGS)
             )
+
+
+class ModelArchive(RequestSchema):
+    """``multipart/form-data`` with the ZIP as exported, in the file field ``archive``."""
+
+    archive = Upload(
+        required=True,
+        error_messages={"required": 'send the ZIP as a multipart file field named "archive"'},
+    )

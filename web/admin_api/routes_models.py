@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request, stream_with_context
+from flask import Response, current_app, jsonify, stream_with_context
 
 from shared import task_names
 from shared.deployment.audit import deployment_history, event_to_dict
@@ -114,9 +114,10 @@ def export_model(run_id: int):
 @bp.post("/import-model")
 @bp.alt_response(201, schema=api_schemas.Imported, description="the imported run", success=True)
 @admin_required
-def import_model():
-    upload = request.files.get("archive")
-    if upload is None or not upload.filename:
+@bp.arguments(api_requests.ModelArchive, location="files")
+def import_model(files: dict):
+    upload = files["archive"]
+    if not upload.filename:
         raise InvalidInput('send the ZIP as a multipart file field named "archive"')
     run = import_archive(
         get_session(), _config(), upload.stream, actor=current_actor(), filename=upload.filename
