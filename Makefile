@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --constraint constraints.txt
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev test test-unit test-integration test-e2e lint format bench clean
+.PHONY: install dev test test-unit test-integration test-e2e test-fuzz fuzz lint format bench clean
 
 install: $(STAMP)
 
@@ -32,6 +32,7 @@ format: install
 test: install lint
 	$(VENV)/bin/pytest -q tests/unit
 	$(VENV)/bin/pytest -q tests/integration
+	$(VENV)/bin/pytest -q tests/fuzz
 	$(VENV)/bin/pytest -q tests/e2e
 
 test-unit: install
@@ -42,6 +43,15 @@ test-integration: install
 
 test-e2e: install
 	$(VENV)/bin/pytest -q tests/e2e
+
+# Schemathesis over every operation of /openapi.json: a few examples each in `make test`,
+# FUZZ_EXAMPLES each here (SORTLOOP_FUZZ_EXAMPLES).
+FUZZ_EXAMPLES ?= 200
+test-fuzz: install
+	$(VENV)/bin/pytest -q tests/fuzz
+
+fuzz: install
+	SORTLOOP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -q tests/fuzz
 
 bench: install
 	$(VENV)/bin/python bench/learning_curve.py

@@ -47,7 +47,7 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
-    from web import analyzer, db, errors, input_guard, security_headers, tasks_client
+    from web import analyzer, api_spec, db, errors, input_guard, security_headers, tasks_client
     from web.extensions import csrf, limiter, login_manager
 
     input_guard.init_app(app)  # first: its converter must exist before any route
@@ -56,6 +56,7 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
     tasks_client.init_app(app)
     analyzer.init_app(app, serving=serving)
     errors.init_app(app)
+    api_spec.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
@@ -67,7 +68,8 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
 
     auth.protect_forms_from_csrf(app)
     app.register_blueprint(public.bp)
+    api_spec.api.register_blueprint(public.api_bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin_bp)
-    app.register_blueprint(admin_api_bp)
+    api_spec.api.register_blueprint(admin_api_bp)
     return app

@@ -36,6 +36,11 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(error: HTTPException):
+        data = getattr(error, "data", None)  # a request schema's refusal (web.api_spec)
+        if isinstance(data, dict) and "messages" in data:
+            from web.api_spec import validation_message
+
+            return error_response(validation_message(data["messages"]), error.code or 400)
         return error_response(error.description or error.name, error.code or 500)
 
     @app.errorhandler(Exception)

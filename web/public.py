@@ -8,13 +8,17 @@ from shared.classifier.identity import base_model_version
 from shared.db import database_is_reachable
 from shared.errors import InvalidInput
 from shared.submissions.records import MAX_MESSAGE_LENGTH, create_submission
+from web import api_requests, api_schemas
 from web.analyzer import get_analyzer
+from web.api_spec import ApiBlueprint
 from web.auth import csrf_exempt
 from web.db import get_session
 from web.extensions import limiter
 from web.tasks_client import broker_is_reachable
 
 bp = Blueprint("public", __name__)
+# The public JSON API: its operations are in the OpenAPI document.
+api_bp = ApiBlueprint("public_api", __name__, description="The public API")
 
 
 def _public_rate_limit() -> str:
@@ -59,14 +63,18 @@ def submit_form():
     return _render_form(submitted=submission), 201
 
 
-@bp.post("/api/submissions")
+@api_bp.post("/api/submissions")
+@api_bp.alt_response(
+    201,
+    schema=api_schemas.SubmissionCreated,
+    description="the stored submission and its category",
+    success=True,
+)
 @csrf_exempt
 @limiter.limit(_public_rate_limit)
-def api_create_submission():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput('send a JSON object: {"message": ..., "contributor_type": ...}')
-    submission = _submit(body.get("message"), body.get("contributor_type"))
+@api_bp.arguments(api_requests.NewSubmission)
+def api_create_submission(body: dict):
+    submission = _submit(body["message"], body["contributor_type"])
     return jsonify(
         {
             "id": submission.id,

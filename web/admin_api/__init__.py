@@ -1,8 +1,8 @@
 """Admin JSON API under /admin/api. Each module adds its routes to this one blueprint."""
 
-from flask import Blueprint
+from web.api_spec import AdminBlueprint
 
-bp = Blueprint("admin_api", __name__, url_prefix="/admin/api")
+bp = AdminBlueprint("admin_api", __name__, url_prefix="/admin/api", description="The admin API")
 
 from web.admin_api import (  # noqa: E402,F401
     routes_models,

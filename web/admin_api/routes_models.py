@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, request, stream_with_context
+from flask import Response, current_app, jsonify, stream_with_context
 
 from shared import task_names
 from shared.deployment.audit import deployment_history, event_to_dict
@@ -12,6 +12,7 @@ from shared.errors import InvalidInput, ServiceUnavailable
 from shared.model_store.archive import import_archive
 from shared.model_store.export import exportable_run_directory, iter_export_zip
 from shared.submissions.reclassification import latest_reclassification
+from web import api_requests, api_schemas
 from web.admin_api import bp
 from web.analyzer import get_analyzer
 from web.auth import admin_required, current_actor
@@ -22,6 +23,7 @@ RECLASSIFY_MODES = {"preview": True, "apply": False}
 
 
 @bp.get("/model-info")
+@bp.alt_response(200, schema=api_schemas.ModelInfo, description="the active model", success=True)
 @admin_required
 def model_info():
     return jsonify(get_analyzer().get_model_info())
@@ -29,22 +31,6 @@ def model_info():
 
 def _config():
     return current_app.config["SORTLOOP"]
-
-
-def _optional_json_object() -> dict:
-    if not request.get_data():
-        return {}
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object (or no body)")
-    return body
-
-
-def _bool_field(body: dict, name: str, default: bool) -> bool:
-    value = body.get(name, default)
-    if not isinstance(value, bool):
-        raise InvalidInput(f"{name} must be true or false")
-    return value
 
 
 def _enqueue_reclassify(dry_run: bool) -> str:
@@ -62,13 +48,13 @@ def _enqueue_reclassify(dry_run: bool) -> str:
 
 
 @bp.post("/deploy-model/<int:run_id>")
+@bp.alt_response(
+    200, schema=api_schemas.ActiveModel, description="the run's model is active", success=True
+)
 @admin_required
-def deploy(run_id: int):
-    body = _optional_json_object()
-    force = _bool_field(body, "force", False)
-    reclassify = body.get("reclassify")
-    if reclassify is not None and reclassify not in RECLASSIFY_MODES:
-        raise InvalidInput('reclassify must be "preview" or "apply" (or left out)')
+@bp.arguments(api_requests.Deployment, required=False)
+def deploy(body: dict, run_id: int):
+    force, reclassify = body["force"], body["reclassify"]
     result = deploy_model(get_session(), _config(), run_id, current_actor(), force=force)
     answer = result.to_dict()
     if reclassify is not None:
@@ -80,12 +66,21 @@ def deploy(run_id: int):
 
 
 @bp.post("/rollback-model")
+@bp.alt_response(
+    200, schema=api_schemas.ActiveModel, description="the base model is active", success=True
+)
 @admin_required
 def rollback():
     return jsonify(rollback_to_baseline(get_session(), _config(), current_actor()).to_dict())
 
 
 @bp.get("/deployments")
+@bp.alt_response(
+    200,
+    schema=api_schemas.JsonObject,
+    description="the active model, published models and deployment history",
+    success=True,
+)
 @admin_required
 def deployments():
     session = get_session()
@@ -100,6 +95,12 @@ def deployments():
 
 
 @bp.get("/export-model/<int:run_id>")
+@bp.alt_response(
+    200,
+    content_type="application/zip",
+    description="the run's model as a ZIP archive",
+    success=True,
+)
 @admin_required
 def export_model(run_id: int):
     directory = exportable_run_directory(get_session(), _config().models_dir, run_id)
@@ -111,10 +112,12 @@ def export_model(run_id: int):
 
 
 @bp.post("/import-model")
+@bp.alt_response(201, schema=api_schemas.Imported, description="the imported run", success=True)
 @admin_required
-def import_model():
-    upload = request.files.get("archive")
-    if upload is None or not upload.filename:
+@bp.arguments(api_requests.ModelArchive, location="files")
+def import_model(files: dict):
+    upload = files["archive"]
+    if not upload.filename:
         raise InvalidInput('send the ZIP as a multipart file field named "archive"')
     run = import_archive(
         get_session(), _config(), upload.stream, actor=current_actor(), filename=upload.filename
@@ -123,23 +126,33 @@ def import_model():
 
 
 @bp.get("/compare-models")
+@bp.alt_response(
+    200, schema=api_schemas.JsonObject, description="both models on the same test set", success=True
+)
 @admin_required
-def compare():
-    a, b = request.args.get("a", "base"), request.args.get("b")
-    if not b:
+@bp.arguments(api_requests.ModelComparison, location="query")
+def compare(query: dict):
+    if not query["b"]:
         raise InvalidInput("give the models to compare: ?a=<run id or base>&b=<run id>")
-    return jsonify(compare_models(get_session(), _config(), a, b))
+    return jsonify(compare_models(get_session(), _config(), query["a"], query["b"]))
 
 
 @bp.post("/reclassify")
+@bp.alt_response(
+    202,
+    schema=api_schemas.TaskQueued,
+    description="the re-classification task is queued",
+    success=True,
+)
 @admin_required
-def reclassify():
-    body = _optional_json_object()
-    dry_run = _bool_field(body, "dry_run", True)
+@bp.arguments(api_requests.Reclassification, required=False)
+def reclassify(body: dict):
+    dry_run = body["dry_run"]
     return jsonify({"task_id": _enqueue_reclassify(dry_run), "dry_run": dry_run}), 202
 
 
 @bp.get("/reclassify/<task_id>")
+@bp.alt_response(200, schema=api_schemas.TaskState, description="the task's state", success=True)
 @admin_required
 def reclassify_status(task_id: str):
     if len(task_id) > 64 or not all(c.isalnum() or c == "-" for c in task_id):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
-from shared.errors import InvalidInput
 from shared.submissions.categories import (
     add_category,
     category_to_dict,
@@ -13,7 +12,6 @@ from shared.submissions.categories import (
 )
 from shared.submissions.records import (
     list_submissions,
-    parse_page,
     parse_similar_ids,
     submission_to_dict,
     update_categories,
@@ -24,37 +22,27 @@ from shared.training.examples import (
     example_to_dict,
     list_training_examples,
     parse_ids,
-    parse_is_correction,
     training_stats,
 )
+from web import api_requests, api_schemas
 from web.admin_api import bp
 from web.auth import admin_required, current_actor
 from web.db import get_session
 
 
-def _json_body() -> dict:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("send a JSON object")
-    return body
-
-
-def _flag(name: str) -> bool:
-    return request.args.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 @bp.get("/submissions")
+@bp.alt_response(200, schema=api_schemas.Page, description="one page of submissions", success=True)
 @admin_required
-def submissions():
-    page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"))
-    fold = _flag("fold_similar")
+@bp.arguments(api_requests.SubmissionsQuery, location="query")
+def submissions(query: dict):
+    fold = query["fold_similar"]
     result = list_submissions(
         get_session(),
-        page=page,
-        per_page=per_page,
-        category=request.args.get("category") or None,
-        unreviewed=_flag("unreviewed"),
-        order=request.args.get("order") or "newest",
+        page=query["page"],
+        per_page=query["per_page"],
+        category=query["category"] or None,
+        unreviewed=query["unreviewed"],
+        order=query["order"] or "newest",
         fold_similar=fold,
     )
     items = [submission_to_dict(item) for item in result.items]
@@ -67,10 +55,16 @@ def submissions():
 
 
 @bp.post("/submissions/<int:submission_id>/category")
+@bp.alt_response(
+    200,
+    schema=api_schemas.CategorySaved,
+    description="the category and its training example",
+    success=True,
+)
 @admin_required
-def set_submission_category(submission_id: int):
+@bp.arguments(api_requests.CategoryDecision)
+def set_submission_category(body: dict, submission_id: int):
     session = get_session()
-    body = _json_body()
     similar_ids = parse_similar_ids(body.get("similar_ids"), submission_id)
     example = update_category(session, submission_id, body.get("category"), actor=current_actor())
     also = update_categories(session, similar_ids, body.get("category"), actor=current_actor())
@@ -94,50 +88,62 @@ def set_submission_category(submission_id: int):
 
 
 @bp.get("/categories")
+@bp.alt_response(200, schema=api_schemas.Items, description="the categories", success=True)
 @admin_required
 def categories():
     return jsonify({"items": [category_to_dict(c) for c in list_categories(get_session())]})
 
 
 @bp.post("/categories")
+@bp.alt_response(201, schema=api_schemas.Category, description="the new category", success=True)
 @admin_required
-def create_category():
-    body = _json_body()
+@bp.arguments(api_requests.NewCategory)
+def create_category(body: dict):
     session = get_session()
-    category = add_category(session, body.get("name"), body.get("description"))
+    category = add_category(session, body["name"], body["description"])
     session.commit()
     return jsonify(category_to_dict(category)), 201
 
 
 @bp.patch("/categories/<int:category_id>")
+@bp.alt_response(200, schema=api_schemas.Category, description="the changed category", success=True)
 @admin_required
-def change_category(category_id: int):
-    body = _json_body()
+@bp.arguments(api_requests.CategoryChange)
+def change_category(body: dict, category_id: int):
     session = get_session()
     category = edit_category(
-        session, category_id, description=body.get("description"), active=body.get("active")
+        session, category_id, description=body["description"], active=body["active"]
     )
     session.commit()
     return jsonify(category_to_dict(category))
 
 
 @bp.get("/training-stats")
+@bp.alt_response(
+    200,
+    schema=api_schemas.TrainingStats,
+    description="counts and data quality of the training examples",
+    success=True,
+)
 @admin_required
 def stats():
     return jsonify(training_stats(get_session()))
 
 
 @bp.get("/training-examples")
+@bp.alt_response(
+    200, schema=api_schemas.Page, description="one page of training examples", success=True
+)
 @admin_required
-def training_examples():
-    page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"), 50)
+@bp.arguments(api_requests.TrainingExamplesQuery, location="query")
+def training_examples(query: dict):
     result = list_training_examples(
         get_session(),
-        page=page,
-        per_page=per_page,
-        category=request.args.get("category") or None,
-        is_correction=parse_is_correction(request.args.get("is_correction")),
-        ids=parse_ids(request.args.get("ids")),
+        page=query["page"],
+        per_page=query["per_page"],
+        category=query["category"] or None,
+        is_correction=query["is_correction"],
+        ids=parse_ids(query["ids"]),
     )
     return jsonify(
         {
@@ -150,6 +156,7 @@ def training_examples():
 
 
 @bp.delete("/training-example/<int:example_id>")
+@bp.alt_response(204, description="deleted", success=True)
 @admin_required
 def remove_training_example(example_id: int):
     session = get_session()
