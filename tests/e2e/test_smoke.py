@@ -48,3 +48,15 @@ def test_wrong_password_keeps_the_admin_out(live_server, page, admin_account):
     page.click("button[type=submit]")
     assert "Unknown username or wrong password" in page.content()
     assert "/admin/login" in page.url
+
+
+def test_the_api_docs_render_offline_under_the_content_security_policy(live_server, page):
+    """Swagger UI at /openapi lists the operations of /openapi.json, with its own
+    assets (the browser has no internet) and no CSP violation (the page fixture)."""
+    page.goto(f"{live_server.url}/openapi")
+    page.wait_for_selector(".opblock", timeout=30000)
+    assert page.locator(".opblock").count() >= 20
+    assert "/api/submissions" in page.locator(".swagger-ui").inner_text()
+    # Its stylesheet applied: an operation block is laid out, not raw unstyled text.
+    block = page.locator(".opblock").first
+    assert block.evaluate("el => getComputedStyle(el).borderStyle") != "none"
