@@ -173,6 +173,24 @@ def wait_until_serving(port: int, timeout: float = 120.0) -> str:
     raise SystemExit("the web tier did not answer /healthz in time")
 
 
+def wait_for_backend(port: int, token: str, backend: str, timeout: float = 120.0) -> None:
+    """Until 10 answers in a row (any worker) say the model in use runs on ``backend``."""
+    deadline, streak = time.monotonic() + timeout, 0
+    while streak < 10 and time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request(
+            "GET", "/admin/api/model-info", headers={"Authorization": f"Bearer {token}"}
+        )
+        response = connection.getresponse()
+        info = json.loads(response.read() or b"{}")
+        connection.close()
+        ready = info.get("loaded") and info.get("process", {}).get("inference_backend") == backend
+        streak = streak + 1 if ready else 0
+        time.sleep(0.05 if ready else 0.5)
+    if streak < 10:
+        raise SystemExit(f"the web tier did not report {backend} in time")
+
+
 def training_run(env: dict[str, str], light: bool) -> subprocess.Popen:
     code = TRAINING_RUN.format(bench=str(REPO / "bench"), light=light)
     return subprocess.Popen(
@@ -213,6 +231,7 @@ def main() -> None:
         "MODELS_DIR": str(scratch / "models"),
         "SORTLOOP_PUBLIC_RATE_LIMIT": "10000000 per minute",
         "RATELIMIT_STORAGE_URL": "memory://",
+        "SORTLOOP_ADMIN_TOKEN": "load-" + uuid.uuid4().hex,
         "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
         "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/14",
     }
@@ -243,11 +262,15 @@ def main() -> None:
         "web_torch_threads": compute.plan_for("web", config).torch_threads,
         "batch_max_size": config.batch_max_size,
         "batch_wait_ms": config.batch_wait_ms,
+        "inference_backend": config.inference_backend,
         "overrides": args.env,
         "phases": [],
     }
     try:
         result["model_version"] = wait_until_serving(port)
+        # Measure the steady state: every worker has loaded the model (and, with ONNX,
+        # finished the export its first load starts in the background).
+        wait_for_backend(port, env["SORTLOOP_ADMIN_TOKEN"], config.inference_backend)
         messages = texts()
         phase(port, 4, 3.0, messages)  # warm every worker's model
         for clients in counts:

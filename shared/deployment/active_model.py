@@ -228,8 +228,12 @@ class ActiveModel:
 
     def process_info(self) -> dict[str, Any]:
         """This process's view of hot reload (``model-info`` reports it per process)."""
+        loaded = self._loaded
+        runtime = getattr(loaded.classifier, "runtime", None) if loaded is not None else None
         return {
             "pid": os.getpid(),
+            # What the model in use computes with now: "onnx" once its session is ready.
+            "inference_backend": "onnx" if runtime is not None else "torch",
             "watching": self._watcher is not None and self._watcher.is_alive(),
             "check_interval_seconds": self.config.model_check_interval_seconds,
             "checked_at": _iso(self._last_check),

@@ -77,5 +77,6 @@ def test_the_model_in_use_runs_on_the_configured_backend(config, session, backen
     assert result.predictions[0].label == "waste"
     classifier, _ = model.classifier()
     assert (classifier.runtime is not None) == (backend == "onnx")
+    assert model.get_model_info()["process"]["inference_backend"] == backend
     exported = list(onnx_cache_directory(config.models_dir).glob("*.onnx"))
     assert len(exported) == (1 if backend == "onnx" else 0)
