@@ -46,7 +46,7 @@ class OutageProxy:
 
     def outage(self, seconds: float) -> None:
         self.cut()
-        time.sleep(seconds)
+        time.sleep(seconds)  # the outage itself: the database is unreachable this long
         self.restore()
 
     def close(self) -> None:

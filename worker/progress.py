@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import update
@@ -50,8 +51,10 @@ class ProgressWriter:
         progress_range: tuple[float, float],
         interval: float = PROGRESS_WRITE_INTERVAL,
         outage_patience_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_id = run_id
+        self._clock = clock
         self.sessions = sessions
         self.status = status
         self.low, self.high = progress_range
@@ -77,7 +80,7 @@ class ProgressWriter:
             if len(self.loss_curve) > LOSS_CURVE_MAX_POINTS:
                 self.loss_curve = self.loss_curve[::2]
         finished = total_steps > 0 and step >= total_steps
-        if not finished and time.monotonic() - self._last_write < self.interval:
+        if not finished and self._clock() - self._last_write < self.interval:
             return
         fraction = step / total_steps if total_steps else 0.0
         text = STAGE_TEXT.get(stage, stage)
@@ -114,11 +117,11 @@ class ProgressWriter:
             self._skip_during_outage(error)
             return
         self._outage_since = None
-        self._last_write = time.monotonic()
+        self._last_write = self._clock()
         self._cancelled = cancel_requested is None or bool(cancel_requested)
 
     def _skip_during_outage(self, error: Exception) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._outage_since = self._outage_since if self._outage_since is not None else now
         self._last_write = now  # try again after the usual interval
         if now - self._outage_since >= self.outage_patience_seconds:
@@ -133,7 +136,7 @@ class ProgressWriter:
 
     def should_cancel(self) -> bool:
         """True once a cancel was requested or the run left this step's status."""
-        if not self._cancelled and time.monotonic() - self._last_write >= self.interval:
+        if not self._cancelled and self._clock() - self._last_write >= self.interval:
             self.write()
         return self._cancelled
 

@@ -314,7 +314,7 @@ def test_every_process_swaps_with_no_traffic_and_reports_its_lag(
     for process in web_processes:  # each loads the base model at start, unasked
         while not _request(f"{process.url}/admin/api/model-info", token=token)[1]["loaded"]:
             assert time.monotonic() - started < RELOAD_DEADLINE_SECONDS
-            time.sleep(0.1)
+            time.sleep(0.1)  # poll: the process loads in the background, at its own pace
     status, body = _request(
         f"{web_processes[0].url}/admin/api/deploy-model/{first.id}", {}, token=token
     )
@@ -330,7 +330,7 @@ def test_every_process_swaps_with_no_traffic_and_reports_its_lag(
                 reports.setdefault(
                     index, {**info["process"], "seen_after": time.monotonic() - started}
                 )
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll until every process has swapped (bounded by the deadline)
     for report in reports.values():
         assert report["watching"] is True
         assert report["reload_lag_seconds"] is not None and report["reload_lag_seconds"] >= 0

@@ -226,4 +226,4 @@ def wait_for(condition, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
+        time.sleep(0.02)  # poll: the watcher thread swaps on its own schedule

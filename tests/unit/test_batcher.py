@@ -28,7 +28,7 @@ class EchoModel:
     def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
         with self.lock:
             self.batches.append(list(texts))
-        time.sleep(self.delay)
+        time.sleep(self.delay)  # a busy model: callers queue up behind a running batch
         if self.fail_on is not None and self.fail_on in texts:
             raise RuntimeError("the model exploded")
         names = "+".join(c.name for c in categories)

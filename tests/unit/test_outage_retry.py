@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import exc
 
@@ -91,8 +89,15 @@ def test_training_goes_on_through_a_short_outage_and_stops_past_the_patience(ses
     run = make_run(session, status="training")
     session.commit()
     sessions = FlakySessions(make_session_factory(session.get_bind()))
+    now = [100.0]
     writer = ProgressWriter(
-        run.id, sessions, "training", (0.2, 0.8), interval=0.0, outage_patience_seconds=0.3
+        run.id,
+        sessions,
+        "training",
+        (0.2, 0.8),
+        interval=0.0,
+        outage_patience_seconds=0.3,
+        clock=lambda: now[0],
     )
     writer("training", 1, 10, 1, 0.9, None)
 
@@ -106,6 +111,6 @@ def test_training_goes_on_through_a_short_outage_and_stops_past_the_patience(ses
 
     sessions.down = True
     writer("training", 4, 10, 1, 0.6, None)
-    time.sleep(0.35)
+    now[0] += 0.35  # the outage outlasts the patience
     with pytest.raises(DatabaseOutage, match="more than 0.3 s"):
         writer("training", 5, 10, 1, 0.5, None)
