@@ -59,4 +59,5 @@ TaskQueued = _answer("TaskQueued", task_id=fields.String(required=True))
 TaskState = _answer(
     "TaskState", task_id=fields.String(required=True), state=fields.String(required=True)
 )
+RunLog = _answer("RunLog", run_id=Id, lines=fields.List(fields.Dict(), required=True))
 JsonObject = _answer("JsonObject")

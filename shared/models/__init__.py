@@ -8,6 +8,7 @@ from shared.models.training import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
     FineTuningRun,
+    RunLogLine,
     TrainingExample,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "Category",
     "DeploymentEvent",
     "FineTuningRun",
+    "RunLogLine",
     "Setting",
     "Submission",
     "TrainingExample",
