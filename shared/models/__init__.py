@@ -2,6 +2,12 @@
 
 from shared.models.base import Base, UTCDateTime, utcnow
 from shared.models.deployment import DEFAULT_SETTINGS, AdminUser, DeploymentEvent, Setting
+from shared.models.notifications import (
+    EmailRecipient,
+    NotificationDelivery,
+    NotificationEvent,
+    Webhook,
+)
 from shared.models.submissions import Category, Submission
 from shared.models.training import (
     ACTIVE_STATUSES,
@@ -21,11 +27,15 @@ __all__ = [
     "Base",
     "Category",
     "DeploymentEvent",
+    "EmailRecipient",
     "FineTuningRun",
+    "NotificationDelivery",
+    "NotificationEvent",
     "RunLogLine",
     "Setting",
     "Submission",
     "TrainingExample",
     "UTCDateTime",
+    "Webhook",
     "utcnow",
 ]

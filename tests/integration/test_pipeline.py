@@ -23,6 +23,7 @@ from shared.settings_store import get_setting, set_setting
 from shared.training.runs import pipeline_sender
 from tests.banking_data import banking_examples
 from tests.integration.conftest import WorkerProcess, claimed_redis_database
+from tests.webhook_receiver import Receiver, signature_is_valid
 
 ORDER = ["queued", "preparing", "training", "evaluating", "completed"]
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -182,6 +183,13 @@ def test_a_run_goes_from_queued_to_completed_with_rising_progress_and_results(
     api, admin_headers, small_data, session, pipeline_config, workers
 ):
     client = api.test_client()
+    receiver = Receiver().start()  # a webhook receiver hears that the run completed
+    hook = client.post(
+        "/admin/api/webhooks",
+        json={"url": receiver.url, "events": ["run.completed", "run.failed"], "secret": "s" * 20},
+        headers=admin_headers,
+    )
+    assert hook.status_code == 201
     response = start(client, admin_headers, epochs=2, lora_r=8, learning_rate=2e-4)
     assert response.status_code == 202
     body = response.get_json()
@@ -221,6 +229,18 @@ def test_a_run_goes_from_queued_to_completed_with_rising_progress_and_results(
     examples = session.scalars(select(TrainingExample)).all()
     assert all(example.used_in_training for example in examples)
     assert {example.training_run_id for example in examples} == {run_id}
+
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling with a deadline: the delivery task runs after the run
+    receiver.stop()
+    (delivery,) = receiver.received
+    assert signature_is_valid(
+        delivery["body"], delivery["headers"]["X-Sortloop-Signature"], "s" * 20
+    )
+    (event,) = receiver.events()
+    assert event["type"] == "run.completed"
+    assert event["run"]["id"] == run_id and event["run"]["accuracy"] == results["accuracy"]
 
     # The run keeps what its tasks logged, stage by stage, and how it ended.
     log = client.get(f"/admin/api/runs/{run_id}/log", headers=admin_headers).get_json()
