@@ -266,6 +266,55 @@ class Config:
         metadata={"env": "SORTLOOP_BEAT_INTERVAL", "help": "reaper / auto-train period"},
     )
 
+    notify_retry_seconds: float = field(
+        default=10.0,
+        metadata={
+            "env": "SORTLOOP_NOTIFY_RETRY_SECONDS",
+            "help": "first wait before a failed webhook or email is retried (doubles each try)",
+        },
+    )
+    notify_max_attempts: int = field(
+        default=8,
+        metadata={
+            "env": "SORTLOOP_NOTIFY_MAX_ATTEMPTS",
+            "help": "tries of one webhook delivery or email before it is given up",
+        },
+    )
+    webhook_timeout_seconds: float = field(
+        default=10.0,
+        metadata={
+            "env": "SORTLOOP_WEBHOOK_TIMEOUT",
+            "help": "seconds a webhook receiver has to answer one delivery",
+        },
+    )
+    smtp_host: str = field(
+        default="",
+        metadata={"env": "SORTLOOP_SMTP_HOST", "help": "SMTP server for emails (empty: no email)"},
+    )
+    smtp_port: int = field(
+        default=587,
+        metadata={"env": "SORTLOOP_SMTP_PORT", "help": "SMTP port"},
+    )
+    smtp_tls: str = field(
+        default="starttls",
+        metadata={
+            "env": "SORTLOOP_SMTP_TLS",
+            "help": "starttls, ssl (implicit TLS, usually port 465) or none",
+        },
+    )
+    smtp_username: str = field(
+        default="",
+        metadata={"env": "SORTLOOP_SMTP_USERNAME", "help": "SMTP login (empty: no login)"},
+    )
+    smtp_password: str = field(
+        default="",
+        metadata={"env": "SORTLOOP_SMTP_PASSWORD", "help": "SMTP password"},
+    )
+    smtp_from: str = field(
+        default="sortloop@localhost",
+        metadata={"env": "SORTLOOP_SMTP_FROM", "help": "the From address of Sortloop's emails"},
+    )
+
     def __post_init__(self) -> None:
         if self.base_model_kind not in ("", "embedding", "nli"):
             raise ConfigError(
@@ -299,6 +348,10 @@ class Config:
                 raise ConfigError(
                     f"{name}={value!r} is not a rate limit: write e.g. '10 per minute'"
                 ) from None
+        if self.smtp_tls not in ("starttls", "ssl", "none"):
+            raise ConfigError(f"SORTLOOP_SMTP_TLS={self.smtp_tls!r}: use starttls, ssl or none")
+        if self.webhook_timeout_seconds <= 0:
+            raise ConfigError("SORTLOOP_WEBHOOK_TIMEOUT must be more than 0")
         if not self.contributor_types:
             raise ConfigError("SORTLOOP_CONTRIBUTOR_TYPES must name at least one type")
 

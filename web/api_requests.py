@@ -19,6 +19,8 @@ from marshmallow import fields, validate
 
 from shared.errors import InvalidInput
 from shared.inputs import MAX_ID, MAX_PAGE, clean_text, parse_whole_number
+from shared.notifications.events import EVENT_TYPES
+from shared.notifications.subscriptions import MAX_SECRET_LENGTH, MAX_URL_LENGTH
 from shared.submissions.categories import MAX_NAME_LENGTH
 from shared.submissions.records import MAX_MESSAGE_LENGTH, MAX_PER_PAGE, MAX_SIMILAR, ORDERS
 from shared.training.examples import MAX_IDS_FILTER
@@ -240,3 +242,30 @@ class ModelArchive(RequestSchema):
         required=True,
         error_messages={"required": 'send the ZIP as a multipart file field named "archive"'},
     )
+
+
+def _event_list() -> fields.List:
+    return fields.List(
+        fields.String(validate=validate.OneOf(EVENT_TYPES)),
+        required=True,
+        validate=validate.Length(min=1, max=len(EVENT_TYPES)),
+        metadata={"description": "the events to hear of: " + ", ".join(EVENT_TYPES)},
+    )
+
+
+class NewWebhook(RequestSchema):
+    """A receiver of signed POSTs; ``secret`` left out: one is made and answered once."""
+
+    url = Text(MAX_URL_LENGTH, required=True, metadata={"description": "http:// or https://"})
+    events = _event_list()
+    secret = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=MAX_SECRET_LENGTH),
+        metadata={"description": "key of the X-Sortloop-Signature HMAC (8 to 200 characters)"},
+    )
+
+
+class NewEmailRecipient(RequestSchema):
+    address = Text(320, required=True, metadata={"description": "one email address"})
+    events = _event_list()

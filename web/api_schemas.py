@@ -59,4 +59,25 @@ TaskQueued = _answer("TaskQueued", task_id=fields.String(required=True))
 TaskState = _answer(
     "TaskState", task_id=fields.String(required=True), state=fields.String(required=True)
 )
+RunLog = _answer("RunLog", run_id=Id, lines=fields.List(fields.Dict(), required=True))
+Webhook = _answer(
+    "Webhook",
+    id=Id,
+    url=fields.String(required=True),
+    events=fields.List(fields.String(), required=True),
+)
+WebhookCreated = _answer(
+    "WebhookCreated",
+    id=Id,
+    url=fields.String(required=True),
+    events=fields.List(fields.String(), required=True),
+    secret=fields.String(required=True),
+)
+EmailRecipient = _answer(
+    "EmailRecipient",
+    id=Id,
+    address=fields.String(required=True),
+    events=fields.List(fields.String(), required=True),
+)
+TestQueued = _answer("TestQueued", event_id=fields.String(required=True))
 JsonObject = _answer("JsonObject")

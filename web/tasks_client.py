@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
 from celery import Celery
 from flask import Flask, current_app
 
 from shared import task_names
+from shared.notifications.events import notify_on_commit
+
+logger = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> None:
@@ -21,6 +27,27 @@ def init_app(app: Flask) -> None:
         redis_socket_timeout=5,
     )
     app.extensions["sortloop_celery"] = client
+    notify_on_commit(app.extensions["sortloop_sessions"], _announcer(client))
+
+
+def _announcer(client: Celery):
+    """After a commit that added notification events, ask the worker to send them, from a
+    background thread: no request waits on the broker, and nothing is sent from a
+    request (the worker's beat sweeps up an announcement that was lost)."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sortloop-notify")
+
+    def send() -> None:
+        try:
+            client.send_task(
+                task_names.DISPATCH_NOTIFICATIONS,
+                queue=task_names.DEFAULT_QUEUE,
+                retry=False,
+                ignore_result=True,
+            )
+        except Exception:  # the beat's sweep sends the events
+            logger.warning("could not announce notification events", exc_info=True)
+
+    return lambda: pool.submit(send)
 
 
 def celery_client() -> Celery:

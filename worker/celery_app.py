@@ -69,6 +69,15 @@ def create_celery(config: Config | None = None) -> Celery:
                     "expires": config.beat_interval_seconds,
                 },
             },
+            # Events whose after-commit announcement was lost (a broker blip) go out here.
+            "notifications-sweep": {
+                "task": task_names.DISPATCH_NOTIFICATIONS,
+                "schedule": config.beat_interval_seconds,
+                "options": {
+                    "queue": task_names.DEFAULT_QUEUE,
+                    "expires": config.beat_interval_seconds,
+                },
+            },
             "auto-train": {
                 "task": task_names.AUTO_TRAIN,
                 "schedule": config.beat_interval_seconds,
@@ -138,4 +147,4 @@ app = celery
 
 # tasks/tasks_models register the tasks on the app; warmup makes training workers import
 # torch & co. once, before they fork their children.
-from worker import tasks, tasks_models, warmup  # noqa: E402,F401
+from worker import tasks, tasks_models, tasks_notifications, warmup  # noqa: E402,F401

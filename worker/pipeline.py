@@ -34,6 +34,7 @@ from shared.models import TERMINAL_STATUSES, FineTuningRun, utcnow
 from shared.training.lifecycle import enter_step, finish_run
 from shared.training.snapshot import RunSnapshot
 from worker.progress import Heartbeat, heartbeat_interval
+from worker.run_log import capture_run_log
 from worker.steps import EVALUATE, STEPS, TRAIN, VALIDATE, Step, StepContext
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,19 @@ def run_step(
     sessions: sessionmaker[Session],
     run_id: int,
     step: Step,
+    **options: Any,
+) -> dict[str, Any]:
+    """Run one step of a run through the lifecycle; never leaves it half-done. What the
+    step logs meanwhile (its thread, INFO and above) goes to the run's log too
+    (``worker.run_log``). The options are ``_run_step``'s."""
+    with capture_run_log(run_id, sessions):
+        return _run_step(sessions, run_id, step, **options)
+
+
+def _run_step(
+    sessions: sessionmaker[Session],
+    run_id: int,
+    step: Step,
     *,
     models_dir: str,
     heartbeat_timeout_seconds: float,
@@ -135,7 +149,7 @@ def run_step(
     configured_model: tuple[str, str] | None = None,
     outage_patience_seconds: float = 60.0,
 ) -> dict[str, Any]:
-    """Run one step of a run through the lifecycle; never leaves it half-done.
+    """The step's lifecycle: claim, work, record.
 
     ``configured_model`` is (BASE_MODEL, BASE_MODEL_KIND) of this worker's config.
     Every write retries through a database outage of up to ``outage_patience_seconds``

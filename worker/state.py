@@ -6,8 +6,10 @@ from functools import lru_cache
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import task_names
 from shared.config import Config
 from shared.db import make_engine, make_session_factory
+from shared.notifications.events import notify_on_commit
 
 
 @lru_cache(maxsize=1)
@@ -19,4 +21,15 @@ def config() -> Config:
 
 @lru_cache(maxsize=1)
 def session_factory() -> sessionmaker[Session]:
-    return make_session_factory(make_engine(config().database_url))
+    factory = make_session_factory(make_engine(config().database_url))
+    notify_on_commit(factory, _announce_notifications)
+    return factory
+
+
+def _announce_notifications() -> None:
+    """After a commit that added notification events: fan them out on `default`."""
+    from worker.celery_app import celery
+
+    celery.send_task(
+        task_names.DISPATCH_NOTIFICATIONS, queue=task_names.DEFAULT_QUEUE, ignore_result=True
+    )

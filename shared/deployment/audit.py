@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from shared.models import DeploymentEvent
+from shared.models import DeploymentEvent, FineTuningRun
+from shared.notifications.events import emit_event
 
 ACTIONS = ("deploy", "rollback", "import", "load", "reclassify")
 
@@ -46,7 +47,30 @@ def record_event(
     )
     session.add(event)
     session.flush()
+    _notify(session, event)
     return event
+
+
+# Which audited changes webhooks and email hear of, by (action, outcome).
+NOTIFIED = {
+    ("deploy", "ok"): "model.deployed",
+    ("rollback", "ok"): "model.rolled_back",
+    ("deploy", "skipped"): "auto_deploy.skipped",
+    ("load", "failed"): "model.load_failed",
+}
+
+
+def _notify(session: Session, event: DeploymentEvent) -> None:
+    event_type = NOTIFIED.get((event.action, event.outcome))
+    if event_type is None:
+        return
+    run = session.get(FineTuningRun, event.run_id) if event.run_id is not None else None
+    version = event.from_version if event_type == "auto_deploy.skipped" else event.to_version
+    model = {"version": version, "run_id": event.run_id, "previous_version": event.from_version}
+    data = {"actor": event.actor}
+    if event.detail:
+        data["reason" if event_type != "model.deployed" else "detail"] = event.detail
+    emit_event(session, event_type, run=run, model=model, data=data)
 
 
 def deployment_history(session: Session, limit: int = 50) -> list[DeploymentEvent]:

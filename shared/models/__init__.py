@@ -2,12 +2,19 @@
 
 from shared.models.base import Base, UTCDateTime, utcnow
 from shared.models.deployment import DEFAULT_SETTINGS, AdminUser, DeploymentEvent, Setting
+from shared.models.notifications import (
+    EmailRecipient,
+    NotificationDelivery,
+    NotificationEvent,
+    Webhook,
+)
 from shared.models.submissions import Category, Submission
 from shared.models.training import (
     ACTIVE_STATUSES,
     RUN_STATUSES,
     TERMINAL_STATUSES,
     FineTuningRun,
+    RunLogLine,
     TrainingExample,
 )
 
@@ -20,10 +27,15 @@ __all__ = [
     "Base",
     "Category",
     "DeploymentEvent",
+    "EmailRecipient",
     "FineTuningRun",
+    "NotificationDelivery",
+    "NotificationEvent",
+    "RunLogLine",
     "Setting",
     "Submission",
     "TrainingExample",
     "UTCDateTime",
+    "Webhook",
     "utcnow",
 ]

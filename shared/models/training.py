@@ -129,3 +129,19 @@ class FineTuningRun(Base):
     def version(self) -> str:
         """The model version string predictions made by this run's adapter carry."""
         return run_version(self.id)
+
+
+class RunLogLine(Base):
+    """One log line a run's tasks wrote (data checks, epochs, evaluation, publish, the
+    traceback of a failure): the run page shows them and offers them as a download."""
+
+    __tablename__ = "run_log_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("fine_tuning_runs.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    level: Mapped[str] = mapped_column(String(10))
+    source: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)

@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from shared.models import ACTIVE_STATUSES, FineTuningRun, utcnow
+from shared.notifications.events import emit_event
+from shared.training.run_log import ALREADY_RECORDED, log_run_event
 from shared.training.snapshot import RunSnapshot
 
 logger = logging.getLogger(__name__)
@@ -99,6 +101,11 @@ def finish_run(
     if error is not None:
         run.error = error[:4000]
     run.data_snapshot = append_timeline(run.data_snapshot, status)
+    ending = f"run {status}" + (f": {error}" if error else "")
+    log_run_event(session, run_id, "ERROR" if status == "failed" else "INFO", __name__, ending)
+    emit_event(session, f"run.{status}", run=run)  # webhooks and email hear of it
     session.flush()
-    logger.info("run=%s status=%s error=%s", run_id, status, error or "")
+    logger.info(
+        "run=%s status=%s error=%s", run_id, status, error or "", extra={ALREADY_RECORDED: True}
+    )
     return True

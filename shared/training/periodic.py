@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from shared.errors import Conflict, InvalidInput
 from shared.models import ACTIVE_STATUSES, FineTuningRun, TrainingExample, utcnow
+from shared.notifications.events import emit_event
 from shared.settings_store import get_all_settings
 from shared.training.lifecycle import finish_run
 from shared.training.runs import Enqueue, running_run, start_training_run
@@ -53,6 +54,8 @@ def maybe_auto_train(session: Session, *, base_model: str, enqueue: Enqueue) -> 
         logger.info("auto-train skipped: %s", reason)
         session.rollback()
         return None
+    emit_event(session, "auto_train.started", run=run, data={"new_examples": new})
+    session.commit()
     logger.info("auto-train started run=%s new_examples=%d", run.id, new)
     return run.id
 

@@ -20,8 +20,10 @@ from sqlalchemy import func, select
 from shared import task_names
 from shared.models import ACTIVE_STATUSES, Category, FineTuningRun, TrainingExample
 from shared.settings_store import get_setting, set_setting
+from shared.training.runs import pipeline_sender
 from tests.banking_data import banking_examples
 from tests.integration.conftest import WorkerProcess, claimed_redis_database
+from tests.webhook_receiver import Receiver, signature_is_valid
 
 ORDER = ["queued", "preparing", "training", "evaluating", "completed"]
 TERMINAL = {"completed", "failed", "cancelled"}
@@ -181,6 +183,13 @@ def test_a_run_goes_from_queued_to_completed_with_rising_progress_and_results(
     api, admin_headers, small_data, session, pipeline_config, workers
 ):
     client = api.test_client()
+    receiver = Receiver().start()  # a webhook receiver hears that the run completed
+    hook = client.post(
+        "/admin/api/webhooks",
+        json={"url": receiver.url, "events": ["run.completed", "run.failed"], "secret": "s" * 20},
+        headers=admin_headers,
+    )
+    assert hook.status_code == 201
     response = start(client, admin_headers, epochs=2, lora_r=8, learning_rate=2e-4)
     assert response.status_code == 202
     body = response.get_json()
@@ -220,6 +229,64 @@ def test_a_run_goes_from_queued_to_completed_with_rising_progress_and_results(
     examples = session.scalars(select(TrainingExample)).all()
     assert all(example.used_in_training for example in examples)
     assert {example.training_run_id for example in examples} == {run_id}
+
+    deadline = time.monotonic() + RUN_TIMEOUT
+    while not receiver.received and time.monotonic() < deadline:
+        time.sleep(0.2)  # polling with a deadline: the delivery task runs after the run
+    receiver.stop()
+    (delivery,) = receiver.received
+    assert signature_is_valid(
+        delivery["body"], delivery["headers"]["X-Sortloop-Signature"], "s" * 20
+    )
+    (event,) = receiver.events()
+    assert event["type"] == "run.completed"
+    assert event["run"]["id"] == run_id and event["run"]["accuracy"] == results["accuracy"]
+
+    # The run keeps what its tasks logged, stage by stage, and how it ended.
+    log = client.get(f"/admin/api/runs/{run_id}/log", headers=admin_headers).get_json()
+    messages = [line["message"] for line in log["lines"]]
+    for start_of_line in ("data validated", "epoch=1 ", "trained method=", "evaluated test=",
+                          "model published", "run completed"):  # fmt: skip
+        assert any(message.startswith(start_of_line) for message in messages), start_of_line
+
+
+def test_a_failed_runs_page_shows_its_traceback(
+    api, admin_headers, small_data, session, pipeline_config, workers
+):
+    """A run whose base model cannot be loaded fails in train; its page and its log
+    download show the Python traceback the worker logged."""
+    categories = [
+        {"name": c.name, "description": c.description} for c in session.scalars(select(Category))
+    ]
+    run = FineTuningRun(
+        status="queued",
+        base_model="/nonexistent/base-model",
+        label_set=[c["name"] for c in categories],
+        training_config={"method": "lora", "epochs": 1},
+        data_snapshot={
+            "example_ids": list(session.scalars(select(TrainingExample.id))),
+            "categories": categories,
+        },
+    )
+    session.add(run)
+    session.commit()
+    client = api.test_client()
+    pipeline_sender(Celery(broker=pipeline_config.broker_url))(run.id)
+
+    final = watch(client, admin_headers, run.id, finished, workers)[-1]
+
+    assert final["status"] == "failed"
+    page = client.get(f"/admin/training/runs/{run.id}", headers=admin_headers)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert "Traceback (most recent call last)" in html
+    assert "/nonexistent/base-model" in html
+    download = client.get(f"/admin/training/runs/{run.id}/log.txt", headers=admin_headers)
+    assert download.mimetype == "text/plain"
+    text = download.get_data(as_text=True)
+    assert "INFO worker.fine_tuning.data_validator: data validated" in text
+    assert "Traceback (most recent call last)" in text
+    assert "ERROR shared.training.lifecycle: run failed: train failed: " in text
 
 
 def test_a_second_start_while_a_run_is_active_is_refused(api, admin_headers, small_data, session):

@@ -84,6 +84,10 @@ def test_train_prints_one_json_object_with_the_contract_keys(tmp_path) -> None:
     card = Path(output["adapter_dir"], "README.md").read_text()
     assert "- calibration (this model): mean confidence" in card
     assert any(reason.startswith(f"on {len(test)} test texts") for reason in output["reasons"])
+    # The same log lines a run keeps on its page, on stderr.
+    assert " INFO worker.fine_tuning.data_validator: data validated examples=24" in result.stderr
+    assert " INFO worker.fine_tuning.engine: trained method=head" in result.stderr
+    assert f" INFO worker.fine_tuning.engine: evaluated test={len(test)} " in result.stderr
 
 
 def test_a_category_with_two_examples_is_refused_with_a_message(tmp_path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from flask import flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, request, url_for
 
 from shared.errors import InvalidInput
 from shared.training.examples import training_stats
@@ -18,6 +18,7 @@ from shared.training.options import (
     training_settings,
     update_training_settings,
 )
+from shared.training.run_log import read_run_log, run_log_text
 from shared.training.runs import (
     get_run,
     run_status,
@@ -88,7 +89,9 @@ def training():
 @bp.get("/training/runs/<int:run_id>")
 @admin_required
 def run_detail(run_id: int):
-    run = run_status(get_run(get_session(), run_id))
+    session = get_session()
+    run = run_status(get_run(session, run_id))
+    log_lines = read_run_log(session, run_id)
     results = run["results"] or {}
     labels = results.get("labels") or sorted((results.get("per_category_f1") or {}).keys())
     per_category_f1 = results.get("per_category_f1") or {}
@@ -106,6 +109,20 @@ def run_detail(run_id: int):
         heatmap=charts.heatmap(results.get("confusion_matrix") or []),
         loss=charts.loss_chart(results),
         quality=run["quality"] or {},
+        log_lines=log_lines,
+    )
+
+
+@bp.get("/training/runs/<int:run_id>/log.txt")
+@admin_required
+def run_log_download(run_id: int):
+    """The run's log as a text file."""
+    session = get_session()
+    get_run(session, run_id)
+    return Response(
+        run_log_text(read_run_log(session, run_id)),
+        mimetype="text/plain",
+        headers={"Content-Disposition": f'attachment; filename="sortloop-run-{run_id}.log"'},
     )
 
 

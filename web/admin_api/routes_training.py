@@ -6,6 +6,7 @@ from flask import current_app, jsonify
 
 from shared.training.estimate import estimate_run_duration
 from shared.training.options import training_settings, update_training_settings
+from shared.training.run_log import read_run_log
 from shared.training.runs import (
     cancel_training_run,
     get_run,
@@ -82,6 +83,19 @@ def cancel_training(run_id: int):
 @admin_required
 def runs():
     return jsonify(list_runs(get_session()))
+
+
+@bp.get("/runs/<int:run_id>/log")
+@bp.alt_response(
+    200, schema=api_schemas.RunLog, description="the lines the run's tasks logged", success=True
+)
+@admin_required
+def run_log(run_id: int):
+    session = get_session()
+    get_run(session, run_id)  # 404 for an unknown run
+    return jsonify(
+        {"run_id": run_id, "lines": [line.to_dict() for line in read_run_log(session, run_id)]}
+    )
 
 
 @bp.get("/settings")

@@ -12,6 +12,8 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -149,12 +151,56 @@ def train_command(
     Raises ``CsvError``, ``DataValidationError`` or ``ValueError`` (bad config)
     with a readable message.
     """
+    stderr = stderr or sys.stderr
+    with log_to(stderr):
+        return _train(
+            csv_path, test_csv, text_column, label_column, per_category, seed, method,
+            cross_validation, out, base_model, stderr,
+        )  # fmt: skip
+
+
+@contextmanager
+def log_to(stream: TextIO) -> Iterator[None]:
+    """The engine's log lines (data checks, epochs, evaluation) on ``stream``, in the
+    format a run's log has on its page (``shared.training.run_log.LOG_FORMAT``)."""
+    from shared.training.run_log import LOG_FORMAT
+
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.INFO)
+    loggers = [logging.getLogger(name) for name in ("worker", "shared")]
+    before = [(logger, logger.level, logger.propagate) for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # printed once, whatever the root logger does
+    try:
+        yield
+    finally:
+        for logger, level, propagate in before:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _train(
+    csv_path: str,
+    test_csv: str | None,
+    text_column: str,
+    label_column: str,
+    per_category: int | None,
+    seed: int,
+    method: str,
+    cross_validation: bool,
+    out: str | None,
+    base_model: str | None,
+    stderr: TextIO,
+) -> dict[str, Any]:
     import torch
 
     from shared.training_config import TrainingConfig
     from worker.fine_tuning.engine import as_categories, run_all
 
-    stderr = stderr or sys.stderr
     started = time.perf_counter()
     config = TrainingConfig(method=method, seed=seed, cross_validation=cross_validation)
     if per_category is not None and per_category < 1:

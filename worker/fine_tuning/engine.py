@@ -93,7 +93,9 @@ def examples_by_ids(
 
 def publish_model(staging_dir: str | Path, models_dir: str | Path, run_id: int | str) -> str:
     """Atomically move the evaluated adapter to ``finetuned/run_<id>``; return its path."""
-    return str(export.publish(staging_dir, models_dir, run_id))
+    path = str(export.publish(staging_dir, models_dir, run_id))
+    logger.info("model published run=%s path=%s", run_id, path)
+    return path
 
 
 def _plain(example: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +147,17 @@ def train_model(
         progress("saving", 0, 0, adapter.history.get("best_epoch", 0), None, None)
     directory = export.write_adapter(adapter, output_dir, tokenizer, training_data)
     history = adapter.history
+    _log_epochs(history)
+    logger.info(
+        "trained method=%s train=%d val=%d epochs_run=%s best_epoch=%s seconds=%.1f device=%s",
+        config.method,
+        len(train),
+        len(val),
+        history.get("epochs_run"),
+        history.get("best_epoch"),
+        time.perf_counter() - started,
+        history.get("device", "cpu"),
+    )
     return TrainingResult(
         adapter_dir=str(directory),
         method=config.method,
@@ -165,6 +178,24 @@ def train_model(
         device=history.get("device", "cpu"),
         peak_gpu_memory_mb=history.get("peak_gpu_memory_mb"),
     ).to_dict()
+
+
+def _log_epochs(history: dict[str, Any]) -> None:
+    """One line per epoch the trainer ran (every method and kind records the same
+    history): what the run's log and ``sortloop train`` show."""
+
+    def number(values: list[Any], index: int) -> str:
+        return f"{values[index]:.4f}" if index < len(values) and values[index] is not None else "-"
+
+    train_loss = list(history.get("train_loss") or [])
+    val_loss = list(history.get("val_loss") or [])
+    val_accuracy = list(history.get("val_accuracy") or [])
+    for index in range(max(len(train_loss), len(val_loss))):
+        logger.info(
+            "epoch=%d train_loss=%s val_loss=%s val_accuracy=%s",
+            index + 1, number(train_loss, index), number(val_loss, index),
+            number(val_accuracy, index),
+        )  # fmt: skip
 
 
 def _count_labels(examples: Sequence[dict[str, Any]]) -> dict[str, int]:
@@ -242,6 +273,16 @@ def evaluate_model(
         devices.free_device_memory(resolved_device)
     results["eval_seconds"] = round(time.perf_counter() - started, 3)
     results["eval_device"] = resolved_device
+    logger.info(
+        "evaluated test=%d accuracy=%.3f baseline_accuracy=%.3f macro_f1=%.3f "
+        "meets_criteria=%s p_value=%.3g",
+        len(test),
+        results["accuracy"],
+        results["baseline_accuracy"],
+        results["macro_f1"],
+        results["meets_criteria"],
+        results["mcnemar_p_value"],
+    )
     if write:
         export.write_metrics(
             adapter_dir, {k: v for k, v in results.items() if "predictions" not in k}

@@ -444,13 +444,6 @@ class BaseTrainer:
             val_loss, val_accuracy = self.evaluate_loss(val_set, pad_id)
             history["val_loss"].append(val_loss)
             history["val_accuracy"].append(val_accuracy)
-            logger.info(
-                "epoch=%d train_loss=%.4f val_loss=%.4f val_accuracy=%.3f",
-                epoch,
-                history["train_loss"][-1],
-                val_loss,
-                val_accuracy,
-            )
             if stopping.should_stop(epoch, val_loss):
                 break
         return stopping.finish(history, step, started, progress, total_steps)
