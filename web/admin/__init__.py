@@ -13,4 +13,4 @@ def index():
     return redirect(url_for("admin.submissions"))
 
 
-from web.admin import pages_models, pages_submissions, pages_training  # noqa: E402,F401
+from web.admin import pages_models, pages_review, pages_submissions, pages_training  # noqa: E402,F401,I001
