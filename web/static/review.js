@@ -110,7 +110,7 @@
       return;
     }
     var item = entry.item;
-    $("review-position").textContent = "· " + (position + 1) + " in this queue";
+    $("review-position").textContent = "· number " + (position + 1) + " in this queue";
     $("review-id").textContent = "#" + item.id;
     $("review-from").textContent = item.contributor_type;
     var state = entry.decided ? "saved as " + entry.decided.category
@@ -232,9 +232,9 @@
         (entries[0].ids.length > 1 ? " with " + (entries[0].ids.length - 1) + " similar" : "")
       : entries.length + " submissions saved as " + decisions[0].category, false);
     selected = [];
-    var last = Math.max.apply(null, decisions.map(function (d) { return d.index; }));
-    position = Math.max(position, last);
-    move(1);
+    // A decision on the submission in focus moves on; a decision on selected ones
+    // elsewhere leaves the focus where it is.
+    if (decisions.some(function (d) { return d.index === position; })) move(1); else render();
   }
 
   function undo() {
