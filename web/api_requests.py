@@ -85,13 +85,14 @@ class SearchWords(fields.String):
             **kwargs,
         )
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str | None:
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        # "" (not None) for no words: the length check runs on what this returns.
         text = super()._deserialize(value, attr, data, **kwargs).strip()
         try:
             check_storable(text, "q")
         except InvalidInput as error:
             raise ma.ValidationError(str(error)) from None
-        return text or None
+        return text
 
 
 def _id_list(maximum: int, description: str, **kwargs: Any) -> fields.List:

@@ -80,6 +80,19 @@ def test_q_made_of_punctuation_only_finds_everything(api, admin_headers, message
     assert body["total"] == len(messages)
 
 
+def test_an_empty_q_is_no_search(api, admin_headers, messages):
+    body = listed(api, admin_headers, "/admin/api/submissions?q=&fold_similar=1")
+    assert body["total"] == len(messages)
+    examples = listed(api, admin_headers, "/admin/api/training-examples?q=")
+    assert examples["total"] == 0
+    saved = api.post(
+        "/admin/api/submissions/bulk-category",
+        json={"filter": {"q": "", "unreviewed": True}, "category": "other"},
+        headers=admin_headers,
+    )
+    assert saved.get_json()["saved"] == len(messages)
+
+
 @pytest.mark.parametrize("q", ["x" * 201, "bad\x00word"])
 def test_a_bad_q_is_a_400_naming_it(api, admin_headers, q):
     response = api.get("/admin/api/submissions", query_string={"q": q}, headers=admin_headers)
