@@ -7,7 +7,7 @@ PIP := $(PY) -m pip install --constraint constraints.txt
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install dev test test-unit test-integration test-e2e test-fuzz fuzz lint format bench clean
+.PHONY: install browser screenshots dev test test-unit test-integration test-e2e test-fuzz fuzz lint format bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) --quiet "torch==2.13.0"
 	$(PIP) --quiet -e ".[train,ops,dev]"
 	touch $(STAMP)
+
+# The browser tier's Chromium: installed where the machine allows, else one line on what to run.
+browser:
+	sh scripts/ensure_browser.sh
 
 dev: install
 	$(VENV)/bin/python scripts/dev.py
@@ -29,7 +33,7 @@ format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: install lint
+test: install browser lint
 	$(VENV)/bin/pytest -q tests/unit
 	$(VENV)/bin/pytest -q tests/integration
 	$(VENV)/bin/pytest -q tests/fuzz
@@ -41,8 +45,12 @@ test-unit: install
 test-integration: install
 	$(VENV)/bin/pytest -q tests/integration
 
-test-e2e: install
+test-e2e: install browser
 	$(VENV)/bin/pytest -q tests/e2e
+
+# Retake the screenshots in docs/screenshots (the e2e review test takes them).
+screenshots: install browser
+	SORTLOOP_SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/e2e/test_review_keyboard.py
 
 # Schemathesis over every operation of /openapi.json: a few examples each in `make test`,
 # FUZZ_EXAMPLES each here (SORTLOOP_FUZZ_EXAMPLES).

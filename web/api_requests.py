@@ -18,11 +18,18 @@ from flask_smorest.fields import Upload
 from marshmallow import fields, validate
 
 from shared.errors import InvalidInput
-from shared.inputs import MAX_ID, MAX_PAGE, clean_text, parse_whole_number
+from shared.inputs import MAX_ID, MAX_PAGE, check_storable, clean_text, parse_whole_number
 from shared.notifications.events import EVENT_TYPES
 from shared.notifications.subscriptions import MAX_SECRET_LENGTH, MAX_URL_LENGTH
+from shared.search import MAX_QUERY_LENGTH
 from shared.submissions.categories import MAX_NAME_LENGTH
-from shared.submissions.records import MAX_MESSAGE_LENGTH, MAX_PER_PAGE, MAX_SIMILAR, ORDERS
+from shared.submissions.records import (
+    MAX_BULK,
+    MAX_MESSAGE_LENGTH,
+    MAX_PER_PAGE,
+    MAX_SIMILAR,
+    ORDERS,
+)
 from shared.training.examples import MAX_IDS_FILTER
 from shared.training.options import EDITABLE_SETTINGS, MAX_MIN_TRAINING_EXAMPLES
 from shared.training_config import EPOCH_RANGE, LEARNING_RATE_RANGE, LORA_RANKS, METHODS
@@ -65,6 +72,38 @@ class WholeNumber(fields.Integer):
             return parse_whole_number(value, self.data_key or self.name, self.minimum, self.maximum)
         except InvalidInput as error:
             raise ma.ValidationError(str(error)) from None
+
+
+class SearchWords(fields.String):
+    """Words to find (``shared.search``): at most ``MAX_QUERY_LENGTH`` characters of
+    storable text; empty reads as no search."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(
+            validate=validate.Length(max=MAX_QUERY_LENGTH),
+            load_default=None,
+            allow_none=True,
+            metadata={"description": "words to find in the message (every word must match)"},
+            **kwargs,
+        )
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        # "" (not None) for no words: the length check runs on what this returns.
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        try:
+            check_storable(text, "q")
+        except InvalidInput as error:
+            raise ma.ValidationError(str(error)) from None
+        return text
+
+
+def _id_list(maximum: int, description: str, **kwargs: Any) -> fields.List:
+    return fields.List(
+        fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_ID)),
+        validate=validate.Length(min=1, max=maximum),
+        metadata={"description": description},
+        **kwargs,
+    )
 
 
 class Flag(fields.Boolean):
@@ -135,6 +174,12 @@ class SubmissionsQuery(RequestSchema):
     unreviewed = Flag(load_default=False)
     order = fields.String(validate=validate.OneOf([*ORDERS, ""]), load_default="newest")
     fold_similar = Flag(load_default=False)
+    q = SearchWords()
+    ids = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[0-9, ]*$", error="ids must be whole numbers, comma separated"),
+        metadata={"description": f"comma-separated submission ids, at most {MAX_IDS_FILTER}"},
+    )
 
 
 class TrainingExamplesQuery(RequestSchema):
@@ -147,6 +192,7 @@ class TrainingExamplesQuery(RequestSchema):
         validate=validate.Regexp(r"^[0-9, ]*$", error="ids must be whole numbers, comma separated"),
         metadata={"description": f"comma-separated example ids, at most {MAX_IDS_FILTER}"},
     )
+    q = SearchWords()
 
 
 class CategoryDecision(RequestSchema):
@@ -158,6 +204,43 @@ class CategoryDecision(RequestSchema):
         allow_none=True,
         metadata={"description": "other submissions the same decision applies to"},
     )
+
+
+class SubmissionsFilter(RequestSchema):
+    """The list's filters, as JSON: which submissions a bulk decision covers."""
+
+    category = fields.String(load_default=None, allow_none=True)
+    unreviewed = StrictBoolean(load_default=False)
+    q = SearchWords()
+
+
+class BulkCategory(RequestSchema):
+    """One category for the submissions named by ``ids`` or matched by ``filter``."""
+
+    category = fields.String(required=True)
+    ids = _id_list(MAX_BULK, "the submissions to set", load_default=None)
+    filter = fields.Nested(
+        SubmissionsFilter,
+        load_default=None,
+        metadata={"description": "every submission matching these filters (the list's keys)"},
+    )
+
+    @ma.validates_schema
+    def _ids_or_filter(self, data: dict, **kwargs: Any) -> None:
+        if (data.get("ids") is None) == (data.get("filter") is None):
+            raise ma.ValidationError('send either "ids": [...] or "filter": {...}, not both')
+
+
+class ClearDecisions(RequestSchema):
+    ids = _id_list(MAX_BULK, "the submissions whose decision to undo", required=True)
+
+
+class ExampleIds(RequestSchema):
+    ids = _id_list(MAX_IDS_FILTER, "the training examples", required=True)
+
+
+class ExamplesRelabel(ExampleIds):
+    category = fields.String(required=True)
 
 
 class NewCategory(RequestSchema):

@@ -37,6 +37,20 @@ CategorySaved = _answer(
     id=Id,
     **_required("category", "training_example_id", "is_correction"),
 )
+BulkSaved = _answer(
+    "BulkSaved",
+    saved=fields.Integer(required=True),
+    category=fields.String(required=True),
+    items=fields.List(fields.Dict(), required=True),
+)
+Cleared = _answer("Cleared", cleared=fields.Integer(required=True))
+ExamplesDeleted = _answer("ExamplesDeleted", deleted=fields.Integer(required=True))
+ExamplesRelabelled = _answer(
+    "ExamplesRelabelled",
+    relabelled=fields.Integer(required=True),
+    category=fields.String(required=True),
+    items=fields.List(fields.Dict(), required=True),
+)
 Items = _answer("Items", items=fields.List(fields.Dict(), required=True))
 Category = _answer("Category", **_required("name", "description"))
 TrainingStats = _answer(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, MetaData
+from sqlalchemy import DateTime, Index, MetaData, func, literal_column
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
@@ -44,3 +44,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def message_search_index(name: str) -> Index:
+    """The full-text index of a ``message`` column, on PostgreSQL only (``shared.search``
+    queries ``to_tsvector('english', message)``; SQLite searches without an index)."""
+    index = Index(
+        name,
+        func.to_tsvector(literal_column("'english'::regconfig"), literal_column("message")),
+        postgresql_using="gin",
+    )
+    index.ddl_if(dialect="postgresql")
+    return index

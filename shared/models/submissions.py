@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from shared.models.base import Base, UTCDateTime, utcnow
+from shared.models.base import Base, UTCDateTime, message_search_index, utcnow
 
 
 class Category(Base):
@@ -29,6 +29,7 @@ class Submission(Base):
         Index("ix_submissions_category_created_at", "category", "created_at"),
         Index("ix_submissions_confidence", "confidence"),
         Index("ix_submissions_reviewed_at", "reviewed_at"),
+        message_search_index("ix_submissions_message_search"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -20,7 +20,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from shared.classifier.identity import run_version
-from shared.models.base import Base, UTCDateTime, utcnow
+from shared.models.base import Base, UTCDateTime, message_search_index, utcnow
 
 ACTIVE_STATUSES = ("queued", "preparing", "training", "evaluating")
 TERMINAL_STATUSES = ("completed", "failed", "cancelled", "imported")
@@ -36,6 +36,7 @@ class TrainingExample(Base):
     __table_args__ = (
         Index("ix_training_examples_corrected_category", "corrected_category"),
         Index("ix_training_examples_correction_timestamp", "correction_timestamp"),
+        message_search_index("ix_training_examples_message_search"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -22,6 +22,7 @@ from shared.deployment.active_model import Classification
 from shared.errors import InvalidInput, NotFound
 from shared.inputs import MAX_PAGE, clean_text, is_id, parse_whole_number
 from shared.models import Submission, TrainingExample, utcnow
+from shared.search import message_matches
 from shared.submissions.categories import active_category_specs, require_active_category
 from shared.training.data_quality import similar_groups
 
@@ -31,6 +32,7 @@ MAX_MESSAGE_LENGTH = 5000
 MAX_PER_PAGE = 200
 ORDERS = ("newest", "oldest", "uncertain")
 MAX_SIMILAR = 500  # folded submissions one decision may also be applied to
+MAX_BULK = 10_000  # submissions one bulk decision may set (ids or a filter)
 
 
 class ClassifiesTexts(Protocol):
@@ -155,6 +157,29 @@ def parse_page(page: object, per_page: object, default_per_page: int = 25) -> tu
     return page_number, size
 
 
+def matching_submissions(
+    session: Session,
+    *,
+    category: str | None = None,
+    unreviewed: bool = False,
+    q: str | None = None,
+    ids: Sequence[int] | None = None,
+) -> Any:
+    """A ``select(Submission)`` with the list's filters (no order): the one definition of
+    "the submissions matching this filter" for the list, the review queue and bulk saves."""
+    query = select(Submission)
+    if category:
+        query = query.where(Submission.category == category)
+    if unreviewed:
+        query = query.where(Submission.reviewed_at.is_(None))
+    words = message_matches(Submission.message, q, session.get_bind().dialect.name)
+    if words is not None:
+        query = query.where(words)
+    if ids is not None:
+        query = query.where(Submission.id.in_(ids))
+    return query
+
+
 def list_submissions(
     session: Session,
     *,
@@ -164,9 +189,12 @@ def list_submissions(
     unreviewed: bool = False,
     order: str = "newest",
     fold_similar: bool = False,
+    q: str | None = None,
+    ids: Sequence[int] | None = None,
 ) -> Page:
     """Submissions, filtered; ``order="uncertain"`` puts the least confident first
     (that is where a correction teaches the model most; unclassified ones come first).
+    ``q`` keeps those holding every word of it (``shared.search``).
 
     ``fold_similar`` folds exact and near duplicates (``shared.training.data_quality``) under
     the first of them in this order, so a review queue shows each text once;
@@ -175,11 +203,7 @@ def list_submissions(
     """
     if order not in ORDERS:
         raise InvalidInput(f"order must be one of: {', '.join(ORDERS)}")
-    query = select(Submission)
-    if category:
-        query = query.where(Submission.category == category)
-    if unreviewed:
-        query = query.where(Submission.reviewed_at.is_(None))
+    query = matching_submissions(session, category=category, unreviewed=unreviewed, q=q, ids=ids)
     if order == "uncertain":
         query = query.order_by(
             Submission.confidence.is_not(None), Submission.confidence.asc(), Submission.id.asc()
@@ -193,6 +217,14 @@ def list_submissions(
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     items = list(session.scalars(query.offset((page - 1) * per_page).limit(per_page)))
     return Page(items=items, total=total, page=page, per_page=per_page)
+
+
+def count_reviewed(session: Session, *, category: str | None = None, q: str | None = None) -> int:
+    """How many submissions matching the filter an admin has already decided."""
+    query = matching_submissions(session, category=category, q=q).where(
+        Submission.reviewed_at.is_not(None)
+    )
+    return session.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 
 def _folded_page(session: Session, query: Any, page: int, per_page: int) -> Page:
@@ -298,3 +330,121 @@ def update_categories(
     return [
         update_category(session, submission_id, category, actor) for submission_id in submission_ids
     ]
+
+
+def bulk_update_category(
+    session: Session, submission_ids: Sequence[int], category: object, actor: str
+) -> list[TrainingExample]:
+    """One category for many submissions, each decision its training example, as
+    ``update_category`` would record it, in a few queries instead of one per id.
+
+    Every id must exist (NotFound naming the missing ones, before anything changes);
+    the caller commits, or rolls back on an error.
+    """
+    chosen = require_active_category(session, category).name
+    wanted = list(dict.fromkeys(submission_ids))
+    if len(wanted) > MAX_BULK:
+        raise InvalidInput(f"at most {MAX_BULK} submissions at once")
+    submissions: dict[int, Submission] = {}
+    for chunk in _chunks(wanted):
+        for submission in session.scalars(select(Submission).where(Submission.id.in_(chunk))):
+            submissions[submission.id] = submission
+    missing = [submission_id for submission_id in wanted if submission_id not in submissions]
+    if missing:
+        shown = ", ".join(str(submission_id) for submission_id in missing[:10])
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise NotFound(f"no submission with id {shown}{more}: nothing was saved")
+    examples: dict[int, TrainingExample] = {}
+    for chunk in _chunks(wanted):
+        for example in session.scalars(
+            select(TrainingExample).where(TrainingExample.submission_id.in_(chunk))
+        ):
+            examples[example.submission_id] = example  # type: ignore[index]
+    now = utcnow()
+    saved = []
+    for submission_id in wanted:
+        submission = submissions[submission_id]
+        example = examples.get(submission_id)
+        if example is None:
+            example = TrainingExample(submission_id=submission_id)
+            session.add(example)
+        example.message = submission.message
+        example.original_category = submission.predicted_category
+        example.confidence_score = submission.confidence
+        example.corrected_category = chosen
+        example.contributor_type = submission.contributor_type
+        example.correction_timestamp = now
+        example.is_correction = chosen != submission.predicted_category
+        submission.category = chosen
+        submission.reviewed_at = now
+        saved.append(example)
+    session.flush()
+    logger.info(
+        "bulk category set submissions=%d category=%r corrections=%d actor=%s",
+        len(saved),
+        chosen,
+        sum(1 for example in saved if example.is_correction),
+        actor,
+    )
+    return saved
+
+
+def ids_matching(
+    session: Session,
+    *,
+    category: str | None = None,
+    unreviewed: bool = False,
+    q: str | None = None,
+) -> list[int]:
+    """Ids of every submission matching the filter, oldest first; InvalidInput past
+    ``MAX_BULK`` (a bulk decision that large is more likely a slip than a choice)."""
+    query = matching_submissions(session, category=category, unreviewed=unreviewed, q=q)
+    ids = list(session.scalars(query.with_only_columns(Submission.id).order_by(Submission.id)))
+    if len(ids) > MAX_BULK:
+        raise InvalidInput(
+            f"{len(ids)} submissions match this filter; narrow it to at most {MAX_BULK}"
+        )
+    return ids
+
+
+def clear_categories(session: Session, submission_ids: Sequence[int], actor: str) -> int:
+    """Undo decisions: each submission goes back to the model's category, not reviewed,
+    and its training example is deleted. Every id must exist (NotFound, nothing changed).
+    Returns how many examples were deleted; the caller commits."""
+    wanted = list(dict.fromkeys(submission_ids))
+    submissions = [
+        submission
+        for chunk in _chunks(wanted)
+        for submission in session.scalars(select(Submission).where(Submission.id.in_(chunk)))
+    ]
+    found = {submission.id for submission in submissions}
+    missing = [submission_id for submission_id in wanted if submission_id not in found]
+    if missing:
+        raise NotFound(
+            f"no submission with id {', '.join(map(str, missing[:10]))}: nothing was changed"
+        )
+    examples = [
+        example
+        for chunk in _chunks(wanted)
+        for example in session.scalars(
+            select(TrainingExample).where(TrainingExample.submission_id.in_(chunk))
+        )
+    ]
+    for example in examples:
+        session.delete(example)
+    for submission in submissions:
+        submission.category = submission.predicted_category
+        submission.reviewed_at = None
+    session.flush()
+    logger.info(
+        "decisions cleared submissions=%d examples=%d actor=%s",
+        len(submissions),
+        len(examples),
+        actor,
+    )
+    return len(examples)
+
+
+def _chunks(ids: list[int], size: int = 1000) -> list[list[int]]:
+    """IN lists of at most ``size`` ids (SQLite allows 32,766 parameters, PostgreSQL more)."""
+    return [ids[start : start + size] for start in range(0, len(ids), size)]

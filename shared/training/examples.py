@@ -9,9 +9,10 @@ from sqlalchemy.orm import Session
 
 from shared.errors import InvalidInput, NotFound
 from shared.inputs import MAX_ID, parse_whole_number
-from shared.models import TrainingExample
+from shared.models import Submission, TrainingExample, utcnow
+from shared.search import message_matches
 from shared.settings_store import get_setting
-from shared.submissions.categories import list_categories
+from shared.submissions.categories import list_categories, require_active_category
 from shared.submissions.records import Page
 from shared.training.readiness import check_readiness
 from shared.training_config import DEFAULT_SPLIT
@@ -66,9 +67,13 @@ def list_training_examples(
     category: str | None = None,
     is_correction: bool | None = None,
     ids: list[int] | None = None,
+    q: str | None = None,
 ) -> Page:
-    """Examples, newest decision first, filtered by category, kind or ids."""
+    """Examples, newest decision first, filtered by category, kind, ids or words."""
     query = select(TrainingExample)
+    words = message_matches(TrainingExample.message, q, session.get_bind().dialect.name)
+    if words is not None:
+        query = query.where(words)
     if category:
         query = query.where(TrainingExample.corrected_category == category)
     if is_correction is not None:
@@ -88,6 +93,63 @@ def delete_training_example(session: Session, example_id: int) -> None:
         raise NotFound(f"training example {example_id} does not exist")
     session.delete(example)
     session.flush()
+
+
+def _existing_examples(session: Session, example_ids: list[int]) -> list[TrainingExample]:
+    """The examples with these ids, in that order; NotFound (nothing changed) if any is missing."""
+    wanted = list(dict.fromkeys(example_ids))
+    if len(wanted) > MAX_IDS_FILTER:
+        raise InvalidInput(f"at most {MAX_IDS_FILTER} training examples at once")
+    found = {
+        example.id: example
+        for example in session.scalars(
+            select(TrainingExample).where(TrainingExample.id.in_(wanted))
+        )
+    }
+    missing = [example_id for example_id in wanted if example_id not in found]
+    if missing:
+        raise NotFound(
+            f"no training example with id {', '.join(map(str, missing[:10]))}: nothing was changed"
+        )
+    return [found[example_id] for example_id in wanted]
+
+
+def delete_training_examples(session: Session, example_ids: list[int]) -> int:
+    """Remove these examples (their submissions keep their category); all or none.
+    Returns how many were deleted. The caller commits."""
+    examples = _existing_examples(session, example_ids)
+    for example in examples:
+        session.delete(example)
+    session.flush()
+    return len(examples)
+
+
+def relabel_training_examples(
+    session: Session, example_ids: list[int], category: object
+) -> list[TrainingExample]:
+    """Give these examples one category (all or none). Each stays a correction exactly
+    when the category differs from the model's, and its submission, if it still exists,
+    takes the same category, so the list and the training data agree. The caller commits."""
+    chosen = require_active_category(session, category).name
+    examples = _existing_examples(session, example_ids)
+    now = utcnow()
+    submission_ids = [e.submission_id for e in examples if e.submission_id is not None]
+    submissions = {
+        submission.id: submission
+        for submission in session.scalars(
+            select(Submission).where(Submission.id.in_(submission_ids))
+        )
+    }
+    for example in examples:
+        example.corrected_category = chosen
+        example.is_correction = chosen != example.original_category
+        example.correction_timestamp = now
+        submission = submissions.get(example.submission_id)  # type: ignore[arg-type]
+        if submission is not None:
+            submission.category = chosen
+            submission.reviewed_at = now
+    session.flush()
+    return examples
 
 
 def training_stats(session: Session) -> dict[str, Any]:
@@ -127,6 +189,15 @@ def training_stats(session: Session) -> dict[str, Any]:
             "near_duplicate_ids": list(report.near_duplicate_ids),
             "conflicts": report.conflicts,
             "conflict_ids": list(report.conflict_ids),
+            # The copies past the first of each duplicate group whose copies agree:
+            # deleting them keeps one of each text (conflicting groups need a relabel).
+            "duplicate_copy_ids": [
+                example_id
+                for group in report.duplicate_groups
+                if group not in report.conflict_groups
+                for example_id in group[1:]
+            ],
+            "conflict_groups": [_conflict_group(group, rows) for group in report.conflict_groups],
             "too_short": report.too_short,
             "too_short_ids": list(report.too_short_ids),
             "too_long": report.too_long,
@@ -138,4 +209,14 @@ def training_stats(session: Session) -> dict[str, Any]:
         },
         "ready": readiness.ready,
         "min_training_examples": minimum,
+    }
+
+
+def _conflict_group(group: tuple[Any, ...], rows: list[Any]) -> dict[str, Any]:
+    """One text stored with different categories: its example ids and the categories."""
+    by_id = {row.id: row for row in rows}
+    return {
+        "ids": list(group),
+        "message": by_id[group[0]].message,
+        "categories": sorted({by_id[example_id].corrected_category for example_id in group}),
     }

@@ -16,6 +16,7 @@ def index():
 from web.admin import (  # noqa: E402,F401
     pages_models,
     pages_notifications,
+    pages_review,
     pages_submissions,
     pages_training,
 )

@@ -9,10 +9,13 @@ from __future__ import annotations
 from flask import flash, redirect, render_template, request, url_for
 
 from shared.errors import InvalidInput, NotFound, SortloopError
-from shared.inputs import MAX_ID, parse_whole_number
+from shared.inputs import MAX_ID, check_storable, parse_whole_number
 from shared.models import TrainingExample
+from shared.search import MAX_QUERY_LENGTH, highlighted
 from shared.submissions.categories import add_category, edit_category, list_categories
 from shared.submissions.records import (
+    bulk_update_category,
+    ids_matching,
     list_submissions,
     parse_page,
     parse_similar_ids,
@@ -21,9 +24,11 @@ from shared.submissions.records import (
 )
 from shared.training.examples import (
     delete_training_example,
+    delete_training_examples,
     list_training_examples,
     parse_ids,
     parse_is_correction,
+    relabel_training_examples,
     training_stats,
 )
 from web.admin import bp
@@ -45,11 +50,43 @@ def _form_ids(name: str) -> list[int]:
     try:
         return [parse_whole_number(value, name, 1, MAX_ID) for value in values]
     except InvalidInput:
-        raise InvalidInput(f"{name} must be submission ids") from None
+        raise InvalidInput(f"{name} must be whole-number ids") from None
 
 
-def _flag(name: str) -> bool:
-    return request.args.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _flag(name: str, source: dict | None = None) -> bool:
+    value = (request.args if source is None else source).get(name, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+@bp.app_template_filter("highlighted")
+def highlighted_filter(text: str, query: str | None) -> list[tuple[str, bool]]:
+    """``{% for part, hit in message|highlighted(q) %}``: matches go in <mark>."""
+    return highlighted(text, query)
+
+
+def search_words(source: dict | None = None) -> str:
+    """The ``q`` of a page's query string (or form): storable, bounded, stripped."""
+    words = ((request.args if source is None else source).get("q") or "").strip()
+    if len(words) > MAX_QUERY_LENGTH:
+        raise InvalidInput(f"q must be at most {MAX_QUERY_LENGTH} characters")
+    check_storable(words, "q")
+    return words
+
+
+def submission_filters(source: dict | None = None) -> dict:
+    """The submissions list's filters from its query string (the review page shares them)."""
+    args = request.args if source is None else source
+    return {
+        "category": args.get("category") or "",
+        "unreviewed": _flag("unreviewed", args),
+        "order": args.get("order") or "newest",
+        # The review queue (not yet reviewed only) folds near duplicates unless told not to.
+        "similar": "show" if args.get("similar") == "show" else "fold",
+        "q": search_words(args),
+    }
 
 
 @bp.get("/submissions")
@@ -57,13 +94,8 @@ def _flag(name: str) -> bool:
 def submissions():
     session = get_session()
     page, per_page = parse_page(request.args.get("page"), request.args.get("per_page"))
-    filters = {
-        "category": request.args.get("category") or "",
-        "unreviewed": _flag("unreviewed"),
-        "order": request.args.get("order") or "newest",
-        # The review queue (not yet reviewed only) folds near duplicates unless told not to.
-        "similar": "show" if request.args.get("similar") == "show" else "fold",
-    }
+    filters = submission_filters()
+    filters["per_page"] = per_page
     result = list_submissions(
         session,
         page=page,
@@ -72,14 +104,51 @@ def submissions():
         unreviewed=filters["unreviewed"],
         order=filters["order"],
         fold_similar=filters["unreviewed"] and filters["similar"] == "fold",
+        q=filters["q"] or None,
+        ids=parse_ids(request.args.get("ids")),
     )
     return render_template(
         "admin/submissions.html",
         result=result,
         filters=filters,
+        page_sizes=PAGE_SIZES,
         categories=list_categories(session),
         active_categories=[c.name for c in list_categories(session, active_only=True)],
     )
+
+
+@bp.post("/submissions/bulk-category")
+@admin_required
+def bulk_category():
+    """The list's bulk form: the ticked rows, or every submission matching the filter."""
+    session = get_session()
+    category = request.form.get("category")
+    try:
+        if request.form.get("all_matching") == "1":
+            ids = ids_matching(
+                session,
+                category=request.form.get("filter_category") or None,
+                unreviewed=_flag("filter_unreviewed", request.form),
+                q=search_words({"q": request.form.get("filter_q", "")}) or None,
+            )
+        else:
+            ids = _form_ids("ids")
+        if not ids:
+            raise InvalidInput("Tick the submissions to set, or choose all matching this filter.")
+        examples = bulk_update_category(session, ids, category, actor=current_actor())
+    except SortloopError as error:
+        session.rollback()
+        flash(str(error), "error")
+    else:
+        session.commit()
+        corrections = sum(1 for example in examples if example.is_correction)
+        flash(
+            f"{_count(len(examples), 'submission')} set to '{examples[0].corrected_category}' "
+            f"(saved for training: {_count(corrections, 'correction')}, "
+            f"{_count(len(examples) - corrections, 'confirmation')}).",
+            "info",
+        )
+    return redirect(_back_to("admin.submissions", "/admin/submissions"))
 
 
 @bp.post("/submissions/<int:submission_id>/category")
@@ -167,6 +236,8 @@ def training_data():
         "category": request.args.get("category") or "",
         "is_correction": request.args.get("is_correction") or "",
         "ids": request.args.get("ids") or "",
+        "q": search_words(),
+        "per_page": per_page,
     }
     result = list_training_examples(
         session,
@@ -175,14 +246,47 @@ def training_data():
         category=filters["category"] or None,
         is_correction=parse_is_correction(filters["is_correction"]),
         ids=parse_ids(filters["ids"]),
+        q=filters["q"] or None,
     )
     return render_template(
         "admin/training_data.html",
         result=result,
         filters=filters,
+        page_sizes=PAGE_SIZES,
         stats=training_stats(session),
         categories=list_categories(session),
+        active_categories=[c.name for c in list_categories(session, active_only=True)],
     )
+
+
+@bp.post("/training-data/bulk")
+@admin_required
+def bulk_training_data():
+    """Delete or relabel the ticked examples (or the ids a quality-report button names)."""
+    session = get_session()
+    action = request.form.get("action")
+    try:
+        ids = _form_ids("ids")
+        if not ids:
+            raise InvalidInput("Tick the training examples first.")
+        if action == "delete":
+            deleted = delete_training_examples(session, ids)
+            message = f"{_count(deleted, 'training example')} deleted."
+        elif action == "relabel":
+            examples = relabel_training_examples(session, ids, request.form.get("category"))
+            message = (
+                f"{_count(len(examples), 'training example')} now "
+                f"'{examples[0].corrected_category}'."
+            )
+        else:
+            raise InvalidInput("action must be delete or relabel")
+    except SortloopError as error:
+        session.rollback()
+        flash(str(error), "error")
+    else:
+        session.commit()
+        flash(message, "info")
+    return redirect(_back_to("admin.training_data", "/admin/training-data"))
 
 
 def _example_or_404(example_id: int) -> TrainingExample:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify
 
+from shared.search import match_spans
 from shared.submissions.categories import (
     add_category,
     category_to_dict,
@@ -11,6 +12,9 @@ from shared.submissions.categories import (
     list_categories,
 )
 from shared.submissions.records import (
+    bulk_update_category,
+    clear_categories,
+    ids_matching,
     list_submissions,
     parse_similar_ids,
     submission_to_dict,
@@ -19,9 +23,11 @@ from shared.submissions.records import (
 )
 from shared.training.examples import (
     delete_training_example,
+    delete_training_examples,
     example_to_dict,
     list_training_examples,
     parse_ids,
+    relabel_training_examples,
     training_stats,
 )
 from web import api_requests, api_schemas
@@ -44,14 +50,81 @@ def submissions(query: dict):
         unreviewed=query["unreviewed"],
         order=query["order"] or "newest",
         fold_similar=fold,
+        q=query["q"],
+        ids=parse_ids(query["ids"]),
     )
-    items = [submission_to_dict(item) for item in result.items]
+    items = [_with_matches(submission_to_dict(item), query["q"]) for item in result.items]
     body = {"items": items, "total": result.total, "page": result.page, "per_page": result.per_page}
     if fold:
         for item in items:
-            item["similar"] = [submission_to_dict(s) for s in result.similar.get(item["id"], [])]
+            item["similar"] = [
+                _with_matches(submission_to_dict(s), query["q"])
+                for s in result.similar.get(item["id"], [])
+            ]
         body["folded"] = result.folded
     return jsonify(body)
+
+
+def _with_matches(item: dict, q: str | None) -> dict:
+    """With a search, ``matches``: the [start, end) character spans of ``message`` to highlight."""
+    if q:
+        item["matches"] = match_spans(item["message"], q)
+    return item
+
+
+@bp.post("/submissions/bulk-category")
+@bp.alt_response(
+    200,
+    schema=api_schemas.BulkSaved,
+    description="how many were saved, and each one's training example",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.BulkCategory)
+def bulk_category(body: dict):
+    session = get_session()
+    if body["ids"] is not None:
+        ids = body["ids"]
+    else:
+        chosen = body["filter"]
+        ids = ids_matching(
+            session,
+            category=chosen["category"] or None,
+            unreviewed=chosen["unreviewed"],
+            q=chosen["q"],
+        )
+    examples = bulk_update_category(session, ids, body["category"], actor=current_actor())
+    session.commit()
+    return jsonify(
+        {
+            "saved": len(examples),
+            "category": examples[0].corrected_category if examples else body["category"],
+            "items": [
+                {
+                    "id": example.submission_id,
+                    "training_example_id": example.id,
+                    "is_correction": example.is_correction,
+                }
+                for example in examples
+            ],
+        }
+    )
+
+
+@bp.post("/submissions/clear-category")
+@bp.alt_response(
+    200,
+    schema=api_schemas.Cleared,
+    description="the decisions were undone; cleared counts the training examples deleted",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.ClearDecisions)
+def clear_category(body: dict):
+    session = get_session()
+    cleared = clear_categories(session, body["ids"], actor=current_actor())
+    session.commit()
+    return jsonify({"cleared": cleared})
 
 
 @bp.post("/submissions/<int:submission_id>/category")
@@ -144,10 +217,11 @@ def training_examples(query: dict):
         category=query["category"] or None,
         is_correction=query["is_correction"],
         ids=parse_ids(query["ids"]),
+        q=query["q"],
     )
     return jsonify(
         {
-            "items": [example_to_dict(item) for item in result.items],
+            "items": [_with_matches(example_to_dict(item), query["q"]) for item in result.items],
             "total": result.total,
             "page": result.page,
             "per_page": result.per_page,
@@ -163,3 +237,38 @@ def remove_training_example(example_id: int):
     delete_training_example(session, example_id)
     session.commit()
     return "", 204
+
+
+@bp.post("/training-examples/bulk-delete")
+@bp.alt_response(
+    200, schema=api_schemas.ExamplesDeleted, description="how many were deleted", success=True
+)
+@admin_required
+@bp.arguments(api_requests.ExampleIds)
+def bulk_delete_training_examples(body: dict):
+    session = get_session()
+    deleted = delete_training_examples(session, body["ids"])
+    session.commit()
+    return jsonify({"deleted": deleted})
+
+
+@bp.post("/training-examples/bulk-relabel")
+@bp.alt_response(
+    200,
+    schema=api_schemas.ExamplesRelabelled,
+    description="the examples with their new category",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.ExamplesRelabel)
+def bulk_relabel_training_examples(body: dict):
+    session = get_session()
+    examples = relabel_training_examples(session, body["ids"], body["category"])
+    session.commit()
+    return jsonify(
+        {
+            "relabelled": len(examples),
+            "category": examples[0].corrected_category,
+            "items": [example_to_dict(example) for example in examples],
+        }
+    )
