@@ -347,6 +347,11 @@ class ActiveModel:
             self._reload_lag if previous is not None else None,
         )
 
+    @property
+    def is_loaded(self) -> bool:
+        """Whether a model is in use in this process yet (nothing loads to answer this)."""
+        return self._loaded is not None
+
     def load_run(self, run_id: int, model_path: str, version: str) -> Classifier:
         """Load another run's model the way this one loads the model in use (on the base
         model in memory when there is one): the model in shadow uses it."""

@@ -173,6 +173,11 @@ class ShadowModel:
             return
         if self._failed is not None and self._failed[0] == wanted:
             return  # failed before: wait for the next change
+        if not self.active.is_loaded:
+            # Load after the model in use: on its base model, and never two first
+            # imports of the model libraries at once (they are not thread-safe).
+            self._checked_at = None
+            return
         version = run_version(wanted.run_id)
         try:
             if not wanted.model_path:
