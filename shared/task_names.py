@@ -15,6 +15,7 @@ RECLASSIFY = "sortloop.reclassify"
 DISPATCH_NOTIFICATIONS = "sortloop.dispatch_notifications"
 DELIVER_WEBHOOK = "sortloop.deliver_webhook"
 SEND_EMAIL = "sortloop.send_notification_email"
+SHADOW_REPORT = "sortloop.shadow_report"
 
 TRAINING_QUEUE = "training"
 DEFAULT_QUEUE = "default"

@@ -11,7 +11,9 @@ process serves several requests at once (gunicorn threads), and one forward pass
 eight texts costs far less than eight passes over one. A request that arrives alone
 runs at once; one that arrives while others are in flight waits up to
 ``SORTLOOP_BATCH_WAIT_MS`` for company, and requests that queue up behind a running
-batch form the next one.
+batch form the next one. A run in shadow (``ShadowModel``) scores each batch beside the
+model in use; its answers travel with the batch's ``Classification`` and are stored,
+never shown to the public.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from flask import Flask, current_app
 
 from shared.classifier.base import CategorySpec
 from shared.deployment.active_model import ActiveModel, Classification
+from shared.deployment.shadow_model import ShadowModel
 
 logger = logging.getLogger(__name__)
 
@@ -134,42 +137,54 @@ class MicroBatcher:
         start = 0
         for job in jobs:
             end = start + len(job.texts)
-            job.future.set_result(Classification(result.predictions[start:end], result.version))
+            job.future.set_result(result.part(start, end))
             start = end
 
 
 class SubmissionAnalyzer:
     """Classifies submissions and reports which model it uses."""
 
-    def __init__(self, active_model: ActiveModel, batcher: MicroBatcher | None = None) -> None:
+    def __init__(
+        self,
+        active_model: ActiveModel,
+        batcher: MicroBatcher | None = None,
+        shadow: ShadowModel | None = None,
+    ) -> None:
         self.active_model = active_model
         self.batcher = batcher
+        self.shadow = shadow  # the model in shadow rides the same batches (may be None)
 
     def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
         if self.batcher is not None:
             return self.batcher.classify(texts, categories)
+        if self.shadow is not None:
+            return self.shadow.classify(texts, categories)
         return self.active_model.classify(texts, categories)
 
     def current_version(self) -> str:
         return self.active_model.current_version()
 
     def get_model_info(self) -> dict[str, Any]:
-        return self.active_model.get_model_info()
+        info = self.active_model.get_model_info()
+        info["shadow"] = self.shadow.info() if self.shadow is not None else None
+        return info
 
     def refresh(self) -> None:
         self.active_model.refresh()
+        if self.shadow is not None:
+            self.shadow.refresh()
 
 
 def init_app(app: Flask, *, serving: bool = False) -> None:
     """``serving``: a real web process (watch the active model from the start)."""
     config = app.config["SORTLOOP"]
     active_model = ActiveModel(config, app.extensions["sortloop_sessions"], owner="web")
-    batcher = MicroBatcher(
-        active_model.classify, config.batch_wait_ms / 1000.0, config.batch_max_size
-    )
-    app.extensions["sortloop_analyzer"] = SubmissionAnalyzer(active_model, batcher)
+    shadow = ShadowModel(active_model)
+    batcher = MicroBatcher(shadow.classify, config.batch_wait_ms / 1000.0, config.batch_max_size)
+    app.extensions["sortloop_analyzer"] = SubmissionAnalyzer(active_model, batcher, shadow)
     if serving:
         active_model.watch()
+        shadow.watch()
 
 
 def get_analyzer() -> SubmissionAnalyzer:

@@ -94,4 +94,14 @@ EmailRecipient = _answer(
     events=fields.List(fields.String(), required=True),
 )
 TestQueued = _answer("TestQueued", event_id=fields.String(required=True))
+ShadowReport = _answer(
+    "ShadowReport",
+    run_id=Id,
+    since=fields.String(required=True),
+    scored=fields.Integer(required=True),
+    reviewed=fields.Integer(required=True),
+    active_only_right=fields.Integer(required=True),
+    shadow_only_right=fields.Integer(required=True),
+    **_required("agreement", "accuracy_active", "accuracy_shadow", "p_value"),
+)
 JsonObject = _answer("JsonObject")

@@ -26,6 +26,7 @@ TRAINING_WORKER_TASKS_PER_CHILD = 1
 OTHER_WORKER_TASKS_PER_CHILD = 10
 # Through a Redis restart of up to about a minute the worker keeps trying to publish a
 # chain's next step and to store results (kombu's defaults give up within a second).
+SHADOW_REPORT_CHECK_SECONDS = 3600
 REDIS_RETRY_POLICY = {"max_retries": 20, "interval_start": 0.5, "interval_step": 1.0,
                       "interval_max": 5.0}  # fmt: skip
 
@@ -76,6 +77,16 @@ def create_celery(config: Config | None = None) -> Celery:
                 "options": {
                     "queue": task_names.DEFAULT_QUEUE,
                     "expires": config.beat_interval_seconds,
+                },
+            },
+            # Hourly check, daily event: shadow.report goes out once a day while a run
+            # is in shadow (shared.deployment.shadow.emit_daily_report decides).
+            "shadow-report": {
+                "task": task_names.SHADOW_REPORT,
+                "schedule": SHADOW_REPORT_CHECK_SECONDS,
+                "options": {
+                    "queue": task_names.DEFAULT_QUEUE,
+                    "expires": SHADOW_REPORT_CHECK_SECONDS,
                 },
             },
             "auto-train": {

@@ -10,6 +10,7 @@ from celery import shared_task
 
 from shared import task_names
 from shared.db import session_scope
+from shared.deployment.shadow import emit_daily_report
 from shared.notifications.dispatch import (
     Job,
     dispatch_pending,
@@ -90,3 +91,11 @@ def send_notification_email(self, event_id: int, recipient_id: int) -> dict:
     event, address = found
     outcome = notify.send_email(config, notify.email_message(config, event, address))
     return _finish_try(self, Job("email", int(event_id), int(recipient_id)), outcome)
+
+
+@shared_task(name=task_names.SHADOW_REPORT)
+def shadow_report() -> dict | None:
+    """While a run is in shadow, emit ``shadow.report`` with its figures once a day (beat
+    runs this hourly; the event goes out like any other, to whoever subscribed)."""
+    with session_scope(state.session_factory()) as session:
+        return emit_daily_report(session)

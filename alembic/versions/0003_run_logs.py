@@ -2,7 +2,7 @@
 
 Revision ID: 0003_run_logs
 Revises: 0002
-Create Date: 2026-12-04 09:00:00
+Create Date: 2026-12-03 16:00:00
 """
 
 from collections.abc import Sequence

@@ -2,7 +2,7 @@
 
 Revision ID: 0004_notifications
 Revises: 0003_run_logs
-Create Date: 2026-12-04 10:00:00
+Create Date: 2026-12-03 16:30:00
 """
 
 from collections.abc import Sequence

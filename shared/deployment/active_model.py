@@ -66,10 +66,20 @@ class ActiveModelRecord:
 
 @dataclass(frozen=True)
 class Classification:
-    """Predictions for a batch, and the version of the one model that made all of them."""
+    """Predictions for a batch, and the version of the one model that made all of them.
+
+    ``shadow``: what the model in shadow said about the same texts, when one ran beside
+    it (``shared.deployment.shadow_model``); never shown to the public."""
 
     predictions: list[Prediction]
     version: str
+    shadow: Classification | None = None
+    shadow_id: int | None = None
+
+    def part(self, start: int, end: int) -> Classification:
+        """The slice of a shared batch that belongs to one caller."""
+        shadow = self.shadow.part(start, end) if self.shadow is not None else None
+        return Classification(self.predictions[start:end], self.version, shadow, self.shadow_id)
 
 
 @dataclass(frozen=True)
@@ -336,6 +346,16 @@ class ActiveModel:
             version,
             self._reload_lag if previous is not None else None,
         )
+
+    @property
+    def is_loaded(self) -> bool:
+        """Whether a model is in use in this process yet (nothing loads to answer this)."""
+        return self._loaded is not None
+
+    def load_run(self, run_id: int, model_path: str, version: str) -> Classifier:
+        """Load another run's model the way this one loads the model in use (on the base
+        model in memory when there is one): the model in shadow uses it."""
+        return self._load(ActiveModelRecord(run_id=run_id, model_path=model_path), version)
 
     def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
         classifier = self._load_classifier(record, version)

@@ -1,7 +1,8 @@
 """The audit trail: the one recorder of DeploymentEvent rows, and reading them back.
 
 Deploys, rollbacks, skipped auto-deploys, imports, models that failed to load in a
-process and re-classifications are all recorded through ``record_event``.
+process, re-classifications and shadows started or ended are all recorded through
+``record_event``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from shared.models import DeploymentEvent, FineTuningRun
 from shared.notifications.events import emit_event
 
-ACTIONS = ("deploy", "rollback", "import", "load", "reclassify")
+ACTIONS = ("deploy", "rollback", "import", "load", "reclassify", "shadow")
 
 
 def record_event(

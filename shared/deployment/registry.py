@@ -24,6 +24,7 @@ from shared.classifier.identity import base_model_version
 from shared.config import Config
 from shared.deployment.audit import record_event
 from shared.deployment.deployed import deployed_run, set_deployed
+from shared.deployment.shadow import end_shadow_of_deployed_run
 from shared.errors import Conflict, NotFound
 from shared.model_store.checks import active_category_names, verify_adapter_directory
 from shared.model_store.layout import finetuned_root, run_model_path
@@ -139,6 +140,7 @@ def deploy_model(
             session, "deploy", run_id=run.id, from_version=previous, to_version=run.version,
             actor=actor, detail=detail,
         )  # fmt: skip
+        end_shadow_of_deployed_run(session, run, actor)  # deploying the shadow promotes it
         session.commit()
     except IntegrityError:
         session.rollback()

@@ -8,6 +8,7 @@ from shared.models.notifications import (
     NotificationEvent,
     Webhook,
 )
+from shared.models.shadow import Shadow, ShadowPrediction
 from shared.models.submissions import Category, Submission
 from shared.models.training import (
     ACTIVE_STATUSES,
@@ -33,6 +34,8 @@ __all__ = [
     "NotificationEvent",
     "RunLogLine",
     "Setting",
+    "Shadow",
+    "ShadowPrediction",
     "Submission",
     "TrainingExample",
     "UTCDateTime",

@@ -21,7 +21,7 @@ from shared.config import Config
 from shared.deployment.active_model import Classification
 from shared.errors import InvalidInput, NotFound
 from shared.inputs import MAX_PAGE, clean_text, is_id, parse_whole_number
-from shared.models import Submission, TrainingExample, utcnow
+from shared.models import ShadowPrediction, Submission, TrainingExample, utcnow
 from shared.search import message_matches
 from shared.submissions.categories import active_category_specs, require_active_category
 from shared.training.data_quality import similar_groups
@@ -90,7 +90,33 @@ def classify_submissions(
         submission.classification_error = None
         if submission.reviewed_at is None:  # an admin's choice outranks the model
             submission.category = prediction.label
+    _store_shadow_predictions(session, submissions, result)
     return True
+
+
+def _store_shadow_predictions(
+    session: Session, submissions: Sequence[Submission], result: Classification
+) -> None:
+    """The model in shadow's answers for new submissions, beside the served ones (the
+    public never sees them; ``shared.deployment.shadow`` reports on them)."""
+    shadow = getattr(result, "shadow", None)
+    shadow_id = getattr(result, "shadow_id", None)
+    if shadow is None or shadow_id is None or len(shadow.predictions) != len(submissions):
+        return
+    for submission, prediction in zip(submissions, shadow.predictions, strict=True):
+        if submission.id is not None:  # only new submissions: one answer each
+            continue
+        session.add(
+            ShadowPrediction(
+                shadow_id=shadow_id,
+                submission=submission,
+                served_category=submission.predicted_category,
+                served_version=submission.model_version,
+                shadow_category=prediction.label,
+                shadow_confidence=prediction.confidence,
+                shadow_version=shadow.version,
+            )
+        )
 
 
 def create_submission(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+import requests
 from sqlalchemy import select
 
 from shared.models import Category, DeploymentEvent, FineTuningRun
@@ -58,3 +61,68 @@ def test_deploy_rollback_and_import_from_the_models_page(
     assert get_setting(session, "active_model_id") is None
     actions = session.scalars(select(DeploymentEvent.action).order_by(DeploymentEvent.id)).all()
     assert actions == ["deploy", "rollback", "import"]
+
+
+def test_shadow_a_model_review_three_submissions_see_the_report_change_and_promote(
+    live_server, page, admin_account, session, config, tmp_path
+) -> None:
+    for name in LABELS:
+        session.add(Category(name=name, description=f"questions about {name}"))
+    run = FineTuningRun(
+        status="completed", base_model="all-MiniLM-L6-v2", results={"meets_criteria": True}
+    )
+    session.add(run)
+    session.flush()
+    run.model_path = str(write_adapter_directory(tmp_path / "shadowed", LABELS))
+    session.commit()
+    page.on("dialog", lambda dialog: dialog.accept())
+    token = {"Authorization": f"Bearer {config.admin_token}"}
+
+    log_in(page, live_server, *admin_account)
+    page.goto(f"{live_server.url}/admin/models")
+    row = page.locator('[data-role="models"] tbody tr', has_text=f"run {run.id}")
+    row.get_by_role("button", name="Put in shadow").click()
+    page.locator(
+        '[data-role="shadow"]', has_text=f"Run {run.id} (run-{run.id}) is in shadow"
+    ).wait_for()
+    assert row.get_by_role("button", name="Put in shadow").is_disabled()  # one at a time
+
+    deadline = time.monotonic() + 60
+    while not (requests.get(f"{live_server.url}/admin/api/model-info", headers=token).json()
+               .get("shadow") or {}).get("loaded"):  # fmt: skip
+        assert time.monotonic() < deadline, "the web process did not load the shadow"
+        time.sleep(0.2)  # poll: the process's background check loads it at its own pace
+    for message in ("my cards are late", "a question about loans", "hello there"):
+        answer = requests.post(
+            f"{live_server.url}/api/submissions",
+            json={"message": message, "contributor_type": "resident"},
+        )
+        assert answer.status_code == 201
+    page.reload()
+    figure = page.locator('[data-figure="Reviewed by admins since"]')
+    assert figure.inner_text() == "0"
+    assert page.locator('[data-figure="Texts scored"]').inner_text() == "3"
+
+    page.goto(f"{live_server.url}/admin/submissions")
+    for index in range(3):
+        submission = page.locator("tbody tr").nth(index)
+        submission.locator("select[name=category]").select_option("cards")
+        submission.get_by_role("button", name="Save").click()
+        submission.locator(".status", has_text="saved").wait_for()
+    page.goto(f"{live_server.url}/admin/models")
+    page.locator('[data-figure="Reviewed by admins since"]', has_text="3").wait_for()
+    assert page.locator('[data-figure="McNemar exact p"]').inner_text() != "—"
+
+    page.get_by_role("button", name="Promote (deploy it)").click()
+    page.locator('[data-role="panel-status"]', has_text=f"Deployed run-{run.id}").wait_for()
+    page.locator('[data-role="shadow"]', has_text="No model is in shadow").wait_for()
+    session.expire_all()
+    events = session.execute(
+        select(DeploymentEvent.action, DeploymentEvent.detail).order_by(DeploymentEvent.id)
+    ).all()
+    assert [tuple(event) for event in events][-2:] == [
+        ("deploy", None),
+        ("shadow", "shadow promoted"),
+    ]
+    rolled_back = requests.post(f"{live_server.url}/admin/api/rollback-model", headers=token)
+    assert rolled_back.status_code == 200  # the next test starts on the base model

@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from shared.classifier.identity import base_model_version
 from shared.model_store.layout import run_directory
-from shared.models import Category, DeploymentEvent, FineTuningRun
+from shared.models import Category, DeploymentEvent, FineTuningRun, ShadowPrediction
 from tests.integration.conftest import REPO_ROOT, config_environment
 from tests.model_files import write_adapter_directory
 
@@ -337,3 +337,66 @@ def test_every_process_swaps_with_no_traffic_and_reports_its_lag(
     assert len({report["pid"] for report in reports.values()}) == len(web_processes)
     lags = [report["reload_lag_seconds"] for report in reports.values()]
     print(f"\nreload lag with no traffic, per process (s): {lags}")
+
+
+def _request_method(url: str, method: str, token: str):
+    request = urllib.request.Request(url, method=method)
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def _wait_for_shadow(processes: list[WebProcess], token: str, wanted) -> None:
+    """Poll each process's model-info until its shadow report satisfies ``wanted``."""
+    started = time.monotonic()
+    pending = set(range(len(processes)))
+    while pending:
+        assert time.monotonic() - started < RELOAD_DEADLINE_SECONDS, pending
+        for index in list(pending):
+            status, info = _request(f"{processes[index].url}/admin/api/model-info", token=token)
+            assert status == 200, info
+            if wanted(info["shadow"]):
+                pending.discard(index)
+        time.sleep(0.1)  # poll: each process checks in the background, at its own pace
+
+
+def test_every_process_loads_a_shadow_with_no_traffic_and_scores_beside_the_model_in_use(
+    config, session, two_runs, web_processes
+) -> None:
+    """No submission is sent until each process reports the shadow loaded: its background
+    check found it. Then each scores a submission with both; stopping drops it everywhere."""
+    first, _ = two_runs
+    token = config.admin_token
+    status, body = _request(
+        f"{web_processes[0].url}/admin/api/shadow-model/{first.id}", {}, token=token
+    )
+    assert status == 201, body
+
+    _wait_for_shadow(
+        web_processes, token, lambda shadow: shadow is not None and shadow["loaded"] is True
+    )
+    versions = []
+    for process in web_processes:
+        status, answer = _request(
+            f"{process.url}/api/submissions",
+            {"message": "my card has not arrived yet", "contributor_type": "resident"},
+        )
+        assert status == 201, answer
+        assert set(answer) == {"id", "category", "confidence", "model_version"}
+        versions.append(answer["model_version"])
+    session.expire_all()
+    stored = session.execute(
+        select(ShadowPrediction.served_version, ShadowPrediction.shadow_version).order_by(
+            ShadowPrediction.id
+        )
+    ).all()
+    assert [tuple(row) for row in stored] == [(v, f"run-{first.id}") for v in versions]
+
+    status, body = _request_method(
+        f"{web_processes[1].url}/admin/api/shadow-model", "DELETE", token
+    )
+    assert status == 200, body
+    _wait_for_shadow(web_processes, token, lambda shadow: shadow is None)

@@ -188,3 +188,52 @@ def test_an_email_arrives_at_the_smtp_server(client, admin_headers, worker, mail
         worker,
     )  # fmt: skip
     assert [(item["ok"], item["event_type"]) for item in items] == [(True, "model.rolled_back")]
+
+
+def test_the_daily_shadow_report_reaches_a_receiver(
+    client, admin_headers, worker, notify_config, session, tmp_path
+) -> None:
+    """The beat's task, run by the real worker: while a run is in shadow it sends
+    shadow.report with the report as the payload (once a day: a second tick sends nothing)."""
+    from celery import Celery
+
+    from shared import task_names
+    from shared.models import Category, FineTuningRun
+    from tests.model_files import write_adapter_directory
+
+    labels = ["card_arrival", "exchange_rate"]
+    for name in labels:
+        session.add(Category(name=name, description=name.replace("_", " ")))
+    run = FineTuningRun(status="completed", base_model="all-MiniLM-L6-v2", results={})
+    session.add(run)
+    session.flush()
+    run.model_path = str(write_adapter_directory(tmp_path / "shadow-model", labels))
+    session.commit()
+    celery = Celery(broker=notify_config.broker_url, backend=notify_config.result_backend)
+    celery.conf.update(**task_names.messaging_settings())
+    receiver = Receiver().start()
+    try:
+        add_webhook(client, admin_headers, receiver.url, ["shadow.report"])
+        started = client.post(f"/admin/api/shadow-model/{run.id}", headers=admin_headers)
+        assert started.status_code == 201, started.get_json()
+
+        sent = celery.send_task(task_names.SHADOW_REPORT, queue=task_names.DEFAULT_QUEUE)
+        assert sent.get(timeout=DEADLINE)["run_id"] == run.id
+        wait_for("the shadow report", lambda: receiver.received, worker)
+        again = celery.send_task(task_names.SHADOW_REPORT, queue=task_names.DEFAULT_QUEUE)
+        assert again.get(timeout=DEADLINE) is None  # already sent today
+    finally:
+        receiver.stop()
+        celery.close()
+    (delivery,) = receiver.received
+    assert signature_is_valid(
+        delivery["body"], delivery["headers"].get("X-Sortloop-Signature"), SECRET
+    )
+    (event,) = receiver.events()
+    assert event["type"] == "shadow.report"
+    assert event["run"]["id"] == run.id
+    assert event["data"]["run_id"] == run.id
+    assert event["data"]["scored"] == 0
+    assert {"since", "agreement", "accuracy_active", "accuracy_shadow", "p_value"} <= set(
+        event["data"]
+    )

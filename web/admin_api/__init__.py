@@ -7,6 +7,7 @@ bp = AdminBlueprint("admin_api", __name__, url_prefix="/admin/api", description=
 from web.admin_api import (  # noqa: E402,F401
     routes_models,
     routes_notifications,
+    routes_shadow,
     routes_submissions,
     routes_training,
 )

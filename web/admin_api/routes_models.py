@@ -8,6 +8,7 @@ from shared import task_names
 from shared.deployment.audit import deployment_history, event_to_dict
 from shared.deployment.comparison import compare_models
 from shared.deployment.registry import deploy_model, list_published_models, rollback_to_baseline
+from shared.deployment.shadow import shadow_report
 from shared.errors import InvalidInput, ServiceUnavailable
 from shared.model_store.archive import import_archive
 from shared.model_store.export import exportable_run_directory, iter_export_zip
@@ -90,6 +91,7 @@ def deployments():
             "models": list_published_models(session, _config()),
             "events": [event_to_dict(event) for event in deployment_history(session)],
             "reclassification": latest_reclassification(session),
+            "shadow": shadow_report(session),
         }
     )
 

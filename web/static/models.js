@@ -97,6 +97,13 @@
       compare.addEventListener("click", function () { compareWithBase(model.run_id); });
       actions.appendChild(compare);
       actions.appendChild(document.createTextNode(" "));
+      var shadow = element("button", "Put in shadow");
+      shadow.type = "button";
+      shadow.dataset.shadowRun = model.run_id;
+      shadow.disabled = !!model.is_active_model || !model.files_present || !!currentShadow;
+      shadow.addEventListener("click", function () { startShadow(model.run_id); });
+      actions.appendChild(shadow);
+      actions.appendChild(document.createTextNode(" "));
       var download = element("a", "Export ZIP");
       download.href = API + "/export-model/" + encodeURIComponent(model.run_id);
       actions.appendChild(download);
@@ -130,9 +137,64 @@
       target.appendChild(list);
     }
 
+    var currentShadow = null;
+
+    function percent(value) {
+      return typeof value === "number" ? (100 * value).toFixed(1) + "%" : "—";
+    }
+
+    function showShadow(report) {
+      currentShadow = report || null;
+      var target = panel.querySelector('[data-role="shadow"]');
+      var actions = panel.querySelector('[data-role="shadow-actions"]');
+      target.replaceChildren();
+      actions.hidden = !report;
+      if (!report) {
+        target.appendChild(element("p", "No model is in shadow. Put a fine-tuned model in shadow to " +
+          "judge it on live traffic before it serves.", "muted"));
+        return;
+      }
+      target.appendChild(element("p", "Run " + report.run_id + " (" + report.version + ") is in shadow since " +
+        when(report.since) + "."));
+      var table = element("table", null, "compact");
+      table.setAttribute("data-role", "shadow-report");
+      [
+        ["Texts scored", report.scored],
+        ["Agreement with the model in use", percent(report.agreement)],
+        ["Reviewed by admins since", report.reviewed],
+        ["Accuracy of the model in use", percent(report.accuracy_active)],
+        ["Accuracy of the shadow", percent(report.accuracy_shadow)],
+        ["Only the model in use right", report.active_only_right],
+        ["Only the shadow right", report.shadow_only_right],
+        ["McNemar exact p", report.p_value === null ? "—" : Number(report.p_value).toPrecision(3)]
+      ].forEach(function (pair) {
+        var row = element("tr");
+        row.appendChild(element("th", pair[0]));
+        var cell = element("td", pair[1]);
+        cell.setAttribute("data-figure", pair[0]);
+        row.appendChild(cell);
+        table.appendChild(row);
+      });
+      target.appendChild(table);
+      if (report.p_value !== null) {
+        target.appendChild(element("p", report.p_value < 0.05 ? "The difference is unlikely to be chance."
+          : "So far the difference could be chance.", "muted"));
+      }
+    }
+
+    function startShadow(runId) {
+      setStatus(status, "putting run " + runId + " in shadow…", false);
+      call("POST", "/shadow-model/" + encodeURIComponent(runId)).then(function (result) {
+        setStatus(status, result.ok ? "Run " + runId + " is in shadow. Every web process loads it within seconds."
+          : result.body.error || "could not start the shadow", !result.ok);
+        refresh();
+      }).catch(function () { setStatus(status, "could not start the shadow: network error", true); });
+    }
+
     function refresh() {
       return call("GET", "/deployments").then(function (result) {
         if (!result.ok) { setStatus(status, result.body.error || "could not load the models", true); return; }
+        showShadow(result.body.shadow);
         showActive(result.body.active || {});
         // Nothing to roll back while no fine-tuned model is deployed.
         var deployed = (result.body.models || []).some(function (model) { return model.is_active_model; });
@@ -224,6 +286,17 @@
         setStatus(status, result.ok ? "Rolled back to the base model." : result.body.error || "rollback failed", !result.ok);
         refresh();
       });
+    });
+    panel.querySelector('[data-action="shadow-stop"]').addEventListener("click", function () {
+      if (!currentShadow || !window.confirm("Stop the shadow of run " + currentShadow.run_id + "?")) return;
+      call("DELETE", "/shadow-model").then(function (result) {
+        setStatus(status, result.ok ? "The shadow stopped." : result.body.error || "could not stop the shadow", !result.ok);
+        refresh();
+      });
+    });
+    panel.querySelector('[data-action="shadow-promote"]').addEventListener("click", function () {
+      if (!currentShadow || !window.confirm("Deploy run " + currentShadow.run_id + " to serve everyone?")) return;
+      deployRun(currentShadow.run_id, false);
     });
     panel.querySelector('[data-action="reclassify-preview"]').addEventListener("click", function () { startReclassify(true); });
     panel.querySelector('[data-action="reclassify-apply"]').addEventListener("click", function () { startReclassify(false); });
