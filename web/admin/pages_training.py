@@ -44,12 +44,6 @@ QUALITY_LINKS = (
 )
 
 
-@bp.app_template_filter("when")
-def format_when(iso: str | None) -> str:
-    """'2026-11-25T14:08:45.455+00:00' → '2026-11-25 14:08:45 UTC' (– when missing)."""
-    return f"{iso[:19].replace('T', ' ')} UTC" if iso else "–"
-
-
 def _ids_query(ids: list[int]) -> str:
     return ",".join(str(example_id) for example_id in ids[:500])
 
