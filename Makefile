@@ -48,9 +48,9 @@ test-integration: install
 test-e2e: install browser
 	$(VENV)/bin/pytest -q tests/e2e
 
-# Retake the screenshots in docs/screenshots (the e2e review test takes them).
+# Retake the screenshots in docs/screenshots (the e2e review and models tests take them).
 screenshots: install browser
-	SORTLOOP_SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/e2e/test_review_keyboard.py
+	SORTLOOP_SCREENSHOTS_DIR=docs/screenshots $(VENV)/bin/pytest -q tests/e2e/test_review_keyboard.py tests/e2e/test_models_browser.py
 
 # Schemathesis over every operation of /openapi.json: a few examples each in `make test`,
 # FUZZ_EXAMPLES each here (SORTLOOP_FUZZ_EXAMPLES).

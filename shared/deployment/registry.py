@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from shared.classifier.identity import base_model_version
+from shared.classifier.identity import base_model_label, base_model_version
 from shared.config import Config
-from shared.deployment.audit import record_event
+from shared.deployment.audit import deployment_history, record_event
 from shared.deployment.deployed import deployed_run, set_deployed
 from shared.deployment.shadow import end_shadow_of_deployed_run
 from shared.errors import Conflict, NotFound
@@ -30,7 +30,7 @@ from shared.model_store.checks import active_category_names, verify_adapter_dire
 from shared.model_store.layout import finetuned_root, run_model_path
 from shared.models import FineTuningRun
 from shared.settings_store import get_setting
-from shared.training.results import meets_criteria
+from shared.training.results import improvement_over_baseline, meets_criteria, metric
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +57,40 @@ def active_version(session: Session, config: Config) -> str:
     return base_model_version(config.base_model) if run is None else run.version
 
 
+def describe_deployed_model(session: Session, config: Config) -> dict[str, Any]:
+    """The deployed model as the database says (what every process serves once its check
+    has swapped): kind, run id, version, base model, headline metrics, and who put it in
+    use when (the latest successful deploy or rollback)."""
+    run = deployed_run(session)
+    since = next(
+        (
+            event
+            for event in deployment_history(session, limit=200)
+            if event.action in ("deploy", "rollback") and event.outcome == "ok"
+        ),
+        None,
+    )
+    return {
+        "kind": "base" if run is None else "finetuned",
+        "run_id": None if run is None else run.id,
+        "version": base_model_version(config.base_model) if run is None else run.version,
+        "base_model": base_model_label(config.base_model),
+        "accuracy": None if run is None else metric(run.results, "accuracy"),
+        "improvement_over_baseline": None
+        if run is None
+        else improvement_over_baseline(run.results),
+        "imported_from": None if run is None else imported_from(run),
+        "since": None if since is None else _iso(since.created_at),
+        "by": None if since is None else since.actor,
+    }
+
+
+def imported_from(run: FineTuningRun) -> str | None:
+    """The archive's file name an imported run came from (None for a run trained here)."""
+    source = (run.results or {}).get("imported_from")
+    return source.get("filename") if isinstance(source, dict) else None
+
+
 def list_published_models(session: Session, config: Config) -> list[dict[str, Any]]:
     """Runs that have a model to deploy (completed or imported), newest first, with file state."""
     runs = session.scalars(
@@ -77,6 +111,9 @@ def list_published_models(session: Session, config: Config) -> list[dict[str, An
                 "is_active_model": run.is_active_model,
                 "files_present": path.is_dir(),
                 "label_set": run.label_set,
+                "accuracy": metric(run.results, "accuracy"),
+                "improvement_over_baseline": improvement_over_baseline(run.results),
+                "imported_from": imported_from(run),
             }
         )
     return models

@@ -275,6 +275,7 @@ def run_summary(run: FineTuningRun) -> dict[str, Any]:
         "baseline_accuracy": metric(run.results, "baseline_accuracy"),
         "meets_criteria": metric(run.results, "meets_criteria"),
         "is_active_model": run.is_active_model,
+        "improvement_over_baseline": metric(run.results, "improvement_over_baseline"),
         "num_examples": len(snapshot.example_ids) or run.num_training_examples,
         "macro_f1": metric(run.results, "macro_f1"),
         "completed_at": _iso(run.completed_at),

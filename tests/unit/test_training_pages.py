@@ -291,3 +291,88 @@ def test_the_settings_form_refuses_a_bad_minimum_and_changes_nothing(logged_in, 
 def test_the_pages_need_a_login(client):
     for path in ("/admin/training", "/admin/settings", "/admin/training/runs/1"):
         assert client.get(path).status_code == 302
+
+
+LONG_NAME = "Questions about a card payment that was declined at a shop abroad"
+
+
+def test_run_details_name_the_base_model_and_show_its_confusion_matrix_beside(logged_in, session):
+    run = completed_run(session)
+    run.base_model = "/opt/models/sentence-transformers/all-MiniLM-L6-v2/"
+    run.results = {
+        **run.results,
+        "labels": ["roads", LONG_NAME],
+        "per_category_f1": {"roads": 0.9, LONG_NAME: 0.8},
+        "confusion_matrix": [[4, 0], [1, 3]],
+        "baseline_confusion_matrix": [[2, 2], [3, 1]],
+    }
+    session.commit()
+
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+
+    base = re.search(r'data-role="base-model">([^<]*)<', html).group(1)
+    assert base == "all-MiniLM-L6-v2"  # a name, not the path on this machine
+    assert "/opt/models" not in html
+    new = html.split('data-chart="confusion-matrix"')[1].split("</table>")[0]
+    old = html.split('data-chart="baseline-confusion-matrix"')[1].split("</table>")[0]
+    assert re.findall(r">(\d+)</td>", new) == ["4", "0", "1", "3"]
+    assert re.findall(r">(\d+)</td>", old) == ["2", "2", "3", "1"]
+    assert "Base model (all-MiniLM-L6-v2)" in html
+    # Long category names are written whole: on the matrix rows and above the F1 bars.
+    assert f"2. {LONG_NAME}</th>" in new
+    assert f'<abbr title="{LONG_NAME}">2</abbr>' in new
+    f1_chart = html.split('data-chart="per-category-f1"')[1].split("</svg>")[0]
+    assert f'class="bar-label">{LONG_NAME}<title>' in f1_chart
+
+
+def test_run_details_draw_both_losses_and_write_them_per_epoch(logged_in, session):
+    run = completed_run(session)
+    session.commit()
+
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+
+    chart = html.split('data-chart="loss-curve"')[1].split("</svg>")[0]
+    assert chart.count('<polyline points="') == 2
+    assert len(re.findall(r'<circle [^>]*class="line-val"', chart)) == 2  # one per epoch
+    table = html.split('data-role="loss-table"')[1].split("</table>")[0]
+    cells = [" ".join(re.sub(r"<[^>]+>", " ", row).split()) for row in table.split("<tr>")[2:]]
+    assert cells == ["1 1.6000 1.4000", "2 0.9000 1.0000"]
+
+
+def test_the_history_shows_the_improvement_in_points_and_dates_in_one_format(logged_in, session):
+    better = completed_run(session)  # 87.5% against 50.0%
+    worse = make_run(
+        session, status="completed", results={"accuracy": 0.7, "baseline_accuracy": 0.75}
+    )
+    session.commit()
+
+    for path in ("/admin/training", "/admin/training/history"):
+        html = logged_in.get(path).get_data(as_text=True)
+        if 'data-role="history"' in html:  # the dashboard: its history table, not the panel
+            html = html.split('data-role="history"')[1].split("</table>")[0]
+        rows = {
+            int(run_id): " ".join(re.sub(r"<[^>]+>", " ", body).split())
+            for run_id, body in re.findall(r'<tr data-run-id="(\d+)">(.*?)</tr>', html, re.S)
+        }
+        assert "87.5% 50.0% +37.5 points" in rows[better.id]
+        assert "70.0% 75.0% -5.0 points" in rows[worse.id]
+        assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC ", row) for row in rows.values())
+
+
+def test_every_admin_date_is_written_one_way_in_utc():
+    from datetime import datetime, timedelta, timezone
+
+    from web.admin.formatting import points, when
+
+    assert when("2026-11-25T14:08:45.455+00:00") == "2026-11-25 14:08 UTC"
+    assert when("2026-11-25T16:08:45+02:00") == "2026-11-25 14:08 UTC"  # converted, not cut
+    assert when(datetime(2026, 11, 25, 14, 8, 45)) == "2026-11-25 14:08 UTC"  # naive is UTC
+    eastern = timezone(timedelta(hours=-5))
+    assert when(datetime(2026, 11, 25, 9, 8, tzinfo=eastern)) == "2026-11-25 14:08 UTC"
+    assert when(None) == "–"
+    assert (points(0.125), points(-0.05), points(0.0), points(None)) == (
+        "+12.5 points",
+        "-5.0 points",
+        "±0.0 points",
+        "–",
+    )

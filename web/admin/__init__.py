@@ -14,6 +14,7 @@ def index():
 
 
 from web.admin import (  # noqa: E402,F401
+    formatting,
     pages_models,
     pages_notifications,
     pages_review,

@@ -111,7 +111,7 @@ def line_chart(
                     name=name,
                     points=" ".join(f"{x},{y}" for x, y in placed),
                     css_class=css_class,
-                    dots=placed if len(placed) <= 30 else [],
+                    dots=placed if len(placed) <= 30 or css_class == "line-val" else [],
                 )
             )
     x_ticks = [
@@ -183,3 +183,18 @@ def loss_chart(results: dict[str, Any] | None) -> LineChart:
             ("validation loss", "line-val", [(i + 1.0, float(v)) for i, v in enumerate(val_loss)])
         )
     return line_chart(series, x_label="epoch", y_label="loss")
+
+
+def loss_per_epoch(results: dict[str, Any] | None) -> list[tuple[int, float | None, float | None]]:
+    """(epoch, training loss, validation loss) per epoch, for the table under the chart."""
+    training = (results or {}).get("training") or {}
+    train_loss = training.get("train_loss") or []
+    val_loss = training.get("val_loss") or []
+    return [
+        (
+            epoch + 1,
+            float(train_loss[epoch]) if epoch < len(train_loss) else None,
+            float(val_loss[epoch]) if epoch < len(val_loss) else None,
+        )
+        for epoch in range(max(len(train_loss), len(val_loss)))
+    ]

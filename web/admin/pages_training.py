@@ -10,6 +10,7 @@ import re
 
 from flask import Response, flash, redirect, render_template, request, url_for
 
+from shared.classifier.identity import base_model_label
 from shared.errors import InvalidInput
 from shared.training.examples import training_stats
 from shared.training.options import (
@@ -21,6 +22,7 @@ from shared.training.options import (
 from shared.training.run_log import read_run_log, run_log_text
 from shared.training.runs import (
     get_run,
+    list_runs,
     run_status,
     running_run,
 )
@@ -42,12 +44,6 @@ QUALITY_LINKS = (
     ("too_short", "too_short_ids", "too short"),
     ("too_long", "too_long_ids", "too long"),
 )
-
-
-@bp.app_template_filter("when")
-def format_when(iso: str | None) -> str:
-    """'2026-11-25T14:08:45.455+00:00' → '2026-11-25 14:08:45 UTC' (– when missing)."""
-    return f"{iso[:19].replace('T', ' ')} UTC" if iso else "–"
 
 
 def _ids_query(ids: list[int]) -> str:
@@ -83,7 +79,15 @@ def training():
         lora_ranks=LORA_RANKS,
         learning_rate_range=LEARNING_RATE_RANGE,
         epoch_range=EPOCH_RANGE,
+        runs=list_runs(session),
     )
+
+
+@bp.get("/training/history")
+@admin_required
+def training_history():
+    """The history's rows alone, for training.js to swap in when a run changes."""
+    return render_template("admin/_run_history_rows.html", runs=list_runs(get_session()))
 
 
 @bp.get("/training/runs/<int:run_id>")
@@ -107,7 +111,10 @@ def run_detail(run_id: int):
             second=results.get("baseline_per_category_f1") or None,
         ),
         heatmap=charts.heatmap(results.get("confusion_matrix") or []),
+        baseline_heatmap=charts.heatmap(results.get("baseline_confusion_matrix") or []),
         loss=charts.loss_chart(results),
+        loss_rows=charts.loss_per_epoch(results),
+        base_model=base_model_label(run["base_model"]) if run["base_model"] else "–",
         quality=run["quality"] or {},
         log_lines=log_lines,
     )

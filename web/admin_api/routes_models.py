@@ -7,7 +7,12 @@ from flask import Response, current_app, jsonify, stream_with_context
 from shared import task_names
 from shared.deployment.audit import deployment_history, event_to_dict
 from shared.deployment.comparison import compare_models
-from shared.deployment.registry import deploy_model, list_published_models, rollback_to_baseline
+from shared.deployment.registry import (
+    deploy_model,
+    describe_deployed_model,
+    list_published_models,
+    rollback_to_baseline,
+)
 from shared.deployment.shadow import shadow_report
 from shared.errors import InvalidInput, ServiceUnavailable
 from shared.model_store.archive import import_archive
@@ -87,13 +92,27 @@ def deployments():
     session = get_session()
     return jsonify(
         {
-            "active": get_analyzer().get_model_info(),
+            "active": active_model_summary(session),
             "models": list_published_models(session, _config()),
             "events": [event_to_dict(event) for event in deployment_history(session)],
             "reclassification": latest_reclassification(session),
             "shadow": shadow_report(session),
         }
     )
+
+
+def active_model_summary(session) -> dict:
+    """The deployed model (the database's word, as soon as a deploy commits) and, under
+    ``serving``, what this web process serves now: it swaps within the check interval
+    plus the load, so the two differ for a few seconds after a deploy."""
+    info = get_analyzer().get_model_info()
+    active = describe_deployed_model(session, _config())
+    active["serving"] = {
+        "version": info["version"],
+        "loaded": info["loaded"],
+        "load_error": info["load_error"],
+    }
+    return active
 
 
 @bp.get("/export-model/<int:run_id>")

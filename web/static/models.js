@@ -1,5 +1,6 @@
 // The model panel and the import form (web/templates/admin/_model_panel.html, _import_form.html).
-// Everything comes from the admin API; every value is set with textContent, never as HTML.
+// The panel's state is HTML rendered (and escaped) by the server, fetched again from
+// /admin/models/state after a change; what this script writes itself is set with textContent.
 // Writes send the CSRF token from <meta name="csrf-token"> in the X-CSRFToken header.
 (function () {
   "use strict";
@@ -32,28 +33,17 @@
     });
   }
 
+  // A date as the server's `when` filter writes it (web/admin/formatting.py): YYYY-MM-DD HH:MM UTC.
+  function when(iso) {
+    var date = new Date(iso);
+    if (!iso || isNaN(date.getTime())) return iso || "";
+    return date.toISOString().slice(0, 16).replace("T", " ") + " UTC";
+  }
+
   function setStatus(node, text, isError) {
     if (!node) return;
     node.textContent = text;
     node.classList.toggle("bad", !!isError);
-  }
-
-  function when(iso) {
-    if (!iso) return "";
-    var date = new Date(iso);
-    return isNaN(date.getTime()) ? iso : date.toLocaleString();
-  }
-
-  function fillRows(tbody, rows, columns, emptyText) {
-    tbody.replaceChildren();
-    if (!rows.length) {
-      var empty = element("tr");
-      var cell = element("td", emptyText, "muted");
-      cell.colSpan = columns;
-      empty.appendChild(cell);
-      tbody.appendChild(empty);
-    }
-    rows.forEach(function (row) { tbody.appendChild(row); });
   }
 
   // --- the model panel --------------------------------------------------------------
@@ -61,68 +51,6 @@
   function initPanel(panel) {
     var status = panel.querySelector('[data-role="panel-status"]');
     var reclassifyAfterDeploy = panel.querySelector('[data-role="reclassify-after-deploy"]');
-
-    function showActive(info) {
-      var target = panel.querySelector('[data-role="active-model"]');
-      target.replaceChildren();
-      target.classList.remove("muted");
-      var strong = element("strong", info.kind === "finetuned" ? "Fine-tuned model " + info.version : "Base model");
-      target.appendChild(strong);
-      target.appendChild(document.createTextNode(" — base " + (info.base_model || "") + " (" + info.version + ")"));
-      var metrics = info.metrics || {};
-      if (typeof metrics.accuracy === "number") {
-        target.appendChild(document.createTextNode(", test accuracy " + (100 * metrics.accuracy).toFixed(1) + "%"));
-      }
-      if (info.load_error) {
-        target.appendChild(element("span", " Loading the deployed model failed here: " + info.load_error, "bad"));
-      }
-    }
-
-    function modelRow(model) {
-      var row = element("tr");
-      row.appendChild(element("td", "run " + model.run_id + (model.is_active_model ? " (active)" : "")));
-      row.appendChild(element("td", model.status));
-      row.appendChild(element("td", model.meets_criteria === null ? "not judged" : model.meets_criteria ? "yes" : "no",
-        model.meets_criteria === false ? "bad" : ""));
-      row.appendChild(element("td", model.files_present ? "present" : "missing", model.files_present ? "" : "bad"));
-      var actions = element("td");
-      var deploy = element("button", "Deploy");
-      deploy.type = "button";
-      deploy.disabled = !!model.is_active_model || !model.files_present;
-      deploy.addEventListener("click", function () { deployRun(model.run_id, false); });
-      actions.appendChild(deploy);
-      actions.appendChild(document.createTextNode(" "));
-      var compare = element("button", "Compare with base");
-      compare.type = "button";
-      compare.addEventListener("click", function () { compareWithBase(model.run_id); });
-      actions.appendChild(compare);
-      actions.appendChild(document.createTextNode(" "));
-      var shadow = element("button", "Put in shadow");
-      shadow.type = "button";
-      shadow.dataset.shadowRun = model.run_id;
-      shadow.disabled = !!model.is_active_model || !model.files_present || !!currentShadow;
-      shadow.addEventListener("click", function () { startShadow(model.run_id); });
-      actions.appendChild(shadow);
-      actions.appendChild(document.createTextNode(" "));
-      var download = element("a", "Export ZIP");
-      download.href = API + "/export-model/" + encodeURIComponent(model.run_id);
-      actions.appendChild(download);
-      row.appendChild(actions);
-      return row;
-    }
-
-    function eventRow(event) {
-      var row = element("tr");
-      var detail = event.detail;
-      if (detail && typeof detail === "object") {
-        detail = detail.sentences ? detail.sentences.join("; ") || "no changes" : JSON.stringify(detail);
-      }
-      [when(event.created_at), event.action, event.from_version || "", event.to_version || "",
-        event.actor || "", event.outcome, detail || ""].forEach(function (value, index) {
-        row.appendChild(element("td", value, index === 5 && event.outcome === "failed" ? "bad" : ""));
-      });
-      return row;
-    }
 
     function showReclassification(summary) {
       var target = panel.querySelector('[data-role="reclassification"]');
@@ -191,36 +119,65 @@
       }).catch(function () { setStatus(status, "could not start the shadow: network error", true); });
     }
 
+    // The panel's parts are rendered by the server (web/templates/admin/_model_parts.html):
+    // a refresh fetches them again and swaps each [data-part] for its fresh copy.
     function refresh() {
-      return call("GET", "/deployments").then(function (result) {
-        if (!result.ok) { setStatus(status, result.body.error || "could not load the models", true); return; }
-        showShadow(result.body.shadow);
-        showActive(result.body.active || {});
+      return fetch("/admin/models/state", { credentials: "same-origin" }).then(function (response) {
+        if (!response.ok) throw new Error("status " + response.status);
+        return response.text();
+      }).then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html");
+        fresh.querySelectorAll("[data-part]").forEach(function (part) {
+          var old = panel.querySelector('[data-part="' + part.getAttribute("data-part") + '"]');
+          if (old) old.replaceWith(document.importNode(part, true));
+        });
         // Nothing to roll back while no fine-tuned model is deployed.
-        var deployed = (result.body.models || []).some(function (model) { return model.is_active_model; });
+        var deployed = !!panel.querySelector('[data-role="models"] tr[data-run-id] strong');
         var rollback = panel.querySelector('[data-action="rollback"]');
         rollback.disabled = !deployed;
         rollback.title = deployed ? "" : "The base model is already in use.";
-        fillRows(panel.querySelector('[data-role="models"] tbody'), (result.body.models || []).map(modelRow), 5,
-          "No fine-tuned model yet.");
-        fillRows(panel.querySelector('[data-role="history"] tbody'), (result.body.events || []).map(eventRow), 7,
-          "Nothing deployed yet.");
-        showReclassification(result.body.reclassification);
+        return call("GET", "/deployments");
+      }).then(function (result) {
+        if (result && result.ok) showDeployments(result.body);
       }).catch(function () { setStatus(status, "could not load the models: network error", true); });
+    }
+
+    // What the server-rendered parts do not carry: the shadow's report (its figures change
+    // with every submission) and the latest re-classification.
+    function showDeployments(body) {
+      showShadow(body.shadow);
+      showReclassification(body.reclassification);
+      panel.querySelectorAll('button[data-action="shadow-start"]').forEach(function (button) {
+        button.disabled = button.hasAttribute("data-unavailable") || !!currentShadow;
+      });
+    }
+
+    // A run below the deploy criteria: the dialog asks, in words, before deploying anyway.
+    function confirmBelowCriteria(runId) {
+      var dialog = panel.querySelector('[data-role="deploy-dialog"]');
+      if (!dialog || typeof dialog.showModal !== "function") {
+        return Promise.resolve(window.confirm("Run " + runId + " did not meet the deploy criteria. Deploy it anyway?"));
+      }
+      dialog.querySelector('[data-role="deploy-dialog-run"]').textContent = String(runId);
+      dialog.returnValue = "";
+      return new Promise(function (resolve) {
+        dialog.addEventListener("close", function () { resolve(dialog.returnValue === "deploy"); }, { once: true });
+        dialog.showModal();
+      });
     }
 
     function deployRun(runId, force) {
       var body = { force: force };
       if (reclassifyAfterDeploy && reclassifyAfterDeploy.checked) body.reclassify = "preview";
-      setStatus(status, "deploying run " + runId + "…", false);
+      setStatus(status, "Deploying run " + runId + "…", false);
       call("POST", "/deploy-model/" + encodeURIComponent(runId), body).then(function (result) {
         if (result.ok) {
-          setStatus(status, "Deployed " + result.body.active_model + ". Every web process switches within seconds.", false);
+          setStatus(status, "Deployed run " + runId + ". Every web process switches to it within seconds.", false);
           if (result.body.reclassify_task_id) watchReclassify(result.body.reclassify_task_id);
           if (result.body.reclassify_error) setStatus(status, result.body.reclassify_error, true);
-        } else if (result.status === 409 && !force && /criteria/.test(result.body.error || "") &&
-                   window.confirm((result.body.error || "") + "\n\nDeploy anyway?")) {
-          deployRun(runId, true);
+        } else if (result.status === 409 && !force && /criteria/.test(result.body.error || "")) {
+          setStatus(status, "", false);
+          confirmBelowCriteria(runId).then(function (yes) { if (yes) deployRun(runId, true); });
           return;
         } else {
           setStatus(status, result.body.error || "deploy failed", true);
@@ -280,6 +237,14 @@
       });
     }
 
+    panel.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-run-id]");
+      if (!button || !panel.contains(button)) return;
+      var runId = button.getAttribute("data-run-id");
+      if (button.getAttribute("data-action") === "deploy") deployRun(runId, false);
+      else if (button.getAttribute("data-action") === "compare") compareWithBase(runId);
+      else if (button.getAttribute("data-action") === "shadow-start") startShadow(runId);
+    });
     panel.querySelector('[data-action="rollback"]').addEventListener("click", function () {
       if (!window.confirm("Roll back to the base model?")) return;
       call("POST", "/rollback-model", {}).then(function (result) {
@@ -301,7 +266,9 @@
     panel.querySelector('[data-action="reclassify-preview"]').addEventListener("click", function () { startReclassify(true); });
     panel.querySelector('[data-action="reclassify-apply"]').addEventListener("click", function () { startReclassify(false); });
     panel.addEventListener("sortloop:refresh", refresh);
-    refresh();
+    call("GET", "/deployments").then(function (result) {
+      if (result.ok) showDeployments(result.body);
+    });
   }
 
   // --- the import form --------------------------------------------------------------

@@ -258,7 +258,8 @@
         loadHistory();
         refreshModelPanel();
       } else if (result.status === 409 && !force && /criteria/i.test(result.body.error || "") &&
-                 window.confirm((result.body.error || "") + "\n\nDeploy anyway?")) {
+                 window.confirm("Run " + runId + " did not meet the deploy criteria: on the held-out test " +
+                                "texts it is not clearly better than the base model. Deploy it anyway?")) {
         deploy(runId, true);
       } else {
         setText(status, result.body.error || "Deploy failed (" + result.status + ").", true);
@@ -266,56 +267,25 @@
     });
   }
 
-  function historyRow(run) {
-    var row = document.createElement("tr");
-    row.setAttribute("data-run-id", String(run.run_id));
-    var created = run.created_at ? new Date(run.created_at) : null;
-    row.appendChild(element("td", created ? created.toLocaleString() : ""));
-    row.appendChild(element("td", run.num_examples !== undefined ? run.num_examples : run.num_training_examples));
-    row.appendChild(element("td", percent(run.accuracy)));
-    row.appendChild(element("td", percent(run.baseline_accuracy)));
-    var statusCell = element("td", run.status + (run.is_active_model ? " (in use)" : ""));
-    if (run.status === "failed") statusCell.className = "bad";
-    if (run.meets_criteria === false) statusCell.appendChild(element("span", "below deploy criteria", "status"));
-    row.appendChild(statusCell);
-    var actions = element("td", null, "actions");
-    var details = element("a", "Details");
-    details.href = runUrl(run.run_id);
-    actions.appendChild(details);
-    if (run.status === "completed" || run.status === "imported") {
-      var deployButton = element("button", "Deploy", "small");
-      deployButton.type = "button";
-      deployButton.disabled = !!run.is_active_model;
-      deployButton.addEventListener("click", function () {
-        if (window.confirm("Deploy run " + run.run_id + " as the model in use?")) deploy(run.run_id, false);
-      });
-      actions.appendChild(deployButton);
-      var exportLink = element("a", "Export");
-      exportLink.href = API + "/export-model/" + run.run_id;
-      exportLink.setAttribute("download", "");
-      actions.appendChild(exportLink);
-    }
-    row.appendChild(actions);
-    return row;
+  // The rows are rendered by the server (web/templates/admin/_run_history_rows.html).
+  function loadHistory() {
+    fetch(root.getAttribute("data-history-url"), { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("status " + response.status);
+      return response.text();
+    }).then(function (html) {
+      var fresh = new DOMParser().parseFromString("<table><tbody>" + html + "</tbody></table>", "text/html");
+      $("history").querySelector("tbody").replaceChildren.apply(
+        $("history").querySelector("tbody"),
+        Array.prototype.map.call(fresh.querySelectorAll("tbody > tr"), function (row) { return document.importNode(row, true); }));
+    }).catch(function () { setText($("history-status"), "History unavailable: network error", true); });
   }
 
-  function loadHistory() {
-    call("GET", "/runs").then(function (result) {
-      var body = $("history").querySelector("tbody");
-      body.textContent = "";
-      if (!result.ok) {
-        var failed = element("td", result.body.error || "History unavailable", "bad");
-        failed.colSpan = 6;
-        body.appendChild(element("tr")).appendChild(failed);
-        return;
-      }
-      if (!result.body.length) {
-        var empty = element("td", "No runs yet.", "muted");
-        empty.colSpan = 6;
-        body.appendChild(element("tr")).appendChild(empty);
-        return;
-      }
-      result.body.forEach(function (run) { body.appendChild(historyRow(run)); });
+  function setupHistory() {
+    $("history").addEventListener("click", function (event) {
+      var button = event.target.closest('button[data-action="deploy-run"]');
+      if (!button) return;
+      var runId = parseInt(button.getAttribute("data-run-id"), 10);
+      if (window.confirm("Deploy run " + runId + " as the model in use?")) deploy(runId, false);
     });
   }
 
@@ -324,7 +294,7 @@
     if (!root) return;
     setupForm();
     setupCancel();
-    loadHistory();
+    setupHistory();
     var active = root.getAttribute("data-active-run-id");
     if (active) watch(parseInt(active, 10));
   }
