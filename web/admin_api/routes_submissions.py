@@ -21,7 +21,6 @@ from shared.training.examples import (
     delete_training_example,
     example_to_dict,
     list_training_examples,
-    parse_ids,
     training_stats,
 )
 from web import api_requests, api_schemas
@@ -143,7 +142,7 @@ def training_examples(query: dict):
         per_page=query["per_page"],
         category=query["category"] or None,
         is_correction=query["is_correction"],
-        ids=parse_ids(query["ids"]),
+        ids=query["ids"],
     )
     return jsonify(
         {
