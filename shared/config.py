@@ -261,6 +261,17 @@ class Config:
         default=64,
         metadata={"env": "SORTLOOP_BATCH_MAX_SIZE", "help": "web: texts per analyzer batch"},
     )
+    flower_url: str = field(
+        default="",
+        metadata={
+            "env": "SORTLOOP_FLOWER_URL",
+            "help": "where web reaches Flower for /admin/flower/ (empty: not offered)",
+        },
+    )
+    flower_basic_auth: str = field(
+        default="",
+        metadata={"env": "FLOWER_BASIC_AUTH", "help": "Flower's user:password"},
+    )
     beat_interval_seconds: float = field(
         default=30.0,
         metadata={"env": "SORTLOOP_BEAT_INTERVAL", "help": "reaper / auto-train period"},
