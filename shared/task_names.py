@@ -12,6 +12,7 @@ EVALUATE = "sortloop.evaluate"
 REAP_STALE_RUNS = "sortloop.reap_stale_runs"
 AUTO_TRAIN = "sortloop.auto_train"
 RECLASSIFY = "sortloop.reclassify"
+CLASSIFY_PENDING = "sortloop.classify_pending"
 
 TRAINING_QUEUE = "training"
 DEFAULT_QUEUE = "default"

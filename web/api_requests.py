@@ -168,6 +168,10 @@ class TrainingExamplesQuery(RequestSchema):
     ids = IdList(MAX_IDS_FILTER, load_default=None)
 
 
+class ClassificationQueueQuery(RequestSchema):
+    ids = IdList(MAX_PER_PAGE, load_default=None)
+
+
 class CategoryDecision(RequestSchema):
     category = fields.String(required=True)
     similar_ids = fields.List(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from flask import Flask, current_app
 
 from shared import task_names
+
+logger = logging.getLogger(__name__)
 
 
 def init_app(app: Flask) -> None:
@@ -34,3 +38,21 @@ def broker_is_reachable(timeout: float = 2.0) -> bool:
         return True
     except Exception:
         return False
+
+
+def enqueue_classification() -> str | None:
+    """Ask a worker to classify the submissions waiting for one; the task id, or None
+    when the broker is down (beat's sweep enqueues it again: nothing is lost)."""
+    try:
+        return (
+            celery_client()
+            .send_task(
+                task_names.CLASSIFY_PENDING,
+                queue=task_names.DEFAULT_QUEUE,
+                ignore_result=True,  # nobody waits on it: the rows say how far it got
+            )
+            .id
+        )
+    except Exception as error:  # kombu and redis-py raise their own
+        logger.warning("classification not enqueued (beat will sweep) error=%s", error)
+        return None

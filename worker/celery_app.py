@@ -69,6 +69,15 @@ def create_celery(config: Config | None = None) -> Celery:
                     "expires": config.beat_interval_seconds,
                 },
             },
+            # A sweep: submissions left waiting when the broker was down at submit time.
+            "classify-pending": {
+                "task": task_names.CLASSIFY_PENDING,
+                "schedule": config.beat_interval_seconds,
+                "options": {
+                    "queue": task_names.DEFAULT_QUEUE,
+                    "expires": config.beat_interval_seconds,
+                },
+            },
             "auto-train": {
                 "task": task_names.AUTO_TRAIN,
                 "schedule": config.beat_interval_seconds,

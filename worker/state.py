@@ -20,3 +20,12 @@ def config() -> Config:
 @lru_cache(maxsize=1)
 def session_factory() -> sessionmaker[Session]:
     return make_session_factory(make_engine(config().database_url))
+
+
+@lru_cache(maxsize=1)
+def active_model():
+    """This worker process's model in use, loaded once and reloaded on a deploy (batch
+    classification of waiting submissions reuses it from task to task)."""
+    from shared.deployment.active_model import ActiveModel
+
+    return ActiveModel(config(), session_factory(), owner="worker")

@@ -12,6 +12,7 @@ from shared.errors import InvalidInput, NotFound, SortloopError
 from shared.inputs import MAX_ID, parse_whole_number
 from shared.models import TrainingExample
 from shared.submissions.categories import add_category, edit_category, list_categories
+from shared.submissions.classification_queue import queue_state
 from shared.submissions.records import (
     list_submissions,
     parse_page,
@@ -79,6 +80,7 @@ def submissions():
         filters=filters,
         categories=list_categories(session),
         active_categories=[c.name for c in list_categories(session, active_only=True)],
+        waiting=queue_state(session),
     )
 
 

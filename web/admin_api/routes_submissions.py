@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from flask import jsonify
+from sqlalchemy import select
 
+from shared.models import Submission
 from shared.submissions.categories import (
     add_category,
     category_to_dict,
     edit_category,
     list_categories,
 )
+from shared.submissions.classification_queue import queue_state
 from shared.submissions.records import (
     list_submissions,
     parse_similar_ids,
@@ -51,6 +54,24 @@ def submissions(query: dict):
             item["similar"] = [submission_to_dict(s) for s in result.similar.get(item["id"], [])]
         body["folded"] = result.folded
     return jsonify(body)
+
+
+@bp.get("/classification-queue")
+@bp.alt_response(
+    200,
+    schema=api_schemas.ClassificationQueue,
+    description="submissions waiting for a worker to classify them, and the asked ones' state",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.ClassificationQueueQuery, location="query")
+def classification_queue(query: dict):
+    session = get_session()
+    items = []
+    if query["ids"]:
+        found = session.scalars(select(Submission).where(Submission.id.in_(query["ids"])))
+        items = [submission_to_dict(submission) for submission in found]
+    return jsonify({**queue_state(session), "items": items})
 
 
 @bp.post("/submissions/<int:submission_id>/category")
