@@ -75,6 +75,15 @@ def test_dev_stack_serves_web_worker_and_flower_and_stops_on_ctrl_c(dev_stack, c
     anonymous = wait_for(f"{web}/admin/flower/metrics", process, log_path, allow_redirects=False)
     assert anonymous.status_code == 302
 
+    # The light default model stays on the request path (SORTLOOP_CLASSIFY_ON=auto).
+    deadline = time.monotonic() + 120
+    while True:  # polling with a deadline: the measurement follows the model's load
+        info = wait_for(f"{web}/admin/api/model-info", process, log_path, headers=admin).json()
+        if info["classification"]["measured_ms"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert info["classification"]["on"] == "web", info["classification"]
+
     log = log_path.read_text()
     assert "admin" in log and "sortloop-admin" in log, "make dev prints how to log in"
 
