@@ -86,10 +86,12 @@ def main() -> None:
     port = os.environ.setdefault("SORTLOOP_PORT", "5000")
     flower_port = os.environ.setdefault("FLOWER_PORT", "5555")
     flower_auth = os.environ.setdefault("FLOWER_BASIC_AUTH", "admin:admin")
+    os.environ.setdefault("SORTLOOP_FLOWER_URL", f"http://127.0.0.1:{flower_port}")
     print(
         f"\n  Sortloop: http://127.0.0.1:{port}/  (admin: http://127.0.0.1:{port}/admin/login"
         f" as {DEMO_USER} / {DEMO_PASSWORD})\n"
-        f"  Flower:   http://127.0.0.1:{flower_port}/  (basic auth {flower_auth})\n"
+        f"  Flower:   http://127.0.0.1:{port}/admin/flower/  (logged in as an admin; directly:"
+        f" http://127.0.0.1:{flower_port}/admin/flower/ with basic auth {flower_auth})\n"
         f"  API token: {os.environ['SORTLOOP_ADMIN_TOKEN']}\n  Ctrl-C stops everything.\n",
         flush=True,
     )

@@ -137,7 +137,26 @@ def seed_demo() -> None:
     is_flag=True,
     help="with --as-corrections: add unknown labels as categories (label as description)",
 )
-@click.option("--batch-size", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option(
+    "--batch-size",
+    default=256,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="rows per batch (classified here, or stored before the worker takes them)",
+)
+@click.option(
+    "--on-worker",
+    is_flag=True,
+    help="store the rows at once and let the CPU worker (queue default) classify them in "
+    "batches of SORTLOOP_WORKER_BATCH_SIZE; the admin shows them arriving",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="with --on-worker: show the worker's progress until every row is classified",
+)
+@click.option("--wait-timeout", default=3600, show_default=True, type=click.IntRange(1))
 def import_submissions(
     csv_file: str,
     text_column: str,
@@ -146,6 +165,9 @@ def import_submissions(
     as_corrections: bool,
     create_categories: bool,
     batch_size: int,
+    on_worker: bool,
+    wait: bool,
+    wait_timeout: int,
 ) -> None:
     """Store each row of FILE.csv as a submission, classified by the active model.
 
@@ -156,6 +178,11 @@ def import_submissions(
 
     if create_categories and not as_corrections:
         raise click.UsageError("--create-categories only makes sense with --as-corrections")
+    if on_worker and as_corrections:
+        raise click.UsageError(
+            "--as-corrections compares each label with the model's prediction: "
+            "leave out --on-worker"
+        )
     config = _config()
     try:
         rows = read_csv_rows(
@@ -179,9 +206,15 @@ def import_submissions(
             as_corrections=as_corrections,
             create_categories=create_categories,
             batch_size=batch_size,
+            defer=on_worker,
         )
     finally:
         session.close()
+    if on_worker and report.waiting_ids:
+        task_id = _enqueue_classification(config)
+        click.echo(f"the worker classifies {report.imported} rows (task {task_id})", err=True)
+        if wait:
+            report.classified = _wait_for_worker(sessions, report.waiting_ids, wait_timeout)
     for line, problem in report.bad_rows:
         click.echo(f"line {line}: skipped: {problem}", err=True)
     for name in report.categories_created:
@@ -197,6 +230,61 @@ def import_submissions(
     click.echo(summary + ")")
     if rows and not report.imported:
         sys.exit(1)
+
+
+def _enqueue_classification(config: Config) -> str:
+    from celery import Celery
+
+    from shared import task_names
+
+    client = Celery("sortloop-cli", broker=config.broker_url, backend=config.result_backend)
+    client.conf.update(**task_names.messaging_settings())
+    try:
+        result = client.send_task(
+            task_names.CLASSIFY_PENDING, queue=task_names.DEFAULT_QUEUE, ignore_result=True
+        )
+    except Exception as error:  # kombu and redis-py raise their own
+        raise click.ClickException(
+            f"the rows are stored, but the task queue is not reachable ({error}); "
+            "beat's sweep classifies them once it is"
+        ) from None
+    return result.id
+
+
+def _wait_for_worker(sessions, ids: list[int], timeout: float) -> int:
+    """Show the worker's progress on these rows; how many it classified."""
+    import time
+
+    from sqlalchemy import func
+
+    from shared.models import Submission
+
+    def waiting() -> int:
+        with session_scope(sessions) as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(Submission)
+                .where(
+                    Submission.classification_pending.is_(True),
+                    Submission.id.between(ids[0], ids[-1]),
+                )
+            )
+
+    deadline = time.monotonic() + timeout
+    with click.progressbar(length=len(ids), label="classifying", file=sys.stderr) as bar:
+        done = 0
+        while True:
+            left = waiting()
+            bar.update(len(ids) - left - done)
+            done = len(ids) - left
+            if not left:
+                return done
+            if time.monotonic() > deadline:
+                raise click.ClickException(
+                    f"{left} rows still wait after {timeout} s: is a worker consuming the "
+                    "default queue? They stay stored and are classified when one runs"
+                )
+            time.sleep(0.2)  # polling the database with a deadline
 
 
 @cli.command("classify")

@@ -261,6 +261,38 @@ class Config:
         default=64,
         metadata={"env": "SORTLOOP_BATCH_MAX_SIZE", "help": "web: texts per analyzer batch"},
     )
+    classify_on: str = field(
+        default="auto",
+        metadata={
+            "env": "SORTLOOP_CLASSIFY_ON",
+            "help": "where a public submission is classified: auto, web or worker",
+        },
+    )
+    web_classify_budget_ms: float = field(
+        default=150.0,
+        metadata={
+            "env": "SORTLOOP_WEB_CLASSIFY_BUDGET_MS",
+            "help": "auto: a model slower than this per submission classifies on the worker",
+        },
+    )
+    worker_batch_size: int = field(
+        default=256,
+        metadata={
+            "env": "SORTLOOP_WORKER_BATCH_SIZE",
+            "help": "texts per batch on the worker (waiting submissions, imports, re-classify)",
+        },
+    )
+    flower_url: str = field(
+        default="",
+        metadata={
+            "env": "SORTLOOP_FLOWER_URL",
+            "help": "where web reaches Flower for /admin/flower/ (empty: not offered)",
+        },
+    )
+    flower_basic_auth: str = field(
+        default="",
+        metadata={"env": "FLOWER_BASIC_AUTH", "help": "Flower's user:password"},
+    )
     beat_interval_seconds: float = field(
         default=30.0,
         metadata={"env": "SORTLOOP_BEAT_INTERVAL", "help": "reaper / auto-train period"},
@@ -330,6 +362,8 @@ class Config:
             raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")
         if not 1 <= self.training_gradient_accumulation <= 64:
             raise ConfigError("SORTLOOP_GRADIENT_ACCUMULATION must be from 1 to 64")
+        if self.classify_on not in ("auto", "web", "worker"):
+            raise ConfigError(f"SORTLOOP_CLASSIFY_ON={self.classify_on!r}: use auto, web or worker")
         if self.inference_backend not in ("onnx", "torch"):
             raise ConfigError(
                 f"SORTLOOP_INFERENCE_BACKEND={self.inference_backend!r}: use onnx or torch"

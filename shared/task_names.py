@@ -16,6 +16,7 @@ DISPATCH_NOTIFICATIONS = "sortloop.dispatch_notifications"
 DELIVER_WEBHOOK = "sortloop.deliver_webhook"
 SEND_EMAIL = "sortloop.send_notification_email"
 SHADOW_REPORT = "sortloop.shadow_report"
+CLASSIFY_PENDING = "sortloop.classify_pending"
 
 TRAINING_QUEUE = "training"
 DEFAULT_QUEUE = "default"

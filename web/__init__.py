@@ -62,7 +62,7 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
 
-    from web import auth, public
+    from web import auth, flower, public
     from web.admin import bp as admin_bp
     from web.admin_api import bp as admin_api_bp
 
@@ -72,4 +72,5 @@ def create_app(config: Config | None = None, *, serving: bool | None = None) -> 
     app.register_blueprint(auth.bp)
     app.register_blueprint(admin_bp)
     api_spec.api.register_blueprint(admin_api_bp)
+    flower.init_app(app)
     return app

@@ -141,18 +141,66 @@ class MicroBatcher:
             start = end
 
 
+# What a start-up measurement classifies: one short submission against eight categories.
+PROBE_TEXT = "The streetlight outside number 12 has been broken for a week, please fix it"
+PROBE_CATEGORIES = [
+    CategorySpec(f"topic {number}", f"messages about public service number {number}")
+    for number in range(8)
+]
+
+
 class SubmissionAnalyzer:
-    """Classifies submissions and reports which model it uses."""
+    """Classifies submissions, reports which model it uses, and says whether a public
+    submission is classified here or left to a worker (``SORTLOOP_CLASSIFY_ON``)."""
 
     def __init__(
         self,
         active_model: ActiveModel,
         batcher: MicroBatcher | None = None,
         shadow: ShadowModel | None = None,
+        *,
+        classify_on: str = "web",
+        budget_ms: float = 150.0,
     ) -> None:
         self.active_model = active_model
         self.batcher = batcher
         self.shadow = shadow  # the model in shadow rides the same batches (may be None)
+        self.classify_on = classify_on
+        self.budget_ms = budget_ms
+        self.measured_ms: float | None = None
+
+    def classifies_on_worker(self) -> bool:
+        """``worker``: always; ``web``: never; ``auto``: when the start-up measurement
+        found one submission slower than the budget (until measured: here)."""
+        if self.classify_on != "auto":
+            return self.classify_on == "worker"
+        return self.measured_ms is not None and self.measured_ms > self.budget_ms
+
+    def measure(self, repeats: int = 5) -> float:
+        """Time one warm classification of a short text against eight categories: the
+        fastest of ``repeats`` runs, so a busy host at start-up (other processes loading
+        their models) does not make a light model look heavy."""
+        self.active_model.classify([PROBE_TEXT], PROBE_CATEGORIES)  # loads, warms up
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            self.active_model.classify([PROBE_TEXT], PROBE_CATEGORIES)
+            timings.append((time.perf_counter() - started) * 1000.0)
+        self.measured_ms = min(timings)
+        logger.info(
+            "classification speed measured ms=%.1f budget_ms=%.0f on=%s pid=%s",
+            self.measured_ms,
+            self.budget_ms,
+            "worker" if self.classifies_on_worker() else "web",
+            os.getpid(),
+        )
+        return self.measured_ms
+
+    def _measure_in_background(self) -> None:
+        try:
+            self.measure()
+        except Exception:  # no model yet (database down): classify here, as before
+            logger.exception("classification speed not measured pid=%s", os.getpid())
 
     def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
         if self.batcher is not None:
@@ -167,6 +215,12 @@ class SubmissionAnalyzer:
     def get_model_info(self) -> dict[str, Any]:
         info = self.active_model.get_model_info()
         info["shadow"] = self.shadow.info() if self.shadow is not None else None
+        info["classification"] = {
+            "setting": self.classify_on,
+            "on": "worker" if self.classifies_on_worker() else "web",
+            "measured_ms": None if self.measured_ms is None else round(self.measured_ms, 1),
+            "budget_ms": self.budget_ms,
+        }
         return info
 
     def refresh(self) -> None:
@@ -181,10 +235,21 @@ def init_app(app: Flask, *, serving: bool = False) -> None:
     active_model = ActiveModel(config, app.extensions["sortloop_sessions"], owner="web")
     shadow = ShadowModel(active_model)
     batcher = MicroBatcher(shadow.classify, config.batch_wait_ms / 1000.0, config.batch_max_size)
-    app.extensions["sortloop_analyzer"] = SubmissionAnalyzer(active_model, batcher, shadow)
+    analyzer = SubmissionAnalyzer(
+        active_model,
+        batcher,
+        shadow,
+        classify_on=config.classify_on,
+        budget_ms=config.web_classify_budget_ms,
+    )
+    app.extensions["sortloop_analyzer"] = analyzer
     if serving:
         active_model.watch()
         shadow.watch()
+        if config.classify_on == "auto":
+            threading.Thread(
+                target=analyzer._measure_in_background, name="sortloop-measure", daemon=True
+            ).start()
 
 
 def get_analyzer() -> SubmissionAnalyzer:

@@ -11,6 +11,7 @@ with the code that owns them.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import marshmallow as ma
@@ -30,7 +31,7 @@ from shared.submissions.records import (
     MAX_SIMILAR,
     ORDERS,
 )
-from shared.training.examples import MAX_IDS_FILTER
+from shared.training.examples import MAX_IDS_FILTER, parse_ids
 from shared.training.options import EDITABLE_SETTINGS, MAX_MIN_TRAINING_EXAMPLES
 from shared.training_config import EPOCH_RANGE, LEARNING_RATE_RANGE, LORA_RANKS, METHODS
 
@@ -160,6 +161,30 @@ class JsonFloat(fields.Float):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class IdList(fields.String):
+    """Comma-separated row ids in a query string ("3,5,8"), read as a list of ints.
+
+    The document states the characters allowed (``pattern``) and the limits; empty parts
+    are skipped, an empty value reads as left out."""
+
+    PATTERN = r"^[0-9, ]*$"
+
+    def __init__(self, most: int, **kwargs: Any) -> None:
+        description = f"comma-separated ids, each 1 to {MAX_ID}, at most {most}"
+        super().__init__(metadata={"description": description, "pattern": self.PATTERN}, **kwargs)
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if re.fullmatch(self.PATTERN, text) is None:
+            raise ma.ValidationError(
+                f"{self.data_key or self.name} must be whole numbers, comma separated"
+            )
+        try:
+            return parse_ids(text)
+        except InvalidInput as error:
+            raise ma.ValidationError(str(error)) from None
+
+
 class NewSubmission(RequestSchema):
     message = Text(MAX_MESSAGE_LENGTH, required=True)
     contributor_type = fields.String(
@@ -175,11 +200,7 @@ class SubmissionsQuery(RequestSchema):
     order = fields.String(validate=validate.OneOf([*ORDERS, ""]), load_default="newest")
     fold_similar = Flag(load_default=False)
     q = SearchWords()
-    ids = fields.String(
-        load_default=None,
-        validate=validate.Regexp(r"^[0-9, ]*$", error="ids must be whole numbers, comma separated"),
-        metadata={"description": f"comma-separated submission ids, at most {MAX_IDS_FILTER}"},
-    )
+    ids = IdList(MAX_IDS_FILTER, load_default=None)
 
 
 class TrainingExamplesQuery(RequestSchema):
@@ -187,12 +208,12 @@ class TrainingExamplesQuery(RequestSchema):
     per_page = WholeNumber(1, MAX_PER_PAGE, load_default=50)
     category = fields.String(load_default=None)
     is_correction = OptionalSwitch(load_default=None)
-    ids = fields.String(
-        load_default=None,
-        validate=validate.Regexp(r"^[0-9, ]*$", error="ids must be whole numbers, comma separated"),
-        metadata={"description": f"comma-separated example ids, at most {MAX_IDS_FILTER}"},
-    )
+    ids = IdList(MAX_IDS_FILTER, load_default=None)
     q = SearchWords()
+
+
+class ClassificationQueueQuery(RequestSchema):
+    ids = IdList(MAX_PER_PAGE, load_default=None)
 
 
 class CategoryDecision(RequestSchema):
@@ -264,12 +285,29 @@ class Reclassification(RequestSchema):
     dry_run = StrictBoolean(load_default=True)
 
 
+BOTH_MODELS = "give the models to compare: ?a=<run id or base>&b=<run id>"
+
+
 class ModelComparison(RequestSchema):
     a = fields.String(load_default="base", metadata={"description": "a run id or base"})
     b = fields.String(
         required=True,
+        validate=validate.Length(min=1, error=BOTH_MODELS),
         metadata={"description": "a run id"},
-        error_messages={"required": "give the models to compare: ?a=<run id or base>&b=<run id>"},
+        error_messages={"required": BOTH_MODELS},
+    )
+
+
+class TaskPath(RequestSchema):
+    """A Celery task id in the path: ASCII letters, digits and dashes, at most 64."""
+
+    task_id = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=64, error="not a task id"),
+            validate.Regexp(r"^[0-9A-Za-z-]+$", error="not a task id"),
+        ],
+        metadata={"description": "a task id, as start or deploy answered it"},
     )
 
 
@@ -318,12 +356,17 @@ class SettingsChange(RequestSchema):
             )
 
 
+ARCHIVE_FIELD = 'send the ZIP as a multipart file field named "archive"'
+
+
 class ModelArchive(RequestSchema):
     """``multipart/form-data`` with the ZIP as exported, in the file field ``archive``."""
 
     archive = Upload(
         required=True,
-        error_messages={"required": 'send the ZIP as a multipart file field named "archive"'},
+        validate=validate.Predicate("__bool__", error=ARCHIVE_FIELD),
+        error_messages={"required": ARCHIVE_FIELD},
+        metadata={"description": "the ZIP as exported, sent as a file with a file name"},
     )
 
 

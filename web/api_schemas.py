@@ -27,7 +27,16 @@ def _required(*names: str) -> dict[str, fields.Field]:
 Id = fields.Integer(required=True)
 
 SubmissionCreated = _answer(
-    "SubmissionCreated", id=Id, **_required("category", "confidence", "model_version")
+    "SubmissionCreated",
+    id=Id,
+    status=fields.String(metadata={"description": "classified, classifying or failed"}),
+    **_required("category", "confidence", "model_version"),
+)
+ClassificationQueue = _answer(
+    "ClassificationQueue",
+    pending=fields.Integer(required=True),
+    items=fields.List(fields.Dict(), required=True),
+    **_required("oldest"),
 )
 Page = _answer(
     "Page", items=fields.List(fields.Dict(), required=True), total=fields.Integer(required=True)

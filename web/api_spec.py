@@ -113,7 +113,12 @@ def validation_message(messages: Any) -> str:
     def walk(value: Any, field: str | None) -> None:
         if isinstance(value, dict):
             for key, inner in value.items():
-                named = field if key in ("_schema", "json", "query", "querystring") else key
+                named = (
+                    field
+                    if key
+                    in ("_schema", "json", "query", "querystring", "path", "view_args", "files")
+                    else key
+                )
                 if isinstance(key, int) and field is not None:
                     named = f"{field}[{key}]"
                 walk(inner, named)

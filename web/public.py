@@ -7,14 +7,18 @@ from flask import Blueprint, current_app, jsonify, render_template, request
 from shared.classifier.identity import base_model_version
 from shared.db import database_is_reachable
 from shared.errors import InvalidInput
-from shared.submissions.records import MAX_MESSAGE_LENGTH, create_submission
+from shared.submissions.records import (
+    MAX_MESSAGE_LENGTH,
+    classification_status,
+    create_submission,
+)
 from web import api_requests, api_schemas
 from web.analyzer import get_analyzer
 from web.api_spec import ApiBlueprint
 from web.auth import csrf_exempt
 from web.db import get_session
 from web.extensions import limiter
-from web.tasks_client import broker_is_reachable
+from web.tasks_client import broker_is_reachable, enqueue_classification
 
 bp = Blueprint("public", __name__)
 # The public JSON API: its operations are in the OpenAPI document.
@@ -26,11 +30,17 @@ def _public_rate_limit() -> str:
 
 
 def _submit(message: object, contributor_type: object):
+    """Store the submission; classify it here, or (a model too slow for the request
+    path) leave it to a worker and answer at once."""
     session = get_session()
+    analyzer = get_analyzer()
+    defer = analyzer.classifies_on_worker()
     submission = create_submission(
-        session, get_analyzer(), message, contributor_type, current_app.config["SORTLOOP"]
+        session, analyzer, message, contributor_type, current_app.config["SORTLOOP"], defer=defer
     )
     session.commit()
+    if defer:
+        enqueue_classification()
     return submission
 
 
@@ -81,6 +91,7 @@ def api_create_submission(body: dict):
             "category": submission.category,
             "confidence": submission.confidence,
             "model_version": submission.model_version,
+            "status": classification_status(submission),
         }
     ), 201
 

@@ -61,3 +61,21 @@ def broker_is_reachable(timeout: float = 2.0) -> bool:
         return True
     except Exception:
         return False
+
+
+def enqueue_classification() -> str | None:
+    """Ask a worker to classify the submissions waiting for one; the task id, or None
+    when the broker is down (beat's sweep enqueues it again: nothing is lost)."""
+    try:
+        return (
+            celery_client()
+            .send_task(
+                task_names.CLASSIFY_PENDING,
+                queue=task_names.DEFAULT_QUEUE,
+                ignore_result=True,  # nobody waits on it: the rows say how far it got
+            )
+            .id
+        )
+    except Exception as error:  # kombu and redis-py raise their own
+        logger.warning("classification not enqueued (beat will sweep) error=%s", error)
+        return None

@@ -79,6 +79,15 @@ def create_celery(config: Config | None = None) -> Celery:
                     "expires": config.beat_interval_seconds,
                 },
             },
+            # A sweep: submissions left waiting when the broker was down at submit time.
+            "classify-pending": {
+                "task": task_names.CLASSIFY_PENDING,
+                "schedule": config.beat_interval_seconds,
+                "options": {
+                    "queue": task_names.DEFAULT_QUEUE,
+                    "expires": config.beat_interval_seconds,
+                },
+            },
             # Hourly check, daily event: shadow.report goes out once a day while a run
             # is in shadow (shared.deployment.shadow.emit_daily_report decides).
             "shadow-report": {

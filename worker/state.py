@@ -33,3 +33,12 @@ def _announce_notifications() -> None:
     celery.send_task(
         task_names.DISPATCH_NOTIFICATIONS, queue=task_names.DEFAULT_QUEUE, ignore_result=True
     )
+
+
+@lru_cache(maxsize=1)
+def active_model():
+    """This worker process's model in use, loaded once and reloaded on a deploy (batch
+    classification of waiting submissions reuses it from task to task)."""
+    from shared.deployment.active_model import ActiveModel
+
+    return ActiveModel(config(), session_factory(), owner="worker")

@@ -1,4 +1,5 @@
-"""Model tasks on the `default` queue: re-classify unreviewed submissions after a deploy."""
+"""Model tasks on the `default` queue: classify the submissions waiting for a worker, and
+re-classify unreviewed submissions after a deploy; both in large batches."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from celery import shared_task
 from shared import task_names
 from shared.classifier.identity import base_model_version, run_version
 from shared.db import session_scope
-from shared.deployment.active_model import ActiveModel, Classification, read_active_record
+from shared.deployment.active_model import Classification, read_active_record
 from shared.submissions.categories import active_category_specs
+from shared.submissions.classification_queue import classify_pending as classify_waiting
 from shared.submissions.reclassification import reclassify_unreviewed
 from worker import state
 
@@ -24,7 +26,9 @@ def reclassify(self, dry_run: bool = True, actor: str | None = None) -> dict:
     factory = state.session_factory()
     with session_scope(factory) as session:
         wanted = read_active_record(session, config.models_dir)
-    classifier, version = ActiveModel(config, factory, owner="worker").classifier()
+    model = state.active_model()  # this process's model, kept from task to task
+    model.refresh()  # the deploy that asked for this task must be what it uses
+    classifier, version = model.classifier()
     expected = (
         base_model_version(config.base_model)
         if wanted.run_id is None
@@ -51,4 +55,26 @@ def reclassify(self, dry_run: bool = True, actor: str | None = None) -> dict:
             dry_run=dry_run,
             actor=actor,
             progress=progress,
+            batch_size=config.worker_batch_size,
         )
+
+
+@shared_task(name=task_names.CLASSIFY_PENDING, bind=True, acks_late=True)
+def classify_pending(self) -> dict:
+    """Classify every submission waiting for a worker, in batches; progress as PROGRESS.
+
+    Enqueued after each deferred submission or import (and by beat as a sweep): a task
+    finds what all of them left waiting, so a burst is classified in a few batches."""
+    config = state.config()
+
+    def progress(done: int, total: int) -> None:
+        if done:
+            self.update_state(state="PROGRESS", meta={"done": done, "total": total})
+
+    with session_scope(state.session_factory()) as session:
+        done = classify_waiting(
+            session, state.active_model(), batch_size=config.worker_batch_size, progress=progress
+        )
+    if done:
+        logger.info("task=classify_pending task_id=%s classified=%d", self.request.id, done)
+    return {"classified": done}

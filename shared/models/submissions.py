@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from shared.models.base import Base, UTCDateTime, message_search_index, utcnow
@@ -30,6 +30,7 @@ class Submission(Base):
         Index("ix_submissions_confidence", "confidence"),
         Index("ix_submissions_reviewed_at", "reviewed_at"),
         message_search_index("ix_submissions_message_search"),
+        Index("ix_submissions_classification_pending", "classification_pending"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -43,6 +44,11 @@ class Submission(Base):
     # What the model said, kept apart from `category` once an admin has changed it.
     predicted_category: Mapped[str | None] = mapped_column(String(100), nullable=True)
     classification_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Stored at once, classified by a worker (a model too slow for the request path, or
+    # an import handed to the worker): status "classifying" until then.
+    classification_pending: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
     reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

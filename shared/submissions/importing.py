@@ -50,6 +50,8 @@ class ImportReport:
     corrections: int = 0
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
     categories_created: list[str] = field(default_factory=list)
+    # With ``defer``: the stored rows wait for a worker (their ids, in order).
+    waiting_ids: list[int] = field(default_factory=list)
 
 
 def read_csv_rows(
@@ -131,11 +133,17 @@ def import_rows(
     create_categories: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Callable[[int], None] = lambda _done: None,
+    defer: bool = False,
 ) -> ImportReport:
     """Store, classify and (with ``as_corrections``) label every good row; commits per batch.
 
+    With ``defer`` the rows are only stored, waiting for a worker to classify them in
+    large batches (``shared.submissions.classification_queue``); it cannot be combined
+    with ``as_corrections`` (whether a label corrects the model needs its prediction).
     ``progress(n)`` is called with the number of rows handled after each batch.
     """
+    if defer and as_corrections:
+        raise InvalidInput("labels are saved against the model's prediction: classify here")
     rows = list(rows)
     report = ImportReport()
     known = {
@@ -163,10 +171,15 @@ def import_rows(
                 continue
             good.append((submission, label))
         submissions = [submission for submission, _ in good]
-        if classify_submissions(session, analyzer, submissions):
+        if defer:
+            for submission in submissions:
+                submission.classification_pending = True
+        elif classify_submissions(session, analyzer, submissions):
             report.classified += len(submissions)
         session.add_all(submissions)
         session.flush()
+        if defer:
+            report.waiting_ids.extend(submission.id for submission in submissions)
         for submission, label in good:
             if label is not None:
                 example = update_category(session, submission.id, label, actor=IMPORT_ACTOR)

@@ -35,6 +35,9 @@ MAX_SIMILAR = 500  # folded submissions one decision may also be applied to
 MAX_BULK = 10_000  # submissions one bulk decision may set (ids or a filter)
 
 
+CLASSIFYING = "classifying"
+
+
 class ClassifiesTexts(Protocol):
     """What submissions need from a model: the analyzer or ``ActiveModel`` provide it."""
 
@@ -125,19 +128,36 @@ def create_submission(
     message: object,
     contributor_type: object,
     config: Config,
+    *,
+    defer: bool = False,
 ) -> Submission:
     """Validate, store and classify one submission (the caller commits).
 
-    Bad input raises InvalidInput before anything is added to the session.
+    With ``defer`` it is only stored, waiting for a worker to classify it
+    (``shared.submissions.classification_queue``). Bad input raises InvalidInput before
+    anything is added to the session.
     """
     submission = Submission(
         message=clean_message(message),
         contributor_type=clean_contributor_type(contributor_type, config),
     )
-    classify_submissions(session, analyzer, [submission])
+    if defer:
+        submission.classification_pending = True
+    else:
+        classify_submissions(session, analyzer, [submission])
     session.add(submission)
     session.flush()
     return submission
+
+
+def classification_status(submission: Submission) -> str:
+    """``classifying`` (stored, a worker will classify it), ``classified``, or ``failed``
+    (the classifier failed; ``classification_error`` says why)."""
+    if submission.classification_pending:
+        return CLASSIFYING
+    if submission.classification_error:
+        return "failed"
+    return "classified"
 
 
 def submission_to_dict(submission: Submission) -> dict[str, Any]:
@@ -151,6 +171,7 @@ def submission_to_dict(submission: Submission) -> dict[str, Any]:
         "predicted_category": submission.predicted_category,
         "scores": submission.scores,
         "classification_error": submission.classification_error,
+        "status": classification_status(submission),
         "reviewed_at": submission.reviewed_at.isoformat() if submission.reviewed_at else None,
         "created_at": submission.created_at.isoformat() if submission.created_at else None,
     }

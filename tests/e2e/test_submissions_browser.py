@@ -64,3 +64,42 @@ def test_near_duplicates_fold_in_the_review_queue_and_one_save_covers_them(
     saved = session.scalars(select(TrainingExample)).all()
     assert sorted(example.message for example in saved) == sorted(texts[:3])
     assert {example.corrected_category for example in saved} == {"housing"}
+
+
+class _FixedModel:
+    """Stands in for the worker's model: every text is "roads and traffic"."""
+
+    def classify(self, texts, categories):
+        from shared.classifier.base import Prediction
+        from shared.deployment.active_model import Classification
+
+        scores = {category.name: 0.0 for category in categories} | {"roads and traffic": 1.0}
+        return Classification(
+            [Prediction("roads and traffic", 1.0, scores) for _ in texts], "base:e2e-worker"
+        )
+
+
+def test_submissions_a_worker_classifies_arrive_on_the_page_without_reloading(
+    live_server, page, admin_account, session
+):
+    from shared.models import Submission
+    from shared.submissions.classification_queue import classify_pending
+
+    seed_default_categories(session)
+    waiting = Submission(message="Potholes all along the ring road", contributor_type="resident")
+    waiting.classification_pending = True
+    session.add(waiting)
+    session.commit()
+
+    log_in(page, live_server, *admin_account)
+    row = page.locator(f"#submission-{waiting.id}")
+    assert "classifying…" in row.inner_text()
+    assert "1 submission waiting" in page.locator("#classification-queue").inner_text()
+    url_before = page.url
+
+    classify_pending(session, _FixedModel())  # what the worker does
+
+    row.get_by_text("base:e2e-worker").wait_for()
+    assert "roads and traffic" in row.inner_text()
+    page.locator("#classification-queue").wait_for(state="hidden")
+    assert page.url == url_before

@@ -59,7 +59,7 @@ def wait_for(url: str, process, log_path, timeout: float = 120.0, **kwargs) -> r
 def test_dev_stack_serves_web_worker_and_flower_and_stops_on_ctrl_c(dev_stack, config):
     env, process, log_path = dev_stack
     web = f"http://127.0.0.1:{env['SORTLOOP_PORT']}"
-    flower = f"http://127.0.0.1:{env['FLOWER_PORT']}"
+    flower = f"http://127.0.0.1:{env['FLOWER_PORT']}/admin/flower/"
 
     health = wait_for(f"{web}/healthz", process, log_path).json()
     assert health == {**health, "status": "ok", "db": True, "broker": True}
@@ -70,6 +70,19 @@ def test_dev_stack_serves_web_worker_and_flower_and_stops_on_ctrl_c(dev_stack, c
 
     assert wait_for(flower, process, log_path).status_code == 401
     assert wait_for(flower, process, log_path, auth=("ops", "secret")).status_code == 200
+    admin = {"Authorization": f"Bearer {env['SORTLOOP_ADMIN_TOKEN']}"}
+    assert wait_for(f"{web}/admin/flower/api/workers", process, log_path, headers=admin).ok
+    anonymous = wait_for(f"{web}/admin/flower/metrics", process, log_path, allow_redirects=False)
+    assert anonymous.status_code == 302
+
+    # The light default model stays on the request path (SORTLOOP_CLASSIFY_ON=auto).
+    deadline = time.monotonic() + 120
+    while True:  # polling with a deadline: the measurement follows the model's load
+        info = wait_for(f"{web}/admin/api/model-info", process, log_path, headers=admin).json()
+        if info["classification"]["measured_ms"] is not None or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert info["classification"]["on"] == "web", info["classification"]
 
     log = log_path.read_text()
     assert "admin" in log and "sortloop-admin" in log, "make dev prints how to log in"

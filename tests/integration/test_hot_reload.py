@@ -182,6 +182,8 @@ def web_processes(config, volume, tmp_path):
         {
             "MODELS_DIR": str(volume),
             "SORTLOOP_MODEL_CHECK_INTERVAL": str(CHECK_INTERVAL_SECONDS),
+            # Each answer must carry the version that classified it in the request.
+            "SORTLOOP_CLASSIFY_ON": "web",
             "SORTLOOP_PUBLIC_RATE_LIMIT": "100000 per minute",
             "RATELIMIT_STORAGE_URL": "memory://",
         }

@@ -4,7 +4,8 @@ a restart or failover does). Up to the patience the run completes; past it the r
 failed with the reason, as soon as the database is back.
 
 The web side (the test client, and the test's own session) talks to the services
-directly: only the worker goes through the proxies.
+directly: only the worker goes through the proxies. One test restarts a real Redis (a
+private ``redis-server`` the test starts on a free port; never the machine's own).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from shared.models import ACTIVE_STATUSES, FineTuningRun
 from tests.integration.conftest import WorkerProcess, claimed_redis_database
 from tests.integration.test_pipeline import add_banking_examples, finished, start, watch
 from tests.outage_proxy import OutageProxy
+from tests.private_redis import PrivateRedis
 
 PATIENCE = 12.0  # the worker's SORTLOOP_OUTAGE_PATIENCE here (60 by default)
 # Every write fails for longer than the patience in an outage this long, wherever it
@@ -156,3 +158,61 @@ def test_a_longer_database_outage_fails_the_run_with_the_reason_once_it_is_back(
     assert time.monotonic() - cut_at[0] >= LONG_OUTAGE, "failed before the database was back"
     assert time.monotonic() - cut_at[0] < LONG_OUTAGE + 30, "failed long after it was back"
     assert no_run_is_active(session)
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory):
+    server = PrivateRedis(tmp_path_factory.mktemp("private-redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def private_redis_worker(outage_config, private_redis, tmp_path_factory):
+    worker_config = outage_config.with_overrides(
+        broker_url=private_redis.url, result_backend=private_redis.url
+    )
+    worker = WorkerProcess(worker_config, tmp_path_factory.mktemp("restart") / "worker.log")
+    worker.start()
+    worker.wait_ready()
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def private_redis_api(outage_config, engine, private_redis, private_redis_worker):
+    from web import create_app
+
+    app = create_app(
+        outage_config.with_overrides(broker_url=private_redis.url, result_backend=private_redis.url)
+    )
+    app.config.update(TESTING=True)
+    return app.test_client()
+
+
+def test_a_run_completes_across_a_real_redis_server_restart(
+    private_redis_api, admin_headers, training_data, session, private_redis, private_redis_worker
+):
+    """redis-server stopped (SIGTERM) and started again mid-run, as an operator would."""
+    final = train_through(
+        private_redis_api,
+        admin_headers,
+        private_redis_worker,
+        lambda: private_redis.restart(down_seconds=4),
+    )
+
+    assert private_redis.restarts == 1
+    assert final["status"] == "completed", final["error"]
+    assert "Connection to broker lost" in private_redis_worker.log_text(), "the restart missed"
+    assert no_run_is_active(session)
+    after = start(private_redis_api, admin_headers, method="head")
+    assert after.status_code == 202, "nothing blocks a new run"
+    second = watch(
+        private_redis_api,
+        admin_headers,
+        after.get_json()["run_id"],
+        finished,
+        OneWorker(private_redis_worker),
+    )[-1]
+    assert second["status"] == "completed", "the worker takes new work after the restart"

@@ -94,23 +94,26 @@ def test_web_runs_gunicorn_after_migrations(compose):
     assert compose["services"]["migrate"]["command"] == ["sortloop", "migrate"]
 
 
-def test_flower_is_behind_basic_auth(compose):
-    assert any("--basic-auth" in part for part in compose["services"]["flower"]["command"])
+def test_flower_is_behind_basic_auth_under_the_admin_prefix(compose):
+    command = compose["services"]["flower"]["command"]
+    assert any("--basic-auth" in part for part in command)
+    assert "--url_prefix=admin/flower" in command
 
 
-def test_flower_is_published_on_the_loopback_only(compose):
-    """Flower serves /metrics and /healthcheck without its password: no network may reach it."""
-    for service in ("flower",):
-        for port in compose["services"][service].get("ports", []):
-            spec = (
-                port if isinstance(port, str) else f"{port.get('host_ip', '')}:{port['published']}"
-            )
-            assert spec.startswith("127.0.0.1:"), f"{service} publishes {spec} beyond this host"
+def test_flower_publishes_no_port(compose):
+    """Flower serves /metrics and /healthcheck without its password: only web reaches it."""
+    assert not compose["services"]["flower"].get("ports")
 
 
-def test_only_web_and_flower_publish_ports(compose):
+def test_web_passes_flower_on_to_admins(compose):
+    environment = compose["services"]["web"]["environment"]
+    assert environment["SORTLOOP_FLOWER_URL"] == "http://flower:5555"
+    assert "FLOWER_BASIC_AUTH" in environment
+
+
+def test_only_web_publishes_ports(compose):
     published = {name for name, spec in compose["services"].items() if spec.get("ports")}
-    assert published <= {"web", "flower"}
+    assert published == {"web"}
 
 
 @pytest.mark.parametrize("name", ["Dockerfile.web", "Dockerfile.worker"])

@@ -70,7 +70,12 @@ def _f_string_starting(prefix: str):
 
 
 def _reads_environment(node: ast.AST) -> bool:
-    return _called(node, "getenv") or (isinstance(node, ast.Attribute) and node.attr == "environ")
+    """os.getenv or os.environ (a WSGI request's ``environ`` is not the environment)."""
+    return _called(node, "getenv") or (
+        isinstance(node, ast.Attribute)
+        and node.attr == "environ"
+        and not (isinstance(node.value, ast.Name) and node.value.id == "request")
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,8 @@ shape, naming the field, before anything is stored; what they accept reaches the
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from sqlalchemy import func, select
 
@@ -114,3 +116,78 @@ def test_bad_training_options_are_refused_before_any_run(client, admin_headers, 
 def test_bad_settings_are_refused(client, admin_headers, body):
     response = client.post("/admin/api/settings", json=body, headers=admin_headers)
     assert response.status_code == 400 and response.get_json()["error"]
+
+
+# Checks that once lived in the views: the schemas give the same status and error shape
+# (the message now names the field), and the document states each rule, so the fuzz
+# tier sends values on both sides of it.
+COMPARE_BOTH = "give the models to compare: ?a=<run id or base>&b=<run id>"
+
+
+@pytest.mark.parametrize(
+    "query, error",
+    [
+        ("ids=1,x", "ids must be whole numbers, comma separated"),
+        ("ids=1,%C2%B2", "ids must be whole numbers, comma separated"),
+        (f"ids=1,{2**31}", "ids must be a whole number from 1 to 2147483647"),
+        ("ids=" + ",".join(["1"] * 501), "ids: at most 500 ids at once"),
+    ],
+)
+def test_an_id_list_out_of_its_rule_is_refused(client, admin_headers, query, error):
+    response = client.get(f"/admin/api/training-examples?{query}", headers=admin_headers)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": error}
+
+
+def test_an_id_list_selects_those_examples(client, admin_headers):
+    response = client.get("/admin/api/training-examples?ids=, 1,,2 ,", headers=admin_headers)
+    assert response.status_code == 200
+    assert response.get_json()["total"] == 0
+
+
+@pytest.mark.parametrize("query", ["a=base", "a=base&b=", "b="])
+def test_compare_without_a_second_model_is_refused(client, admin_headers, query):
+    response = client.get(f"/admin/api/compare-models?{query}", headers=admin_headers)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": f"b: {COMPARE_BOTH}"}
+
+
+@pytest.mark.parametrize("task_id", ["x" * 65, "a_b", "a.b", "%C3%A9t%C3%A9"])
+def test_a_malformed_task_id_is_refused(client, admin_headers, task_id):
+    response = client.get(f"/admin/api/reclassify/{task_id}", headers=admin_headers)
+    assert response.status_code == 400
+    assert response.get_json() == {"error": "task_id: not a task id"}
+
+
+@pytest.mark.parametrize("files", [{}, {"archive": (io.BytesIO(b"PK"), "")}])
+def test_an_archive_without_a_file_name_is_refused(client, admin_headers, session, files):
+    response = client.post(
+        "/admin/api/import-model",
+        data=files,
+        headers=admin_headers,
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 400
+    assert response.get_json() == {
+        "error": 'archive: send the ZIP as a multipart file field named "archive"'
+    }
+
+
+def test_the_document_states_the_rules_the_views_once_checked(client):
+    spec = client.get("/openapi.json").get_json()
+    paths = spec["paths"]
+
+    def parameter(path: str, name: str) -> dict:
+        found = [p for p in paths[path]["get"]["parameters"] if p["name"] == name]
+        assert len(found) == 1, found
+        return found[0]
+
+    ids = parameter("/admin/api/training-examples", "ids")["schema"]
+    assert ids["pattern"] == "^[0-9, ]*$"
+    task_id = parameter("/admin/api/reclassify/{task_id}", "task_id")["schema"]
+    assert (task_id["pattern"], task_id["maxLength"]) == ("^[0-9A-Za-z-]+$", 64)
+    assert parameter("/admin/api/compare-models", "b")["schema"]["minLength"] == 1
+    body = paths["/admin/api/import-model"]["post"]["requestBody"]["content"]
+    archive_schema = body["multipart/form-data"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    archive = spec["components"]["schemas"][archive_schema]["properties"]["archive"]
+    assert "file name" in archive["description"]

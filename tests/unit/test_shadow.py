@@ -113,7 +113,9 @@ def test_a_run_in_shadow_scores_submissions_the_public_never_sees(
 
     assert answer.status_code == 201
     body = answer.get_json()
-    assert set(body) == {"id", "category", "confidence", "model_version"}  # API.md, unchanged
+    # The public answer names the served model only: nothing about the shadow.
+    assert set(body) == {"id", "category", "confidence", "model_version", "status"}
+    assert body["status"] == "classified"
     assert body["category"] == "loans"
     assert body["model_version"].startswith("base:")
     stored = session.scalar(select(ShadowPrediction))

@@ -13,6 +13,7 @@ from shared.inputs import MAX_ID, check_storable, parse_whole_number
 from shared.models import TrainingExample
 from shared.search import MAX_QUERY_LENGTH, highlighted
 from shared.submissions.categories import add_category, edit_category, list_categories
+from shared.submissions.classification_queue import queue_state
 from shared.submissions.records import (
     bulk_update_category,
     ids_matching,
@@ -114,6 +115,7 @@ def submissions():
         page_sizes=PAGE_SIZES,
         categories=list_categories(session),
         active_categories=[c.name for c in list_categories(session, active_only=True)],
+        waiting=queue_state(session),
     )
 
 

@@ -14,7 +14,7 @@ from shared.deployment.registry import (
     rollback_to_baseline,
 )
 from shared.deployment.shadow import shadow_report
-from shared.errors import InvalidInput, ServiceUnavailable
+from shared.errors import ServiceUnavailable
 from shared.model_store.archive import import_archive
 from shared.model_store.export import exportable_run_directory, iter_export_zip
 from shared.submissions.reclassification import latest_reclassification
@@ -138,8 +138,6 @@ def export_model(run_id: int):
 @bp.arguments(api_requests.ModelArchive, location="files")
 def import_model(files: dict):
     upload = files["archive"]
-    if not upload.filename:
-        raise InvalidInput('send the ZIP as a multipart file field named "archive"')
     run = import_archive(
         get_session(), _config(), upload.stream, actor=current_actor(), filename=upload.filename
     )
@@ -153,8 +151,6 @@ def import_model(files: dict):
 @admin_required
 @bp.arguments(api_requests.ModelComparison, location="query")
 def compare(query: dict):
-    if not query["b"]:
-        raise InvalidInput("give the models to compare: ?a=<run id or base>&b=<run id>")
     return jsonify(compare_models(get_session(), _config(), query["a"], query["b"]))
 
 
@@ -175,9 +171,8 @@ def reclassify(body: dict):
 @bp.get("/reclassify/<task_id>")
 @bp.alt_response(200, schema=api_schemas.TaskState, description="the task's state", success=True)
 @admin_required
-def reclassify_status(task_id: str):
-    if len(task_id) > 64 or not all(c.isalnum() or c == "-" for c in task_id):
-        raise InvalidInput("not a task id")
+@bp.arguments(api_requests.TaskPath, location="path")
+def reclassify_status(path: dict, task_id: str):
     result = celery_client().AsyncResult(task_id)
     try:
         state, info = result.state, result.info

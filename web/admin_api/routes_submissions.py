@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flask import jsonify
+from sqlalchemy import select
 
+from shared.models import Submission
 from shared.search import match_spans
 from shared.submissions.categories import (
     add_category,
@@ -11,6 +13,7 @@ from shared.submissions.categories import (
     edit_category,
     list_categories,
 )
+from shared.submissions.classification_queue import queue_state
 from shared.submissions.records import (
     bulk_update_category,
     clear_categories,
@@ -26,7 +29,6 @@ from shared.training.examples import (
     delete_training_examples,
     example_to_dict,
     list_training_examples,
-    parse_ids,
     relabel_training_examples,
     training_stats,
 )
@@ -51,7 +53,7 @@ def submissions(query: dict):
         order=query["order"] or "newest",
         fold_similar=fold,
         q=query["q"],
-        ids=parse_ids(query["ids"]),
+        ids=query["ids"],
     )
     items = [_with_matches(submission_to_dict(item), query["q"]) for item in result.items]
     body = {"items": items, "total": result.total, "page": result.page, "per_page": result.per_page}
@@ -125,6 +127,24 @@ def clear_category(body: dict):
     cleared = clear_categories(session, body["ids"], actor=current_actor())
     session.commit()
     return jsonify({"cleared": cleared})
+
+
+@bp.get("/classification-queue")
+@bp.alt_response(
+    200,
+    schema=api_schemas.ClassificationQueue,
+    description="submissions waiting for a worker to classify them, and the asked ones' state",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.ClassificationQueueQuery, location="query")
+def classification_queue(query: dict):
+    session = get_session()
+    items = []
+    if query["ids"]:
+        found = session.scalars(select(Submission).where(Submission.id.in_(query["ids"])))
+        items = [submission_to_dict(submission) for submission in found]
+    return jsonify({**queue_state(session), "items": items})
 
 
 @bp.post("/submissions/<int:submission_id>/category")
@@ -216,7 +236,7 @@ def training_examples(query: dict):
         per_page=query["per_page"],
         category=query["category"] or None,
         is_correction=query["is_correction"],
-        ids=parse_ids(query["ids"]),
+        ids=query["ids"],
         q=query["q"],
     )
     return jsonify(

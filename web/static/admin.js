@@ -162,4 +162,53 @@
 
   document.addEventListener("results-replaced", function () { lastClicked = null; describeSelection(); });
   describeSelection();
+
+  // Submissions a worker classifies (a slow model, an import): the count and each
+  // waiting row's suggestion arrive without a reload.
+  var queue = document.getElementById("classification-queue");
+  var POLL_MS = 2000;
+
+  function pendingCells() {
+    return Array.prototype.slice.call(document.querySelectorAll("[data-pending]"));
+  }
+
+  function fillRow(cell, item) {
+    var text = item.predicted_category || "not classified";
+    cell.textContent = text;
+    cell.removeAttribute("data-pending");
+    cell.classList.remove("classifying");
+    var note = document.createElement("small");
+    note.className = "muted";
+    note.textContent = item.model_version || item.classification_error || "";
+    cell.parentNode.appendChild(document.createElement("br"));
+    cell.parentNode.appendChild(note);
+  }
+
+  function pollQueue() {
+    var cells = pendingCells();
+    var ids = cells.map(function (cell) { return cell.getAttribute("data-pending"); });
+    var url = queue.getAttribute("data-api") + (ids.length ? "?ids=" + ids.join(",") : "");
+    fetch(url, { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : null; })
+      .then(function (body) {
+        if (!body) return;
+        queue.hidden = body.pending === 0;
+        queue.textContent = body.pending + (body.pending === 1 ? " submission" : " submissions") +
+          " waiting for the worker to classify " + (body.pending === 1 ? "it." : "them.");
+        body.items.forEach(function (item) {
+          if (item.status === "classifying") return;
+          cells.forEach(function (cell) {
+            if (cell.getAttribute("data-pending") === String(item.id)) fillRow(cell, item);
+          });
+        });
+      })
+      .catch(function () { /* try again at the next tick */ })
+      .then(function () {
+        if (!queue.hidden || pendingCells().length) window.setTimeout(pollQueue, POLL_MS);
+      });
+  }
+
+  if (queue && window.fetch && (!queue.hidden || pendingCells().length)) {
+    window.setTimeout(pollQueue, POLL_MS);
+  }
 })();
