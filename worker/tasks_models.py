@@ -1,4 +1,5 @@
-"""Model tasks on the `default` queue: re-classify unreviewed submissions after a deploy."""
+"""Model tasks on the `default` queue: re-classify unreviewed submissions after a deploy,
+compare two models on their shared test set."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from shared import task_names
 from shared.classifier.identity import base_model_version, run_version
 from shared.db import session_scope
 from shared.deployment.active_model import ActiveModel, Classification, read_active_record
+from shared.deployment.comparison import compare_models as compare_two_models
 from shared.submissions.categories import active_category_specs
 from shared.submissions.reclassification import reclassify_unreviewed
 from worker import state
@@ -52,3 +54,12 @@ def reclassify(self, dry_run: bool = True, actor: str | None = None) -> dict:
             actor=actor,
             progress=progress,
         )
+
+
+@shared_task(name=task_names.COMPARE_MODELS, bind=True)
+def compare_models(self, a: str, b: str) -> dict:
+    """Both models on their shared held-out examples (``shared.deployment.comparison``);
+    a model that cannot be loaded fails the task with the reason."""
+    logger.info("task=compare_models task_id=%s a=%s b=%s", self.request.id, a, b)
+    with session_scope(state.session_factory()) as session:
+        return compare_two_models(session, state.config(), a, b)
