@@ -311,6 +311,28 @@ class TaskPath(RequestSchema):
     )
 
 
+class ModelName(fields.String):
+    """A run id (a JSON number or a string) or "base"; the service checks which."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class ModelComparisonTask(RequestSchema):
+    """POST /admin/api/compare-models: the same two models as the query form, in a body."""
+
+    a = ModelName(load_default="base", metadata={"description": "a run id or base"})
+    b = ModelName(
+        required=True,
+        metadata={"description": "a run id"},
+        error_messages={
+            "required": 'give the models to compare: "a" (a run id or base), "b" (a run id)'
+        },
+    )
+
+
 class TrainingOptions(RequestSchema):
     """start-training and training-estimate; every option may be left out (its default).
 

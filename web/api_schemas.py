@@ -82,6 +82,19 @@ TaskQueued = _answer("TaskQueued", task_id=fields.String(required=True))
 TaskState = _answer(
     "TaskState", task_id=fields.String(required=True), state=fields.String(required=True)
 )
+ComparisonQueued = _answer(
+    "ComparisonQueued",
+    task_id=fields.String(required=True),
+    a=fields.String(required=True),
+    b=fields.String(required=True),
+    status_url=fields.String(required=True),
+)
+ComparisonState = _answer(
+    "ComparisonState",
+    task_id=fields.String(required=True),
+    state=fields.String(required=True),
+    **_required("result", "error"),
+)
 RunLog = _answer("RunLog", run_id=Id, lines=fields.List(fields.Dict(), required=True))
 Webhook = _answer(
     "Webhook",

@@ -1,5 +1,6 @@
-"""Model tasks on the `default` queue: classify the submissions waiting for a worker, and
-re-classify unreviewed submissions after a deploy; both in large batches."""
+"""Model tasks on the `default` queue: classify the submissions waiting for a worker,
+re-classify unreviewed submissions after a deploy (both in large batches), and compare two
+models on their shared test set."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from shared import task_names
 from shared.classifier.identity import base_model_version, run_version
 from shared.db import session_scope
 from shared.deployment.active_model import Classification, read_active_record
+from shared.deployment.comparison import compare_models as compare_two_models
 from shared.submissions.categories import active_category_specs
 from shared.submissions.classification_queue import classify_pending as classify_waiting
 from shared.submissions.reclassification import reclassify_unreviewed
@@ -78,3 +80,12 @@ def classify_pending(self) -> dict:
     if done:
         logger.info("task=classify_pending task_id=%s classified=%d", self.request.id, done)
     return {"classified": done}
+
+
+@shared_task(name=task_names.COMPARE_MODELS, bind=True)
+def compare_models(self, a: str, b: str) -> dict:
+    """Both models on their shared held-out examples (``shared.deployment.comparison``);
+    a model that cannot be loaded fails the task with the reason."""
+    logger.info("task=compare_models task_id=%s a=%s b=%s", self.request.id, a, b)
+    with session_scope(state.session_factory()) as session:
+        return compare_two_models(session, state.config(), a, b)

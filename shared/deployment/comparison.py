@@ -165,15 +165,32 @@ def _default_load(config: Config, run: FineTuningRun | None) -> Classifier:
     )
 
 
-def compare_models(
-    session: Session,
-    config: Config,
-    a: object,
-    b: object,
-    *,
-    load_classifier: LoadClassifier = _default_load,
-) -> dict[str, Any]:
-    """Both models on the same held-out examples; InvalidInput when there are none."""
+@dataclass(frozen=True)
+class PreparedComparison:
+    """What ``compare_models`` checks before it loads a model: both runs, the categories
+    and the shared test set."""
+
+    run_a: FineTuningRun | None
+    run_b: FineTuningRun
+    categories: list[CategorySpec]
+    examples: list[HeldOutExample]
+    test_set: str
+
+    @property
+    def a(self) -> str:
+        return BASE if self.run_a is None else str(self.run_a.id)
+
+    @property
+    def b(self) -> str:
+        return str(self.run_b.id)
+
+
+def prepare_comparison(
+    session: Session, config: Config, a: object, b: object
+) -> PreparedComparison:
+    """Check the two models and find their shared test set, loading no model (fast enough
+    for a web request): InvalidInput for a malformed id, a run with no model or no test
+    examples in active categories, NotFound for an unknown run."""
     a_id, b_id = _parse_model(a, allow_base=True), _parse_model(b, allow_base=False)
     assert b_id is not None
     run_b = _deployable_run(session, b_id)
@@ -191,6 +208,21 @@ def compare_models(
         raise InvalidInput(
             f"run {run_b.id} has no recorded test examples in active categories to compare on"
         )
+    return PreparedComparison(run_a, run_b, categories, examples, source)
+
+
+def compare_models(
+    session: Session,
+    config: Config,
+    a: object,
+    b: object,
+    *,
+    load_classifier: LoadClassifier = _default_load,
+) -> dict[str, Any]:
+    """Both models on the same held-out examples; InvalidInput when there are none."""
+    prepared = prepare_comparison(session, config, a, b)
+    run_a, run_b, categories = prepared.run_a, prepared.run_b, prepared.categories
+    examples, source = prepared.examples, prepared.test_set
     texts = [example.text for example in examples]
     truth = [example.label for example in examples]
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 from sqlalchemy import select
 
-from shared.models import Category, DeploymentEvent, FineTuningRun
+from shared.models import Category, DeploymentEvent, FineTuningRun, TrainingExample
 from shared.settings_store import get_setting
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes
 
@@ -227,3 +227,52 @@ def test_shadow_a_model_review_three_submissions_see_the_report_change_and_promo
     ]
     rolled_back = requests.post(f"{live_server.url}/admin/api/rollback-model", headers=token)
     assert rolled_back.status_code == 200  # the next test starts on the base model
+
+
+def test_an_admin_compares_two_runs_and_sees_the_result_from_the_worker(
+    live_server, page, admin_account, session, tmp_path, celery_worker_process
+) -> None:
+    for name in LABELS:
+        session.add(Category(name=name, description=f"questions about {name}"))
+    texts = [("my card was declined", "cards"), ("how much can I borrow", "loans")]
+    ids = []
+    for text, label in texts:
+        example = TrainingExample(
+            message=text, corrected_category=label, contributor_type="resident"
+        )
+        session.add(example)
+        session.flush()
+        ids.append(example.id)
+    runs = []
+    for seed in (1, 2):
+        run = FineTuningRun(
+            status="completed",
+            base_model="all-MiniLM-L6-v2",
+            results={"meets_criteria": True},
+            data_snapshot={"split": {"train": [], "val": [], "test": ids}},
+        )
+        session.add(run)
+        session.flush()
+        run.model_path = str(write_adapter_directory(tmp_path / f"run{seed}", LABELS, seed=seed))
+        runs.append(run)
+    session.commit()
+
+    log_in(page, live_server, *admin_account)
+    page.goto(f"{live_server.url}/admin/models")
+    page.locator('[data-role="compare-b"] option', has_text=f"Run {runs[1].id}").wait_for(
+        state="attached"
+    )
+    page.select_option('[data-role="compare-a"]', str(runs[0].id))
+    page.select_option('[data-role="compare-b"]', str(runs[1].id))
+    page.get_by_role("button", name="Compare", exact=True).click()
+
+    summary = page.locator('[data-role="comparison-summary"]')
+    summary.wait_for(timeout=120_000)
+    assert f"run {runs[0].id}" in summary.inner_text()
+    assert "held-out examples" in summary.inner_text()
+    rows = page.locator('[data-role="comparison-table"] tr')
+    assert rows.count() == 1 + len(LABELS)
+    assert rows.first.inner_text().split("\t")[1:] == [
+        f"F1 run {runs[0].id}",
+        f"F1 run {runs[1].id}",
+    ]

@@ -166,6 +166,35 @@ def test_compare_models_scores_both_on_the_recorded_test_split(
     assert 0.0 <= result["p_value"] <= 1.0
 
 
+def test_compare_on_the_worker_delivers_the_same_comparison(
+    client, admin_headers, original_run, celery_worker_process
+) -> None:
+    queued = client.post(
+        "/admin/api/compare-models", json={"a": "base", "b": original_run.id}, headers=admin_headers
+    )
+    assert queued.status_code == 202, queued.get_json()
+    status_url = queued.get_json()["status_url"]
+
+    status = None
+    for _ in range(240):
+        status = client.get(status_url, headers=admin_headers).get_json()
+        if status["state"] in ("SUCCESS", "FAILURE"):
+            break
+        time.sleep(0.5)
+
+    assert status["state"] == "SUCCESS", (status, celery_worker_process.log_text())
+    result = status["result"]
+    assert result["b"]["run_id"] == original_run.id and result["a"]["model"] == "base"
+    assert result["num_examples"] == len(TEXTS)
+    assert set(result["b"]["per_category_f1"]) == set(CATEGORIES)
+    in_request = client.get(
+        f"/admin/api/compare-models?a=base&b={original_run.id}", headers=admin_headers
+    ).get_json()
+    assert result["a"]["accuracy"] == in_request["a"]["accuracy"]
+    assert result["b"]["accuracy"] == in_request["b"]["accuracy"]
+    assert result["p_value"] == in_request["p_value"]
+
+
 def test_deploy_with_a_reclassify_preview_reports_the_moves(
     client, admin_headers, session, original_run, celery_worker_process
 ) -> None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Response, current_app, jsonify, stream_with_context
+from flask import Response, current_app, jsonify, stream_with_context, url_for
 
 from shared import task_names
 from shared.deployment.audit import deployment_history, event_to_dict
-from shared.deployment.comparison import compare_models
+from shared.deployment.comparison import compare_models, prepare_comparison
 from shared.deployment.registry import (
     deploy_model,
     describe_deployed_model,
@@ -39,18 +39,29 @@ def _config():
     return current_app.config["SORTLOOP"]
 
 
-def _enqueue_reclassify(dry_run: bool) -> str:
+def _enqueue(name: str, kwargs: dict) -> str:
+    """Send a task to the `default` queue by name; 503 when the queue is not reachable."""
     if not broker_is_reachable():  # fail fast: the result backend's reconnects take long
         raise ServiceUnavailable("the task queue is not reachable; try again later")
     try:
-        result = celery_client().send_task(
-            task_names.RECLASSIFY,
-            kwargs={"dry_run": dry_run, "actor": current_actor()},
-            queue=task_names.DEFAULT_QUEUE,
-        )
+        result = celery_client().send_task(name, kwargs=kwargs, queue=task_names.DEFAULT_QUEUE)
     except Exception as error:  # kombu, redis-py and Celery's result consumer each raise their own
         raise ServiceUnavailable(f"the task queue is not reachable: {error}") from None
     return result.id
+
+
+def _enqueue_reclassify(dry_run: bool) -> str:
+    return _enqueue(task_names.RECLASSIFY, {"dry_run": dry_run, "actor": current_actor()})
+
+
+def _task_state(task_id: str) -> tuple[str, object]:
+    """A task's state and its result or error, from the result backend (the id's form is
+    checked by ``api_requests.TaskPath``)."""
+    result = celery_client().AsyncResult(task_id)
+    try:
+        return result.state, result.info
+    except Exception as error:  # any backend failure (redis-py has its own errors) is a 503
+        raise ServiceUnavailable(f"the result backend is not reachable: {error}") from None
 
 
 @bp.post("/deploy-model/<int:run_id>")
@@ -154,6 +165,44 @@ def compare(query: dict):
     return jsonify(compare_models(get_session(), _config(), query["a"], query["b"]))
 
 
+@bp.post("/compare-models")
+@bp.alt_response(
+    202,
+    schema=api_schemas.ComparisonQueued,
+    description="the comparison is queued on the worker; poll status_url for the result",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.ModelComparisonTask)
+def compare_on_worker(body: dict):
+    # The cheap checks (ids, runs, a shared test set) answer 400/404 here; the worker
+    # loads both models and scores them.
+    prepared = prepare_comparison(get_session(), _config(), body["a"], body["b"])
+    task_id = _enqueue(task_names.COMPARE_MODELS, {"a": prepared.a, "b": prepared.b})
+    status_url = url_for("admin_api.compare_status", task_id=task_id)
+    answer = {"task_id": task_id, "a": prepared.a, "b": prepared.b, "status_url": status_url}
+    return jsonify(answer), 202, {"Location": status_url}
+
+
+@bp.get("/compare-models/<task_id>")
+@bp.alt_response(
+    200,
+    schema=api_schemas.ComparisonState,
+    description="the comparison's state; its result once the state is SUCCESS",
+    success=True,
+)
+@admin_required
+@bp.arguments(api_requests.TaskPath, location="path")
+def compare_status(path: dict, task_id: str):
+    state, info = _task_state(task_id)
+    answer: dict = {"task_id": task_id, "state": state, "result": None, "error": None}
+    if state == "SUCCESS" and isinstance(info, dict):
+        answer["result"] = info
+    elif state == "FAILURE":
+        answer["error"] = str(info)
+    return jsonify(answer)
+
+
 @bp.post("/reclassify")
 @bp.alt_response(
     202,
@@ -173,11 +222,7 @@ def reclassify(body: dict):
 @admin_required
 @bp.arguments(api_requests.TaskPath, location="path")
 def reclassify_status(path: dict, task_id: str):
-    result = celery_client().AsyncResult(task_id)
-    try:
-        state, info = result.state, result.info
-    except Exception as error:  # any backend failure (redis-py has its own errors) is a 503
-        raise ServiceUnavailable(f"the result backend is not reachable: {error}") from None
+    state, info = _task_state(task_id)
     answer: dict = {"task_id": task_id, "state": state, "progress": None, "summary": None}
     if state == "PROGRESS" and isinstance(info, dict):
         answer["progress"] = {"done": info.get("done"), "total": info.get("total")}

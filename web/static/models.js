@@ -145,6 +145,7 @@
     // What the server-rendered parts do not carry: the shadow's report (its figures change
     // with every submission) and the latest re-classification.
     function showDeployments(body) {
+      fillCompareChoices(body.models || []);
       showShadow(body.shadow);
       showReclassification(body.reclassification);
       panel.querySelectorAll('button[data-action="shadow-start"]').forEach(function (button) {
@@ -186,31 +187,99 @@
       }).catch(function () { setStatus(status, "deploy failed: network error", true); });
     }
 
-    function compareWithBase(runId) {
-      var target = panel.querySelector('[data-role="comparison"]');
-      target.replaceChildren(element("p", "Comparing run " + runId + " with the base model…", "muted"));
-      call("GET", "/compare-models?a=base&b=" + encodeURIComponent(runId)).then(function (result) {
-        target.replaceChildren();
-        if (!result.ok) { target.appendChild(element("p", result.body.error || "comparison failed", "bad")); return; }
-        var data = result.body;
-        target.appendChild(element("p", "On " + data.num_examples + " held-out examples (" + data.test_set + "): base " +
-          (100 * data.a.accuracy).toFixed(1) + "% vs run " + runId + " " + (100 * data.b.accuracy).toFixed(1) +
-          "% accuracy; McNemar p = " + Number(data.p_value).toPrecision(3) +
-          (data.significant ? " (a real difference)" : " (could be chance)") + "."));
-        var table = element("table", null, "compact");
-        var head = element("tr");
-        ["Category", "F1 base", "F1 run " + runId].forEach(function (text) { head.appendChild(element("th", text)); });
-        table.appendChild(head);
-        (data.categories || []).forEach(function (name) {
-          var row = element("tr");
-          row.appendChild(element("td", name));
-          row.appendChild(element("td", (data.a.per_category_f1[name] || 0).toFixed(2)));
-          row.appendChild(element("td", (data.b.per_category_f1[name] || 0).toFixed(2)));
-          table.appendChild(row);
-        });
-        target.appendChild(table);
-      }).catch(function () { target.replaceChildren(element("p", "comparison failed: network error", "bad")); });
+    // --- compare two models: queued on the worker, polled until the result is there ---
+
+    var compareForm = panel.querySelector('[data-role="compare-form"]');
+    var compareA = panel.querySelector('[data-role="compare-a"]');
+    var compareB = panel.querySelector('[data-role="compare-b"]');
+    var comparisonTarget = panel.querySelector('[data-role="comparison"]');
+    var comparing = 0; // the latest comparison asked for; older answers are dropped
+
+    function modelLabel(value) {
+      return value === "base" ? "base" : "run " + value;
     }
+
+    function fillCompareChoices(models) {
+      var keepA = compareA.value, keepB = compareB.value;
+      var runs = models.map(function (model) {
+        var option = element("option", "Run " + model.run_id + (model.is_active_model ? " (active)" : ""));
+        option.value = String(model.run_id);
+        return option;
+      });
+      var base = element("option", "Base model");
+      base.value = "base";
+      compareA.replaceChildren.apply(compareA, [base].concat(runs.map(function (o) { return o.cloneNode(true); })));
+      compareB.replaceChildren.apply(compareB, runs);
+      if (keepA && compareA.querySelector('option[value="' + keepA + '"]')) compareA.value = keepA;
+      if (keepB && compareB.querySelector('option[value="' + keepB + '"]')) compareB.value = keepB;
+      compareForm.querySelector('[data-action="compare"]').disabled = !runs.length;
+    }
+
+    function showComparison(data) {
+      var nameA = modelLabel(data.a.model), nameB = modelLabel(data.b.model);
+      comparisonTarget.replaceChildren();
+      var summary = element("p", "On " + data.num_examples + " held-out examples (" + data.test_set + "): " +
+        nameA + " " + (100 * data.a.accuracy).toFixed(1) + "% vs " + nameB + " " +
+        (100 * data.b.accuracy).toFixed(1) + "% accuracy; McNemar p = " + Number(data.p_value).toPrecision(3) +
+        (data.significant ? " (a real difference)" : " (could be chance)") + ".");
+      summary.setAttribute("data-role", "comparison-summary");
+      comparisonTarget.appendChild(summary);
+      var table = element("table", null, "compact");
+      table.setAttribute("data-role", "comparison-table");
+      var head = element("tr");
+      ["Category", "F1 " + nameA, "F1 " + nameB].forEach(function (text) { head.appendChild(element("th", text)); });
+      table.appendChild(head);
+      (data.categories || []).forEach(function (name) {
+        var row = element("tr");
+        row.appendChild(element("td", name));
+        row.appendChild(element("td", (data.a.per_category_f1[name] || 0).toFixed(2)));
+        row.appendChild(element("td", (data.b.per_category_f1[name] || 0).toFixed(2)));
+        table.appendChild(row);
+      });
+      comparisonTarget.appendChild(table);
+    }
+
+    function watchComparison(ticket, taskId, attempt) {
+      if (ticket !== comparing) return;
+      call("GET", "/compare-models/" + encodeURIComponent(taskId)).then(function (result) {
+        if (ticket !== comparing) return;
+        var body = result.body || {};
+        if (body.state === "SUCCESS" && body.result) { showComparison(body.result); return; }
+        if (body.state === "FAILURE" || !result.ok) {
+          comparisonTarget.replaceChildren(element("p", "The comparison failed: " + (body.error || "unknown error"), "bad"));
+          return;
+        }
+        if (attempt < 600) window.setTimeout(function () { watchComparison(ticket, taskId, attempt + 1); }, 1000);
+        else comparisonTarget.replaceChildren(element("p", "No worker has answered yet; is the worker running?", "bad"));
+      }).catch(function () {
+        if (ticket === comparing) comparisonTarget.replaceChildren(element("p", "comparison failed: network error", "bad"));
+      });
+    }
+
+    function compare(a, b) {
+      var ticket = ++comparing;
+      comparisonTarget.replaceChildren(element("p", "Comparing " + modelLabel(a) + " with " + modelLabel(b) +
+        " on the worker…", "muted"));
+      call("POST", "/compare-models", { a: a, b: b }).then(function (result) {
+        if (ticket !== comparing) return;
+        if (!result.ok) {
+          comparisonTarget.replaceChildren(element("p", result.body.error || "comparison failed", "bad"));
+          return;
+        }
+        watchComparison(ticket, result.body.task_id, 0);
+      }).catch(function () { comparisonTarget.replaceChildren(element("p", "comparison failed: network error", "bad")); });
+    }
+
+    function compareWithBase(runId) {
+      compareA.value = "base";
+      compareB.value = String(runId);
+      compare("base", String(runId));
+    }
+
+    compareForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      if (compareB.value) compare(compareA.value, compareB.value);
+    });
 
     function watchReclassify(taskId, attempt) {
       attempt = attempt || 0;
