@@ -387,7 +387,7 @@ def test_every_process_loads_a_shadow_with_no_traffic_and_scores_beside_the_mode
             {"message": "my card has not arrived yet", "contributor_type": "resident"},
         )
         assert status == 201, answer
-        assert set(answer) == {"id", "category", "confidence", "model_version"}
+        assert set(answer) == {"id", "category", "confidence", "model_version", "status"}
         versions.append(answer["model_version"])
     session.expire_all()
     stored = session.execute(

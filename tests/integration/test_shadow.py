@@ -102,7 +102,7 @@ def test_a_shadow_scores_real_submissions_and_reviews_move_its_report(
             "/api/submissions", json={"message": message, "contributor_type": "resident"}
         )
         assert answer.status_code == 201
-        assert set(answer.get_json()) == {"id", "category", "confidence", "model_version"}
+        assert set(answer.get_json()) == {"id", "category", "confidence", "model_version", "status"}
         assert answer.get_json()["model_version"].startswith("base:")  # the public's model
         ids.append(answer.get_json()["id"])
         served_version = answer.get_json()["model_version"]
