@@ -66,7 +66,7 @@ def wait_until_classified(client, headers, ids: list[int], worker) -> list[dict]
         items = body.get_json()["items"]
         if len(items) == len(ids) and all(item["status"] != "classifying" for item in items):
             return sorted(items, key=lambda item: item["id"])
-        time.sleep(0.3)
+        time.sleep(0.3)  # poll: the worker classifies the waiting rows at its own pace
     pytest.fail(f"not classified in {DEADLINE}s: {items}\n{worker.log_text()}")
 
 

@@ -52,7 +52,7 @@ def wait_for(url: str, process, log_path, timeout: float = 120.0, **kwargs) -> r
         try:
             return requests.get(url, timeout=3, **kwargs)
         except requests.RequestException:
-            time.sleep(0.5)
+            time.sleep(0.5)  # poll: make dev's web process is still starting
     pytest.fail(f"{url} did not answer in {timeout}s:\n{log_path.read_text()[-4000:]}")
 
 
@@ -81,7 +81,7 @@ def test_dev_stack_serves_web_worker_and_flower_and_stops_on_ctrl_c(dev_stack, c
         info = wait_for(f"{web}/admin/api/model-info", process, log_path, headers=admin).json()
         if info["classification"]["measured_ms"] is not None or time.monotonic() > deadline:
             break
-        time.sleep(0.5)
+        time.sleep(0.5)  # poll: the start-up measurement runs after the model loads
     assert info["classification"]["on"] == "web", info["classification"]
 
     log = log_path.read_text()

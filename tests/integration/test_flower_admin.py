@@ -47,7 +47,7 @@ def flower_url(config, tmp_path_factory) -> Iterator[str]:
                     requests.get(f"{url}/admin/flower/healthcheck", timeout=2)
                     break
                 except requests.RequestException:
-                    time.sleep(0.3)
+                    time.sleep(0.3)  # poll: Flower is still starting (bounded)
             yield url
         finally:
             process.terminate()

@@ -180,7 +180,7 @@ def test_compare_on_the_worker_delivers_the_same_comparison(
         status = client.get(status_url, headers=admin_headers).get_json()
         if status["state"] in ("SUCCESS", "FAILURE"):
             break
-        time.sleep(0.5)
+        time.sleep(0.5)  # poll: the worker runs the task at its own pace (bounded loop)
 
     assert status["state"] == "SUCCESS", (status, celery_worker_process.log_text())
     result = status["result"]
@@ -214,7 +214,7 @@ def test_deploy_with_a_reclassify_preview_reports_the_moves(
         status = client.get(f"/admin/api/reclassify/{task_id}", headers=admin_headers).get_json()
         if status["state"] in ("SUCCESS", "FAILURE"):
             break
-        time.sleep(0.5)
+        time.sleep(0.5)  # poll: the worker runs the task at its own pace (bounded loop)
     assert status["state"] == "SUCCESS", (status, celery_worker_process.log_text())
     summary = status["summary"]
     assert summary["dry_run"] is True
