@@ -153,7 +153,7 @@ def main() -> None:
         log = (scratch / "worker.log").open("w")
         worker = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
-             "default", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip",
+             "default,inference", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip",
              "--without-mingle"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

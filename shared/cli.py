@@ -241,7 +241,9 @@ def _enqueue_classification(config: Config) -> str:
     client.conf.update(**task_names.messaging_settings())
     try:
         result = client.send_task(
-            task_names.CLASSIFY_PENDING, queue=task_names.DEFAULT_QUEUE, ignore_result=True
+            task_names.CLASSIFY_PENDING,
+            queue=task_names.queue_of(task_names.CLASSIFY_PENDING),
+            ignore_result=True,
         )
     except Exception as error:  # kombu and redis-py raise their own
         raise click.ClickException(

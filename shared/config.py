@@ -175,6 +175,13 @@ class Config:
             "help": "training worker: auto (CUDA when available), cpu or cuda",
         },
     )
+    inference_device: str = field(
+        default="cpu",
+        metadata={
+            "env": "SORTLOOP_INFERENCE_DEVICE",
+            "help": "worker's bulk classification (queue inference): cpu, cuda or auto",
+        },
+    )
     training_max_batch_tokens: int = field(
         default=8192,
         metadata={
@@ -357,6 +364,10 @@ class Config:
         if self.training_device not in ("auto", "cpu", "cuda"):
             raise ConfigError(
                 f"SORTLOOP_TRAINING_DEVICE={self.training_device!r}: use auto, cpu or cuda"
+            )
+        if self.inference_device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(
+                f"SORTLOOP_INFERENCE_DEVICE={self.inference_device!r}: use auto, cpu or cuda"
             )
         if self.training_max_batch_tokens < 64:
             raise ConfigError("SORTLOOP_MAX_BATCH_TOKENS must be at least 64")

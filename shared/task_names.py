@@ -21,13 +21,27 @@ CLASSIFY_PENDING = "sortloop.classify_pending"
 
 TRAINING_QUEUE = "training"
 DEFAULT_QUEUE = "default"
+# Bulk classification with the model in use: the waiting submissions and the
+# re-classification after a deploy. compose gives it a worker of its own on the GPU
+# (a heavy model classifies in seconds there, and never behind a training run);
+# locally the CPU worker consumes it beside `default`.
+INFERENCE_QUEUE = "inference"
+QUEUES = (TRAINING_QUEUE, DEFAULT_QUEUE, INFERENCE_QUEUE)
 
-# Which queue each task goes to: the GPU worker consumes only `training`.
+# Which queue each task goes to (every other task: `default`). The training worker
+# consumes only `training`.
 ROUTES = {
     VALIDATE_DATA: TRAINING_QUEUE,
     TRAIN: TRAINING_QUEUE,
     EVALUATE: TRAINING_QUEUE,
+    CLASSIFY_PENDING: INFERENCE_QUEUE,
+    RECLASSIFY: INFERENCE_QUEUE,
 }
+
+
+def queue_of(task_name: str) -> str:
+    """The queue ``task_name`` is sent to."""
+    return ROUTES.get(task_name, DEFAULT_QUEUE)
 
 
 def messaging_settings() -> dict[str, Any]:
@@ -41,9 +55,6 @@ def messaging_settings() -> dict[str, Any]:
         "accept_content": ["json"],
         "result_accept_content": ["json"],
         "task_default_queue": DEFAULT_QUEUE,
-        "task_queues": (
-            Queue(TRAINING_QUEUE, routing_key=TRAINING_QUEUE),
-            Queue(DEFAULT_QUEUE, routing_key=DEFAULT_QUEUE),
-        ),
+        "task_queues": tuple(Queue(queue, routing_key=queue) for queue in QUEUES),
         "task_routes": {name: {"queue": queue} for name, queue in ROUTES.items()},
     }

@@ -71,7 +71,7 @@ def enqueue_classification() -> str | None:
             celery_client()
             .send_task(
                 task_names.CLASSIFY_PENDING,
-                queue=task_names.DEFAULT_QUEUE,
+                queue=task_names.queue_of(task_names.CLASSIFY_PENDING),
                 ignore_result=True,  # nobody waits on it: the rows say how far it got
             )
             .id

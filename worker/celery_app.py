@@ -1,6 +1,6 @@
 """The Celery application: queues, routes, reliability settings.
 
-Start a worker with ``celery -A worker.celery_app worker -Q training,default``. Celery
+Start a worker with ``celery -A worker.celery_app worker -Q training,default,inference``. Celery
 needs the app object at import, so importing this module builds it (from
 ``Config.from_env()``; building opens no connection) and registers the tasks. Nothing
 else in ``worker`` builds or imports it: the engine stays importable without Celery.
@@ -84,7 +84,7 @@ def create_celery(config: Config | None = None) -> Celery:
                 "task": task_names.CLASSIFY_PENDING,
                 "schedule": config.beat_interval_seconds,
                 "options": {
-                    "queue": task_names.DEFAULT_QUEUE,
+                    "queue": task_names.queue_of(task_names.CLASSIFY_PENDING),
                     "expires": config.beat_interval_seconds,
                 },
             },

@@ -40,5 +40,7 @@ def active_model():
     """This worker process's model in use, loaded once and reloaded on a deploy (batch
     classification of waiting submissions reuses it from task to task)."""
     from shared.deployment.active_model import ActiveModel
+    from worker.fine_tuning.devices import resolve_device
 
-    return ActiveModel(config(), session_factory(), owner="worker")
+    device = resolve_device(config().inference_device)
+    return ActiveModel(config(), session_factory(), owner="worker", device=device)

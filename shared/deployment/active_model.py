@@ -108,10 +108,10 @@ def read_active_record(session: Session, models_dir: str | None = None) -> Activ
     return ActiveModelRecord(run_id=run.id, model_path=path, metrics=summarize_metrics(run.results))
 
 
-def _default_load_base(config: Config) -> Classifier:
+def _default_load_base(config: Config, device: str = "cpu") -> Classifier:
     from shared.classifier import load_base_classifier
 
-    return load_base_classifier(config.base_model, config.base_model_kind)
+    return load_base_classifier(config.base_model, config.base_model_kind, device=device)
 
 
 def _default_load_finetuned(config: Config, adapter_dir: str, version: str) -> Classifier:
@@ -134,8 +134,12 @@ class ActiveModel:
         load_base: Callable[[Config], Classifier] = _default_load_base,
         load_finetuned: Callable[[Config, str, str], Classifier] = _default_load_finetuned,
         clock: Callable[[], float] = time.monotonic,
+        device: str = "cpu",
     ) -> None:
+        """``device``: where the model runs, ``cpu`` (web, always) or ``cuda`` (a worker
+        of the inference queue on a GPU: ``SORTLOOP_INFERENCE_DEVICE``)."""
         self.config = config
+        self.device = device
         self.session_factory = session_factory
         self.owner = owner
         self._load_base = load_base
@@ -359,7 +363,7 @@ class ActiveModel:
 
     def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
         classifier = self._load_classifier(record, version)
-        if self.config.inference_backend == "onnx":
+        if self.config.inference_backend == "onnx" and self.device == "cpu":
             from shared.classifier import onnx_encoder
             from shared.model_store.layout import onnx_cache_directory
 
@@ -374,10 +378,17 @@ class ActiveModel:
         return classifier
 
     def _load_classifier(self, record: ActiveModelRecord, version: str) -> Classifier:
-        if record.run_id is None:
+        if record.run_id is None or (self.device != "cpu" and self._base is None):
+            # On a GPU the fine-tuned model is always built on the base model in memory
+            # (moved there once): the engine's evaluation does the same.
             if self._base is None:
-                self._base = self._load_base(self.config)
-            return self._base
+                self._base = (
+                    _default_load_base(self.config, self.device)
+                    if self._load_base is _default_load_base
+                    else self._load_base(self.config)
+                )
+            if record.run_id is None:
+                return self._base
         if not record.model_path:
             raise FileNotFoundError(f"run {record.run_id} has no published model (model_path)")
         if self._base is not None and self._load_finetuned is _default_load_finetuned:

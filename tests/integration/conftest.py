@@ -197,7 +197,7 @@ def admin_headers() -> dict[str, str]:
 class WorkerProcess:
     """A real `celery -A worker.celery_app worker` child process, with its log kept for failures."""
 
-    def __init__(self, config: Config, log_path: Path, queues: str = "training,default"):
+    def __init__(self, config: Config, log_path: Path, queues: str = "training,default,inference"):
         self.config = config
         self.log_path = log_path
         self.queues = queues

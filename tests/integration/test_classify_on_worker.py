@@ -39,7 +39,7 @@ def nli_config(config, tmp_path_factory):
 @pytest.fixture(scope="module")
 def inference_worker(nli_config, tmp_path_factory):
     worker = WorkerProcess(
-        nli_config, tmp_path_factory.mktemp("inference") / "worker.log", queues="default"
+        nli_config, tmp_path_factory.mktemp("inference") / "worker.log", queues="default,inference"
     )
     worker.start()
     worker.wait_ready()

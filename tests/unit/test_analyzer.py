@@ -112,6 +112,33 @@ def test_a_deployed_model_is_picked_up_after_the_check_interval(model, session, 
     assert info["metrics"] == {"accuracy": 0.9}
 
 
+def test_on_a_gpu_the_deployed_model_is_built_on_the_base_model_in_memory(
+    config, sessions, session, loaders, clock
+):
+    """A worker of the inference queue on a GPU (SORTLOOP_INFERENCE_DEVICE) moves the
+    base model there once and builds every fine-tuned model on it; ONNX Runtime, a CPU
+    path, is not used there even when it is the configured backend."""
+    from dataclasses import replace
+
+    model = ActiveModel(
+        replace(config, inference_backend="onnx"),
+        sessions,
+        load_base=loaders.base,
+        load_finetuned=loaders.finetuned,
+        clock=clock,
+        device="cuda",
+    )
+    run = make_run(session, status="completed", model_path="/models/run_1")
+    activate(session, run.id)
+    assert model.classify(["road"], CATEGORIES).version == f"run-{run.id}"
+    assert loaders.base_loads == 1 and loaders.finetuned_loads == ["/models/run_1"]
+    assert model.process_info()["inference_backend"] == "torch"
+    activate(session, None)
+    model.refresh()
+    assert model.classify(["road"], CATEGORIES).version.startswith("base:")
+    assert loaders.base_loads == 1  # the base in memory serves the rollback
+
+
 def test_rollback_returns_to_the_cached_base_model(model, session, loaders, clock):
     model.classify(["road"], CATEGORIES)
     run = make_run(session, status="completed", model_path="/models/run_1")

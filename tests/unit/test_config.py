@@ -24,6 +24,7 @@ def test_defaults_work_without_any_environment():
         ("SORTLOOP_HEARTBEAT_TIMEOUT", "soon"),
         ("SORTLOOP_TRAINING_TIME_LIMIT", "0"),
         ("SORTLOOP_TRAINING_DEVICE", "tpu"),
+        ("SORTLOOP_INFERENCE_DEVICE", "gpu"),
         ("SORTLOOP_MAX_BATCH_TOKENS", "32"),
         ("SORTLOOP_GRADIENT_ACCUMULATION", "100"),
     ],
@@ -80,3 +81,28 @@ def test_readme_documents_every_variable_the_processes_and_compose_read():
     readme = README.read_text(encoding="utf-8")
     missing = sorted(name for name in names if f"`{name}`" not in readme)
     assert not missing, f"README.md does not list {missing}"
+
+
+def test_the_inference_worker_refuses_a_gpu_it_does_not_have(monkeypatch):
+    """SORTLOOP_INFERENCE_DEVICE=cuda on a machine without one: the worker's model says
+    so (the task fails with the reason) instead of classifying on the CPU unnoticed."""
+    import torch
+
+    from worker import state
+    from worker.fine_tuning.devices import DeviceUnavailable
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(
+        state, "config", lambda: Config.from_env({"SORTLOOP_INFERENCE_DEVICE": "cuda"})
+    )
+    monkeypatch.setattr(state, "session_factory", lambda: None)
+    state.active_model.cache_clear()
+    try:
+        with pytest.raises(DeviceUnavailable, match="cuda"):
+            state.active_model()
+        monkeypatch.setattr(
+            state, "config", lambda: Config.from_env({"SORTLOOP_INFERENCE_DEVICE": "auto"})
+        )
+        assert state.active_model().device == "cpu"
+    finally:
+        state.active_model.cache_clear()

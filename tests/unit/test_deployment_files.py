@@ -29,7 +29,7 @@ def test_database_keeps_its_data_in_a_volume(compose):
     assert {"pgdata", "models"} <= set(compose["volumes"])
 
 
-@pytest.mark.parametrize("service", ["web", "worker", "worker-cpu"])
+@pytest.mark.parametrize("service", ["web", "worker", "worker-inference", "worker-cpu"])
 def test_models_volume_is_mounted_at_models_dir(compose, service):
     spec = compose["services"][service]
     assert "models:/data/models" in spec["volumes"]
@@ -85,6 +85,53 @@ def test_training_worker_settings_default_to_a_valid_cuda_config(compose):
 def test_cpu_worker_consumes_the_default_queue(compose):
     command = compose["services"]["worker-cpu"]["command"]
     assert command[command.index("-Q") + 1] == "default"
+
+
+def _consumed_queues(command: str) -> set[str]:
+    from worker.celery_app import selected_queues
+
+    found = re.search(r"celery\W+-A\W+worker\.celery_app\W+worker\b.*?-Q\W+([\w,]+)", command)
+    return selected_queues(found.group(1)) if found else set()
+
+
+def test_every_queue_a_task_is_sent_to_has_a_worker_in_compose_and_in_the_procfile(compose):
+    """A task sent to a queue nobody consumes would "run" for ever without running."""
+    from shared import task_names
+
+    routed = {task_names.queue_of(name) for name in task_names.ROUTES} | {task_names.DEFAULT_QUEUE}
+    assert routed == set(task_names.QUEUES)
+    in_compose = set().union(
+        *(
+            _consumed_queues(" ".join(spec.get("command") or []))
+            for spec in compose["services"].values()
+        )
+    )
+    in_procfile = set().union(
+        *(_consumed_queues(line) for line in (ROOT / "Procfile").read_text().splitlines())
+    )
+    assert in_compose == in_procfile == routed
+
+
+def test_bulk_classification_has_its_own_worker_on_the_gpu(compose):
+    """The waiting submissions and re-classification go to `inference`, which compose
+    gives a GPU worker of its own: a heavy model classifies there in seconds, and never
+    behind a training run on `worker`."""
+    from shared import task_names
+    from shared.config import Config
+
+    assert task_names.queue_of(task_names.CLASSIFY_PENDING) == task_names.INFERENCE_QUEUE
+    assert task_names.queue_of(task_names.RECLASSIFY) == task_names.INFERENCE_QUEUE
+    assert task_names.queue_of(task_names.TRAIN) == task_names.TRAINING_QUEUE
+    assert task_names.queue_of(task_names.COMPARE_MODELS) == task_names.DEFAULT_QUEUE
+    worker = compose["services"]["worker-inference"]
+    assert _consumed_queues(" ".join(worker["command"])) == {task_names.INFERENCE_QUEUE}
+    device = worker["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    default = re.fullmatch(
+        r"\$\{SORTLOOP_INFERENCE_DEVICE:-(.+)\}", worker["environment"]["SORTLOOP_INFERENCE_DEVICE"]
+    ).group(1)
+    assert Config.from_env({"SORTLOOP_INFERENCE_DEVICE": default}).inference_device == "cuda"
+    assert "SORTLOOP_INFERENCE_DEVICE" not in compose["services"]["worker-cpu"]["environment"]
 
 
 def test_web_runs_gunicorn_after_migrations(compose):

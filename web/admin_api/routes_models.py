@@ -40,11 +40,12 @@ def _config():
 
 
 def _enqueue(name: str, kwargs: dict) -> str:
-    """Send a task to the `default` queue by name; 503 when the queue is not reachable."""
+    """Send a task to its queue (``task_names.queue_of``) by name; 503 when the queue is
+    not reachable."""
     if not broker_is_reachable():  # fail fast: the result backend's reconnects take long
         raise ServiceUnavailable("the task queue is not reachable; try again later")
     try:
-        result = celery_client().send_task(name, kwargs=kwargs, queue=task_names.DEFAULT_QUEUE)
+        result = celery_client().send_task(name, kwargs=kwargs, queue=task_names.queue_of(name))
     except Exception as error:  # kombu, redis-py and Celery's result consumer each raise their own
         raise ServiceUnavailable(f"the task queue is not reachable: {error}") from None
     return result.id
