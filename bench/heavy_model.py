@@ -1,0 +1,281 @@
+"""A BART-large-shaped model in use: the public path stays fast, the worker classifies.
+
+compose's default base model is bart-large-mnli (407 M parameters; one submission
+against 8 categories is 8 premise-hypothesis passes). Its weights cannot be downloaded
+here, so this builds a random-weight model of its shape (``build_tiny_nli_model`` with
+d_model 1024, 12 + 12 layers, 16 heads, ffn x4) and starts the real stack on it: a
+throwaway PostgreSQL database, gunicorn with the product's settings (each web process
+times the model at start, ``SORTLOOP_CLASSIFY_ON=auto``, and finds it too slow for the
+request path) and one Celery worker of the ``default`` and ``inference`` queues at the
+CPU worker's settings. Then, per phase:
+
+- ``burst``: each of N clients submits once at the same moment;
+- ``sustained``: N clients submit as fast as answers come for ``--seconds``;
+
+and it prints JSON: the public path's submissions/s, p50/p99 and errors, and for every
+submission the time from its 201 to the moment its category is in the database (polled
+every 0.25 s), as p50 / p99 / max, with the worker's classification rate.
+
+    python bench/heavy_model.py                      # 20 clients, burst and 10 s sustained
+    python bench/heavy_model.py --clients 20 --seconds 10 --env SORTLOOP_CPU_WORKER_THREADS=2
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import load  # noqa: E402  (the load benchmark's database, server and client helpers)
+
+
+def submit_all(port: int, clients: int, seconds: float | None, messages: list[str]) -> dict:
+    """``clients`` threads; each submits once (``seconds`` None) or for ``seconds``.
+    Returns latencies and the (id, answered-at) of every stored submission."""
+    answered: list[tuple[int, float]] = []
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+
+    def client(number: int) -> None:
+        rng = random.Random(number)
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        start.wait()
+        stop_at = time.monotonic() + (seconds or 0.0)
+        while True:
+            began = time.perf_counter()
+            body = json.dumps({"message": rng.choice(messages), "contributor_type": "resident"})
+            try:
+                connection.request(
+                    "POST",
+                    "/api/submissions",
+                    body=body,
+                    headers={"Content-Type": "application/json"},
+                )
+                response = connection.getresponse()
+                payload = json.loads(response.read() or b"{}")
+            except Exception as error:  # a dropped connection counts and reconnects
+                with lock:
+                    errors.append(type(error).__name__)
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            else:
+                with lock:
+                    if response.status == 201:
+                        latencies.append(time.perf_counter() - began)
+                        answered.append((payload["id"], time.monotonic()))
+                    else:
+                        errors.append(str(response.status))
+            if seconds is None or time.monotonic() >= stop_at:
+                break
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    began = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.monotonic() - began
+    return {"answered": answered, "latencies": latencies, "errors": errors, "wall": wall}
+
+
+def wait_for_categories(url: str, answered: list[tuple[int, float]], timeout: float) -> dict:
+    """Poll the database until every answered submission has its category (or failed)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    waiting = dict(answered)
+    done: dict[int, float] = {}
+    deadline = time.monotonic() + timeout
+    first_done: float | None = None
+    with engine.connect() as connection:
+        while waiting and time.monotonic() < deadline:
+            rows = connection.execute(
+                text(
+                    "SELECT id FROM submissions WHERE classification_pending = false "
+                    "AND id = ANY(:ids)"
+                ),
+                {"ids": list(waiting)},
+            ).all()
+            now = time.monotonic()
+            for (identifier,) in rows:
+                done[identifier] = now - waiting.pop(identifier)
+                first_done = first_done or now
+            connection.rollback()
+            time.sleep(0.25)  # the poll's own resolution: categories land batch by batch
+        categorised = connection.execute(
+            text("SELECT count(*) FROM submissions WHERE id = ANY(:ids) AND category IS NOT NULL"),
+            {"ids": [identifier for identifier, _ in answered]},
+        ).scalar_one()
+    engine.dispose()
+    waits = sorted(done.values())
+    last = max((at + done[i] for i, at in answered if i in done), default=None)
+    return {
+        "classified": len(done),
+        "with_category": categorised,
+        "never_classified": len(waiting),
+        "wait_p50_s": load_percentile(waits, 0.50),
+        "wait_p99_s": load_percentile(waits, 0.99),
+        "wait_max_s": round(waits[-1], 2) if waits else None,
+        "worker_submissions_per_s": (
+            round(len(done) / (last - first_done), 2)
+            if last and first_done and last > first_done
+            else None
+        ),
+    }
+
+
+def load_percentile(ordered: list[float], share: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 2)
+
+
+def summary(phase: str, clients: int, submitted: dict, categories: dict) -> dict:
+    latencies = sorted(submitted["latencies"])
+    return {
+        "phase": phase,
+        "clients": clients,
+        "submissions": len(latencies),
+        "submissions_per_s": round(len(latencies) / submitted["wall"], 1),
+        "p50_ms": None if not latencies else round(1000 * load_percentile(latencies, 0.5), 1),
+        "p99_ms": None if not latencies else round(1000 * load_percentile(latencies, 0.99), 1),
+        "errors": len(submitted["errors"]),
+        **categories,
+    }
+
+
+def wait_for_worker_mode(port: int, token: str, timeout: float = 600.0) -> dict:
+    """Until 10 answers in a row (any web process) say classification runs on the worker."""
+    deadline, streak, info = time.monotonic() + timeout, 0, {}
+    while streak < 10 and time.monotonic() < deadline:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        connection.request(
+            "GET", "/admin/api/model-info", headers={"Authorization": f"Bearer {token}"}
+        )
+        info = json.loads(connection.getresponse().read() or b"{}")
+        connection.close()
+        ready = (info.get("classification") or {}).get("on") == "worker"
+        streak = streak + 1 if ready else 0
+        time.sleep(0.05 if ready else 1.0)  # each web process times the model at start
+    if streak < 10:
+        raise SystemExit(f"the web tier did not move classification to the worker: {info}")
+    return info["classification"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every process")
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    args = parser.parse_args()
+
+    from shared.classifier.tiny import build_tiny_nli_model
+
+    scratch = Path(tempfile.mkdtemp(prefix="sortloop-heavy-"))
+    started = time.monotonic()
+    model_dir = build_tiny_nli_model(
+        scratch / "bart-large-shaped", d_model=1024, layers=12, heads=16, ffn_multiplier=4
+    )
+    built_seconds = round(time.monotonic() - started, 1)
+    name, url = load.create_database()
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DATABASE_URL": url,
+        "BASE_MODEL": model_dir,
+        "BASE_MODEL_KIND": "nli",
+        "SECRET_KEY": "heavy-benchmark-" + uuid.uuid4().hex,
+        "MODELS_DIR": str(scratch / "models"),
+        "SORTLOOP_PUBLIC_RATE_LIMIT": "10000000 per minute",
+        "RATELIMIT_STORAGE_URL": "memory://",
+        "SORTLOOP_ADMIN_TOKEN": "heavy-" + uuid.uuid4().hex,
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
+        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/13",
+    }
+    for item in args.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    bin_dir = Path(sys.executable).parent
+    subprocess.run([str(bin_dir / "sortloop"), "migrate"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [str(bin_dir / "redis-cli") if (bin_dir / "redis-cli").exists() else "redis-cli"]
+        + ["-n", "13", "flushdb"],
+        check=False,
+        capture_output=True,
+    )
+    port = load.free_port()
+    web_log = (scratch / "gunicorn.log").open("w")
+    worker_log = (scratch / "worker.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf"]
+        + ["--bind", f"127.0.0.1:{port}", "web:create_app()"],
+        cwd=REPO, env=env, stdout=web_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-Q",
+         "default,inference", "--concurrency", "1", "--loglevel", "INFO",
+         "--without-gossip", "--without-mingle"],
+        cwd=REPO, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    result: dict = {
+        "model": "random weights, bart-large-mnli's shape",
+        "model_build_seconds": built_seconds,
+        "overrides": args.env,
+        "phases": [],
+    }
+    try:
+        load.wait_until_serving(port, timeout=600)
+        result["classification"] = wait_for_worker_mode(port, env["SORTLOOP_ADMIN_TOKEN"])
+        messages = load.texts()
+        # Warm the worker: its first task loads the model.
+        warm = submit_all(port, 1, None, messages)
+        wait_for_categories(url, warm["answered"], args.timeout)
+        burst = submit_all(port, args.clients, None, messages)
+        result["phases"].append(
+            summary(
+                "burst",
+                args.clients,
+                burst,
+                wait_for_categories(url, burst["answered"], args.timeout),
+            )
+        )
+        sustained = submit_all(port, args.clients, args.seconds, messages)
+        result["phases"].append(
+            summary(
+                "sustained",
+                args.clients,
+                sustained,
+                wait_for_categories(url, sustained["answered"], args.timeout),
+            )
+        )
+    finally:
+        server.terminate()
+        worker.terminate()
+        server.wait(60)
+        worker.wait(60)
+        web_log.close()
+        worker_log.close()
+        load.drop_database(name)
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
