@@ -246,7 +246,7 @@ class Config:
         default=0,
         metadata={
             "env": "SORTLOOP_CPU_WORKER_THREADS",
-            "help": "default-queue worker's compute threads (unset: 1)",
+            "help": "CPU worker's compute threads (unset: the cores shared by its children)",
         },
     )
     training_nice: int = field(

@@ -152,7 +152,11 @@ def _set_compute(sender: str, conf: object, options: dict, **_: object) -> None:
     """Threads and CPU priority of this worker, once in its main process (children
     inherit the priority and set their own thread pools: ``_child_compute``)."""
     global _compute_plan
-    plan = compute.plan_for(compute_role_for(options.get("queues")), celery.sortloop_config)
+    plan = compute.plan_for(
+        compute_role_for(options.get("queues")),
+        celery.sortloop_config,
+        concurrency=options.get("concurrency"),
+    )
     _compute_plan = compute.apply(plan)
 
 

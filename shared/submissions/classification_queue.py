@@ -11,6 +11,7 @@ PostgreSQL, so two workers never classify the same row.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,14 @@ from shared.models import Submission
 from shared.submissions.records import ClassifiesTexts, classify_submissions
 
 logger = logging.getLogger(__name__)
+
+# Each batch is committed at once, so its rows show their categories together. With a
+# heavy model on a CPU (a cross-encoder: seconds a text) a batch of 256 would show
+# nothing for minutes; so the first batch is small and each next one is sized to take
+# about BATCH_SECONDS at the speed measured so far, up to ``batch_size`` (a sentence
+# encoder reaches it from the second batch on).
+FIRST_BATCH = 8
+BATCH_SECONDS = 3.0
 
 
 def pending_count(session: Session) -> int:
@@ -60,8 +69,10 @@ def classify_pending(
     *,
     batch_size: int = 256,
     progress: Callable[[int, int], None] = lambda _done, _total: None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
-    """Classify every waiting submission, ``batch_size`` at a time, committing each batch.
+    """Classify every waiting submission in batches of up to ``batch_size`` (sized to
+    the model's speed: ``BATCH_SECONDS``), committing each batch.
 
     A batch the classifier fails on is not retried for ever: its rows record the error
     (status ``failed``) as a failed inline classification does. Returns how many rows
@@ -69,11 +80,17 @@ def classify_pending(
     total = pending_count(session)
     done = 0
     progress(0, total)
-    while batch := _claim(session, batch_size):
+    size = min(batch_size, FIRST_BATCH)
+    while batch := _claim(session, size):
+        started = clock()
         classify_submissions(session, analyzer, batch)
         for submission in batch:
             submission.classification_pending = False
         session.commit()
+        per_text = (clock() - started) / len(batch)
+        size = (
+            batch_size if per_text <= 0 else max(1, min(batch_size, int(BATCH_SECONDS / per_text)))
+        )
         done += len(batch)
         total = max(total, done)
         progress(done, total)

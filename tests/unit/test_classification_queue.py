@@ -4,6 +4,7 @@ waiting ones in batches; imports can hand their rows to the worker the same way.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -81,6 +82,60 @@ def test_with_classification_on_the_worker_a_submission_is_stored_at_once_as_cla
     assert stored.classification_pending and stored.category is None
 
 
+def test_a_burst_of_waiting_submissions_is_announced_by_one_task_not_one_each(
+    app, session, categories
+):
+    """Each task drains every waiting row: twenty submissions in a burst send one task
+    at once and one more when the interval is over (after the last of them), not 20."""
+    from web.tasks_client import Debounced
+
+    sent: list[float] = []
+    done = threading.Event()
+
+    def send() -> None:
+        sent.append(time.monotonic())
+        if len(sent) == 2:
+            done.set()
+
+    app.extensions["sortloop_classify_announcer"] = Debounced(send, 0.3)
+    analyzer_for(app, KeywordClassifier(), classify_on="worker")
+    client = app.test_client()
+    answered = [submit(client).status_code for _ in range(20)]
+    last_answer = time.monotonic()
+
+    assert answered == [201] * 20
+    assert done.wait(5), "the trailing task was sent"
+    assert len(sent) == 2
+    assert sent[1] >= last_answer, "the second task starts after the last submission"
+
+
+def test_debounced_sends_at_once_then_at_most_once_per_interval():
+    from web.tasks_client import Debounced
+
+    class Clock:
+        now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock, sent = Clock(), []
+    fired = threading.Event()
+
+    def send() -> None:
+        sent.append(clock.now)
+        if len(sent) == 2:
+            fired.set()
+
+    debounced = Debounced(send, 0.2, clock=clock)
+    assert debounced() is True and sent == [100.0]
+    clock.now += 0.05
+    assert debounced() is False  # within the interval: a timer will send
+    assert debounced() is False  # already covered by that timer
+    assert fired.wait(5) and len(sent) == 2
+    clock.now += 10
+    assert debounced() is True and len(sent) == 3  # quiet for long: at once again
+
+
 def test_classified_in_the_request_the_answer_says_classified(app, categories):
     analyzer_for(app, KeywordClassifier(), classify_on="web")
     body = submit(app.test_client()).get_json()
@@ -116,7 +171,7 @@ def test_the_worker_classifies_every_waiting_submission_in_batches(app, session,
 
     done = classify_pending(session, model, batch_size=3, progress=lambda d, t: seen.append((d, t)))
 
-    assert done == 7 and model.batch_sizes == [3, 3, 1]
+    assert done == 7 and model.batch_sizes == [3, 3, 1]  # a fast model: full batches
     assert seen[-1] == (7, 7)
     session.expire_all()
     for submission_id in ids:
@@ -124,6 +179,43 @@ def test_the_worker_classifies_every_waiting_submission_in_batches(app, session,
         assert not stored.classification_pending
         assert stored.category is not None and stored.model_version == "base:fake-model"
     assert queue_state(session)["pending"] == 0
+
+
+def test_a_slow_model_classifies_in_small_batches_so_rows_arrive_as_it_goes(
+    app, session, categories
+):
+    """A cross-encoder on a CPU takes seconds a text: a batch of 256 would show nothing
+    for minutes. After a first batch of 8 the batches are sized to take BATCH_SECONDS."""
+    from shared.submissions import classification_queue
+
+    analyzer_for(app, KeywordClassifier(), classify_on="worker")
+    client = app.test_client()
+    for n in range(30):
+        submit(client, f"Streetlight number {n} is out")
+
+    class Clock:
+        """Two seconds of model time per text."""
+
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+
+    class SlowModel(CountingModel):
+        def classify(self, texts, categories):
+            clock.now += 2.0 * len(texts)
+            return super().classify(texts, categories)
+
+    model = SlowModel()
+    done = classify_pending(session, model, batch_size=256, clock=clock)
+
+    assert done == 30
+    per_batch = int(classification_queue.BATCH_SECONDS / 2.0)
+    assert model.batch_sizes[0] == classification_queue.FIRST_BATCH
+    assert set(model.batch_sizes[1:-1]) == {per_batch}
+    assert sum(model.batch_sizes) == 30
 
 
 def test_a_failing_model_marks_the_waiting_rows_failed_instead_of_retrying_for_ever(

@@ -34,7 +34,12 @@ def test_the_training_worker_leaves_cores_to_the_web_tier_at_a_lower_priority():
     assert (on_two.torch_threads, on_two.nice) == (1, 10)
     assert compute.plan_for("training", config, cores=8).torch_threads == 7
     assert compute.plan_for("training", config, cores=16).torch_threads == 14
-    assert compute.plan_for("cpu", config, cores=16).torch_threads == 1
+    # The CPU worker shares the cores among its children, below the web tier's priority.
+    assert compute.plan_for("cpu", config, cores=16).torch_threads == 1  # Celery: 16 children
+    assert compute.plan_for("cpu", config, cores=16, concurrency=2).torch_threads == 8
+    on_two = compute.plan_for("cpu", config, cores=2, concurrency=1)
+    assert (on_two.torch_threads, on_two.nice) == (2, 10)
+    assert compute.plan_for("cpu", config, cores=2, concurrency=4).torch_threads == 1
 
 
 def test_every_setting_comes_from_the_environment():
