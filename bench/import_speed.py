@@ -175,7 +175,7 @@ def main() -> None:
         result["cores"] = compute.available_cores()
         result["worker_batch_size"] = config.worker_batch_size
         result["inference_backend"] = config.inference_backend
-        result["cpu_worker_threads"] = compute.plan_for("cpu", config).torch_threads
+        result["cpu_worker_threads"] = compute.plan_for("cpu", config, concurrency=1).torch_threads
     finally:
         if worker is not None:
             worker.terminate()

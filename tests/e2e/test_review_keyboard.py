@@ -238,3 +238,41 @@ def test_search_as_you_type_page_sizes_and_a_bulk_range(live_server, page, admin
     assert [example.submission_id for example in saved] == [s.id for s in queue[2:7]]
     assert {example.corrected_category for example in saved} == {"housing"}
     page.screenshot(path=str(SCREENSHOTS / "submissions-bulk.png"), full_page=False)
+
+
+def test_a_save_the_server_refuses_leaves_the_submission_undecided(
+    live_server, page, admin_account, session
+):
+    """The decision shows at once; when its save fails the page says so, takes it back
+    (the counter and the card), and nothing was stored."""
+    queue = add_queue(session)
+    log_in(page, live_server, *admin_account)
+    refused: list[str] = []
+
+    def refuse(route):
+        refused.append(route.request.url)
+        route.fulfill(
+            status=503,
+            content_type="application/json",
+            body='{"error": "the database is not reachable; try again later"}',
+        )
+
+    page.route(re.compile(r".*/admin/api/submissions/\d+/category$"), refuse)
+    page.goto(f"{live_server.url}/admin/review")
+    counter = page.locator("#review-counter")
+    counter.filter(has_text=f"0 of {QUEUE} reviewed").wait_for()
+    page.locator("#review-id", has_text=f"#{queue[0].id}").wait_for()
+    page.keyboard.press("Enter")
+
+    page.locator("#review-status", has_text="could not save").wait_for()
+    status = page.locator("#review-status").inner_text()
+    assert "not reachable" in status and "undecided again" in status
+    assert refused
+    counter.filter(has_text=f"0 of {QUEUE} reviewed").wait_for()
+    page.keyboard.press("k")  # back to the refused one
+    page.locator("#review-id", has_text=f"#{queue[0].id}").wait_for()
+    assert "not reviewed" in page.locator("#review-state").inner_text()
+    page.keyboard.press("u")
+    page.locator("#review-status", has_text="nothing to undo").wait_for()
+    session.expire_all()
+    assert session.get(Submission, queue[0].id).reviewed_at is None

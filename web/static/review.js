@@ -185,13 +185,31 @@
       .map(function (other) { return other.id; }));
   }
 
-  // Queue one save after the ones before it; the page does not wait for it.
-  function enqueue(work, describe) {
+  // Queue one save after the ones before it; the page does not wait for it. A save
+  // that fails calls onError (the decision is taken back) and says so.
+  function enqueue(work, describe, onError) {
     saving = saving.then(work).catch(function (error) {
-      setStatus("could not save " + describe + ": " + error.message, true);
+      var back = onError ? onError() : false;
+      setStatus("could not save " + describe + ": " + error.message +
+                (back ? " (it is undecided again)" : ""), true);
       throw error;
     }).catch(function () {});
     return saving;
+  }
+
+  // A decision the server refused: the rows look undecided again and leave the undo list.
+  function takeBack(changes, entries) {
+    changes.forEach(function (change) {
+      var entry = queue[change.index];
+      if (!entry.decided || entry.decided.category !== change.category) return;  // decided again since
+      entry.decided = change.previous.decided;
+      if (!entry.wasReviewed && !entry.decided) reviewed -= 1;
+    });
+    var at = undoStack.indexOf(entries);
+    if (at >= 0) undoStack.splice(at, 1);
+    renderCounter();
+    render();
+    return true;
   }
 
   // decisions: [{index, category}] — one keystroke's worth, undone together.
@@ -225,7 +243,8 @@
           return api(url, { category: category, similar_ids: changes[0].ids.slice(1) });
         }
         return api(root.getAttribute("data-bulk-api"), { ids: ids, category: category });
-      }, "#" + ids.join(", #")).then(function () { return null; });
+      }, "#" + ids.join(", #"), function () { return takeBack(changes, entries); })
+        .then(function () { return null; });
     });
     setStatus(entries.length === 1
       ? "#" + entries[0].ids[0] + " saved as " + entries[0].category +
@@ -377,13 +396,13 @@
     root.setAttribute("data-saving", String(pending));
   }
   var chain = enqueue;
-  enqueue = function (work, describe) {
+  enqueue = function (work, describe, onError) {
     setPending(1);
     return chain(function () {
       return Promise.resolve().then(work).then(
         function (value) { setPending(-1); return value; },
         function (error) { setPending(-1); throw error; });
-    }, describe);
+    }, describe, onError);
   };
   window.addEventListener("beforeunload", function (event) {
     if (pending > 0) { event.preventDefault(); event.returnValue = ""; }
