@@ -103,3 +103,33 @@ def test_submissions_a_worker_classifies_arrive_on_the_page_without_reloading(
     assert "roads and traffic" in row.inner_text()
     page.locator("#classification-queue").wait_for(state="hidden")
     assert page.url == url_before
+
+
+def test_rows_still_classifying_that_a_filter_brings_in_fill_in_too(
+    live_server, page, admin_account, session
+):
+    """Nothing waited when the page opened; a submission arrives, the admin's search
+    brings it in (the rows are replaced, no reload), and its category arrives too."""
+    from shared.models import Submission
+    from shared.submissions.classification_queue import classify_pending
+
+    seed_default_categories(session)
+    session.add(Submission(message="Loud music every night", contributor_type="resident"))
+    session.commit()
+    log_in(page, live_server, *admin_account)
+    assert page.locator("#classification-queue").is_hidden()
+    url_before = page.url
+
+    waiting = Submission(message="Potholes all along the ring road", contributor_type="resident")
+    waiting.classification_pending = True
+    session.add(waiting)
+    session.commit()
+    page.fill("#filter-q", "potholes")  # the filters apply as they change
+    row = page.locator(f"#submission-{waiting.id}")
+    row.get_by_text("classifying…").wait_for()
+
+    classify_pending(session, _FixedModel())  # what the worker does
+
+    row.get_by_text("base:e2e-worker").wait_for()
+    assert "roads and traffic" in row.inner_text()
+    assert page.url.split("?")[0] == url_before.split("?")[0]

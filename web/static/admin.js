@@ -204,11 +204,22 @@
       })
       .catch(function () { /* try again at the next tick */ })
       .then(function () {
-        if (!queue.hidden || pendingCells().length) window.setTimeout(pollQueue, POLL_MS);
+        polling = false;
+        schedule();
       });
   }
 
-  if (queue && window.fetch && (!queue.hidden || pendingCells().length)) {
+  // One poll at a time, while anything waits: also after the filters replaced the
+  // rows (the new page may hold rows still classifying).
+  var polling = false;
+  function schedule() {
+    if (polling || !(!queue.hidden || pendingCells().length)) return;
+    polling = true;
     window.setTimeout(pollQueue, POLL_MS);
+  }
+
+  if (queue && window.fetch) {
+    schedule();
+    document.addEventListener("results-replaced", schedule);
   }
 })();
