@@ -211,6 +211,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every process")
     parser.add_argument("--drain-seconds", type=float, default=60.0)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--logs", default="", help="copy the web and worker logs here")
     args = parser.parse_args()
 
     from shared.classifier.tiny import build_tiny_nli_model
@@ -298,6 +299,10 @@ def main() -> None:
         web_log.close()
         worker_log.close()
         load.drop_database(name)
+        if args.logs:
+            Path(args.logs).mkdir(parents=True, exist_ok=True)
+            for log in ("gunicorn.log", "worker.log"):
+                shutil.copy(scratch / log, Path(args.logs) / log)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

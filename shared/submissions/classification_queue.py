@@ -87,9 +87,13 @@ def classify_pending(
         for submission in batch:
             submission.classification_pending = False
         session.commit()
-        per_text = (clock() - started) / len(batch)
+        seconds = clock() - started
+        per_text = seconds / len(batch)
         size = (
             batch_size if per_text <= 0 else max(1, min(batch_size, int(BATCH_SECONDS / per_text)))
+        )
+        logger.info(
+            "classify_pending batch=%d seconds=%.2f next_batch=%d", len(batch), seconds, size
         )
         done += len(batch)
         total = max(total, done)
