@@ -44,3 +44,12 @@ def active_model():
 
     device = resolve_device(config().inference_device)
     return ActiveModel(config(), session_factory(), owner="worker", device=device)
+
+
+@lru_cache(maxsize=1)
+def shadow_model():
+    """The model in use with the run in shadow beside it (when one is): the submissions
+    this worker classifies are scored by both, as the web tier's are."""
+    from shared.deployment.shadow_model import ShadowModel
+
+    return ShadowModel(active_model())

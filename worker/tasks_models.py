@@ -75,7 +75,7 @@ def classify_pending(self) -> dict:
 
     with session_scope(state.session_factory()) as session:
         done = classify_waiting(
-            session, state.active_model(), batch_size=config.worker_batch_size, progress=progress
+            session, state.shadow_model(), batch_size=config.worker_batch_size, progress=progress
         )
     if done:
         logger.info("task=classify_pending task_id=%s classified=%d", self.request.id, done)

@@ -107,7 +107,9 @@ def _store_shadow_predictions(
     if shadow is None or shadow_id is None or len(shadow.predictions) != len(submissions):
         return
     for submission, prediction in zip(submissions, shadow.predictions, strict=True):
-        if submission.id is not None:  # only new submissions: one answer each
+        # Only a submission's first classification, in the request or on the worker
+        # (``classification_pending``): one answer each, never a re-classification.
+        if submission.id is not None and not submission.classification_pending:
             continue
         session.add(
             ShadowPrediction(

@@ -297,3 +297,39 @@ def test_the_daily_report_event_goes_out_once_a_day_while_a_shadow_runs(
         "run_id", "since", "scored", "agreement", "reviewed", "accuracy_active",
         "accuracy_shadow", "active_only_right", "shadow_only_right", "p_value",
     }  # fmt: skip
+
+
+def test_submissions_a_worker_classifies_are_scored_by_the_shadow_too(
+    app, client, admin_headers, session, runs, shadow_classifier
+) -> None:
+    """With a heavy model in use the worker classifies the public's submissions: the
+    run in shadow scores them beside it, once each (as the web tier does)."""
+    from shared.submissions.classification_queue import classify_pending
+
+    first, _ = runs
+    active = ActiveModel(
+        app.config["SORTLOOP"],
+        app.extensions["sortloop_sessions"],
+        load_base=lambda _config: KeywordClassifier(),
+        load_finetuned=lambda _config, _path, _version: shadow_classifier,
+    )
+    app.extensions["sortloop_analyzer"] = SubmissionAnalyzer(active, classify_on="worker")
+    assert (
+        client.post(f"/admin/api/shadow-model/{first.id}", headers=admin_headers).status_code == 201
+    )
+    waiting = [submit(client, text).get_json() for text in ("my loans are late", "lost my cards")]
+    assert [body["status"] for body in waiting] == ["classifying", "classifying"]
+    assert session.scalar(select(func.count()).select_from(ShadowPrediction)) == 0
+
+    worker_model = ShadowModel(active)  # what the worker classifies with
+    assert classify_pending(session, worker_model) == 2
+    assert classify_pending(session, worker_model) == 0  # nothing waits: nothing re-scored
+
+    stored = session.scalars(select(ShadowPrediction).order_by(ShadowPrediction.id)).all()
+    assert [row.submission_id for row in stored] == [body["id"] for body in waiting]
+    assert [(row.served_category, row.shadow_category) for row in stored] == [
+        ("loans", "cards"),
+        ("cards", "cards"),
+    ]
+    report = client.get("/admin/api/shadow-report", headers=admin_headers).get_json()
+    assert report["scored"] == 2
