@@ -7,7 +7,8 @@ against a prefix query of the words (``'pothol':* & 'mill':*``), so "potholes" f
 every build, so each word must occur in the message, ignoring case (ASCII letters):
 the same results for whole words and prefixes, without stemming.
 
-Every word of the query must match (AND). Only letters and digits count as words, so
+Every word of the query must match (AND). A query made only of English stop words
+("the") matches those words as written, on both databases. Only letters and digits count as words, so
 a query can never inject full-text operators. ``match_spans`` tells the pages and the
 API which parts of a message to highlight.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import and_, func, literal_column
+from sqlalchemy import and_, func, literal_column, or_
 from sqlalchemy.sql.elements import ColumnElement
 
 MAX_QUERY_LENGTH = 200
@@ -41,11 +42,18 @@ def message_matches(column: Any, query: str | None, dialect: str) -> ColumnEleme
     words = query_words(query)
     if not words:
         return None
+    each_word = and_(*(func.lower(column).contains(word, autoescape=True) for word in words))
     if dialect == "postgresql":
         config = literal_column(f"'{TEXT_SEARCH_CONFIG}'")
-        prefix_query = " & ".join(f"{word}:*" for word in words)
-        return func.to_tsvector(config, column).op("@@")(func.to_tsquery(config, prefix_query))
-    return and_(*(func.lower(column).contains(word, autoescape=True) for word in words))
+        prefix_query = func.to_tsquery(config, " & ".join(f"{word}:*" for word in words))
+        # A query of stop words only ("the") is empty to the full-text search and would
+        # find nothing: it falls back to the words themselves, as on SQLite. The planner
+        # folds the test away for any other query, so the GIN index still serves it.
+        return or_(
+            func.to_tsvector(config, column).op("@@")(prefix_query),
+            and_(func.numnode(prefix_query) == 0, each_word),
+        )
+    return each_word
 
 
 def match_spans(text: str, query: str | None) -> list[list[int]]:

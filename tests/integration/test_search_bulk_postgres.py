@@ -53,6 +53,12 @@ def test_full_text_search_matches_prefixes_as_you_type(client, admin_headers, st
     assert found(client, admin_headers, "q=mill+str") == [TEXTS[0], TEXTS[3]]
 
 
+def test_a_query_of_stop_words_only_finds_them_as_on_sqlite(client, admin_headers, stored):
+    """ "the" is no word to the full-text search; it still finds what SQLite finds."""
+    assert found(client, admin_headers, "q=the") == TEXTS[:3]
+    assert found(client, admin_headers, "q=the+school") == [TEXTS[1]]
+
+
 def test_search_operators_in_the_query_are_plain_words(client, admin_headers, stored):
     assert found(client, admin_headers, "q=mill+%26+!street+|+%3A*") == [TEXTS[0], TEXTS[3]]
     assert found(client, admin_headers, "q=%27%29%28") == TEXTS  # nothing to search for

@@ -75,6 +75,11 @@ def test_q_combines_with_the_other_filters(api, admin_headers, messages):
     assert unreviewed["total"] == 2
 
 
+def test_q_of_stop_words_only_matches_the_words_as_on_postgresql(api, admin_headers, messages):
+    body = listed(api, admin_headers, "/admin/api/submissions?q=the&order=oldest")
+    assert [item["message"] for item in body["items"]] == list(messages)[:3]
+
+
 def test_q_made_of_punctuation_only_finds_everything(api, admin_headers, messages):
     body = listed(api, admin_headers, "/admin/api/submissions?q=%22%27%25*")
     assert body["total"] == len(messages)
