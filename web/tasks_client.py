@@ -50,8 +50,8 @@ def _announcer(client: Celery):
                 retry=False,
                 ignore_result=True,
             )
-        except Exception:  # the beat's sweep sends the events
-            logger.warning("could not announce notification events", exc_info=True)
+        except Exception as error:  # kombu and redis-py raise their own; beat sweeps them
+            logger.warning("notification events not announced (beat will sweep) error=%s", error)
 
     return lambda: pool.submit(send)
 
