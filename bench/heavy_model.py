@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -223,24 +222,15 @@ def main() -> None:
     )
     built_seconds = round(time.monotonic() - started, 1)
     name, url = load.create_database()
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "DATABASE_URL": url,
-        "BASE_MODEL": model_dir,
-        "BASE_MODEL_KIND": "nli",
-        "SECRET_KEY": "heavy-benchmark-" + uuid.uuid4().hex,
-        "MODELS_DIR": str(scratch / "models"),
-        "SORTLOOP_PUBLIC_RATE_LIMIT": "10000000 per minute",
-        "RATELIMIT_STORAGE_URL": "memory://",
-        "SORTLOOP_ADMIN_TOKEN": "heavy-" + uuid.uuid4().hex,
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/13",
-        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/13",
-    }
-    for item in args.env:
-        key, _, value = item.partition("=")
-        env[key] = value
+    env = load.stack_env(
+        url,
+        scratch,
+        "heavy",
+        redis_db=13,
+        overrides=args.env,
+        BASE_MODEL=model_dir,
+        BASE_MODEL_KIND="nli",
+    )
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "sortloop"), "migrate"], env=env, check=True, capture_output=True)
     subprocess.run(

@@ -209,6 +209,32 @@ def finish(process: subprocess.Popen) -> dict:
     return json.loads(lines[-1]) if lines else {"error": f"exit {process.returncode}"}
 
 
+def stack_env(
+    url: str, scratch: Path, name: str, *, redis_db: int, overrides: list[str], **extra: str
+) -> dict[str, str]:
+    """The environment of a benchmark's own stack: its database, a scratch models folder,
+    no public rate limit, a fresh admin token, its own Redis database; then ``extra``
+    and the command line's ``KEY=VALUE`` overrides."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DATABASE_URL": url,
+        "SECRET_KEY": f"{name}-benchmark-" + uuid.uuid4().hex,
+        "MODELS_DIR": str(scratch / "models"),
+        "SORTLOOP_PUBLIC_RATE_LIMIT": "10000000 per minute",
+        "RATELIMIT_STORAGE_URL": "memory://",
+        "SORTLOOP_ADMIN_TOKEN": f"{name}-" + uuid.uuid4().hex,
+        "CELERY_BROKER_URL": f"redis://127.0.0.1:6379/{redis_db}",
+        "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:6379/{redis_db}",
+        **extra,
+    }
+    for item in overrides:
+        key, _, value = item.partition("=")
+        env[key] = value
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,20,50")
@@ -222,22 +248,7 @@ def main() -> None:
 
     name, url = create_database()
     scratch = Path(tempfile.mkdtemp(prefix="sortloop-load-"))
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "DATABASE_URL": url,
-        "SECRET_KEY": "load-benchmark-" + uuid.uuid4().hex,
-        "MODELS_DIR": str(scratch / "models"),
-        "SORTLOOP_PUBLIC_RATE_LIMIT": "10000000 per minute",
-        "RATELIMIT_STORAGE_URL": "memory://",
-        "SORTLOOP_ADMIN_TOKEN": "load-" + uuid.uuid4().hex,
-        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/14",
-        "CELERY_RESULT_BACKEND": "redis://127.0.0.1:6379/14",
-    }
-    for item in args.env:
-        key, _, value = item.partition("=")
-        env[key] = value
+    env = stack_env(url, scratch, "load", redis_db=14, overrides=args.env)
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "sortloop"), "migrate"], env=env, check=True, capture_output=True)
     port = free_port()
