@@ -176,10 +176,23 @@ def session(engine) -> Iterator[Session]:
 
 
 @pytest.fixture
-def app(config, engine):
+def models_config(config, tmp_path) -> Config:
+    """The config with a models volume of the test's own: run ids restart with the
+    truncated tables, so two tests never share a run's folder."""
+    return config.with_overrides(models_dir=str(tmp_path / "models"))
+
+
+@pytest.fixture
+def app_config(config) -> Config:
+    """The config the test's app is built with; a module overrides it (``models_config``)."""
+    return config
+
+
+@pytest.fixture
+def app(app_config, engine):
     from web import create_app
 
-    app = create_app(config)
+    app = create_app(app_config)
     app.config.update(TESTING=True)
     return app
 

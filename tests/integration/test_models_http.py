@@ -29,18 +29,8 @@ TEXTS = [
 
 
 @pytest.fixture
-def models_config(config, tmp_path):
-    """Each test gets its own volume: run ids restart with the truncated tables."""
-    return config.with_overrides(models_dir=str(tmp_path / "models"))
-
-
-@pytest.fixture
-def app(models_config, engine):
-    from web import create_app
-
-    app = create_app(models_config)
-    app.config.update(TESTING=True)
-    return app
+def app_config(models_config):
+    return models_config
 
 
 @pytest.fixture

@@ -32,17 +32,8 @@ DECISIONS = ["card_arrival", "exchange_rate", "lost_or_stolen_phone", "exchange_
 
 
 @pytest.fixture
-def models_config(config, tmp_path):
-    return config.with_overrides(models_dir=str(tmp_path / "models"))
-
-
-@pytest.fixture
-def app(models_config, engine):
-    from web import create_app
-
-    app = create_app(models_config)
-    app.config.update(TESTING=True)
-    return app
+def app_config(models_config):
+    return models_config
 
 
 @pytest.fixture
