@@ -233,12 +233,8 @@ def main() -> None:
     )
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "sortloop"), "migrate"], env=env, check=True, capture_output=True)
-    subprocess.run(
-        [str(bin_dir / "redis-cli") if (bin_dir / "redis-cli").exists() else "redis-cli"]
-        + ["-n", "13", "flushdb"],
-        check=False,
-        capture_output=True,
-    )
+    # Tasks a killed earlier run left in its queue would be run by this worker.
+    subprocess.run(["redis-cli", "-n", "13", "flushdb"], check=False, capture_output=True)
     port = load.free_port()
     web_log = (scratch / "gunicorn.log").open("w")
     worker_log = (scratch / "worker.log").open("w")

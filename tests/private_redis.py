@@ -46,7 +46,7 @@ class PrivateRedis:
             except redis.RedisError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"redis-server did not start on port {self.port}") from None
-                time.sleep(0.1)
+                time.sleep(0.1)  # poll: redis-server is still loading its data (bounded)
 
     def stop(self) -> None:
         """Shut down as a service manager does (SIGTERM: Redis flushes its log and exits)."""

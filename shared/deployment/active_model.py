@@ -19,6 +19,7 @@ the audit log to the moment this process serves the new model.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -142,7 +143,11 @@ class ActiveModel:
         self.device = device
         self.session_factory = session_factory
         self.owner = owner
-        self._load_base = load_base
+        self._load_base = (
+            functools.partial(_default_load_base, device=device)
+            if load_base is _default_load_base
+            else load_base
+        )
         self._load_finetuned = load_finetuned
         self._clock = clock
         self._base: Classifier | None = None
@@ -378,17 +383,12 @@ class ActiveModel:
         return classifier
 
     def _load_classifier(self, record: ActiveModelRecord, version: str) -> Classifier:
-        if record.run_id is None or (self.device != "cpu" and self._base is None):
-            # On a GPU the fine-tuned model is always built on the base model in memory
-            # (moved there once): the engine's evaluation does the same.
-            if self._base is None:
-                self._base = (
-                    _default_load_base(self.config, self.device)
-                    if self._load_base is _default_load_base
-                    else self._load_base(self.config)
-                )
-            if record.run_id is None:
-                return self._base
+        # On a GPU the fine-tuned model is always built on the base model in memory
+        # (moved there once), as the engine's evaluation does.
+        if self._base is None and (record.run_id is None or self.device != "cpu"):
+            self._base = self._load_base(self.config)
+        if record.run_id is None:
+            return self._base
         if not record.model_path:
             raise FileNotFoundError(f"run {record.run_id} has no published model (model_path)")
         if self._base is not None and self._load_finetuned is _default_load_finetuned:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, select
@@ -122,6 +123,30 @@ def _store_shadow_predictions(
                 shadow_version=shadow.version,
             )
         )
+
+
+def _record_decision(
+    session: Session,
+    submission: Submission,
+    example: TrainingExample | None,
+    chosen: str,
+    now: datetime,
+) -> TrainingExample:
+    """An admin's category for ``submission``: the submission is reviewed and its
+    training example (``example``, or a new one) says what the model had suggested."""
+    if example is None:
+        example = TrainingExample(submission_id=submission.id)
+        session.add(example)
+    example.message = submission.message
+    example.original_category = submission.predicted_category
+    example.confidence_score = submission.confidence
+    example.corrected_category = chosen
+    example.contributor_type = submission.contributor_type
+    example.correction_timestamp = now
+    example.is_correction = chosen != submission.predicted_category
+    submission.category = chosen
+    submission.reviewed_at = now
+    return example
 
 
 def create_submission(
@@ -331,18 +356,7 @@ def update_category(
     example = session.scalar(
         select(TrainingExample).where(TrainingExample.submission_id == submission.id)
     )
-    if example is None:
-        example = TrainingExample(submission_id=submission.id)
-        session.add(example)
-    example.message = submission.message
-    example.original_category = submission.predicted_category
-    example.confidence_score = submission.confidence
-    example.corrected_category = chosen
-    example.contributor_type = submission.contributor_type
-    example.correction_timestamp = now
-    example.is_correction = chosen != submission.predicted_category
-    submission.category = chosen
-    submission.reviewed_at = now
+    example = _record_decision(session, submission, example, chosen, now)
     session.flush()
     logger.info(
         "category set submission=%s category=%r correction=%s actor=%s example=%s",
@@ -414,19 +428,7 @@ def bulk_update_category(
     for submission_id in wanted:
         submission = submissions[submission_id]
         example = examples.get(submission_id)
-        if example is None:
-            example = TrainingExample(submission_id=submission_id)
-            session.add(example)
-        example.message = submission.message
-        example.original_category = submission.predicted_category
-        example.confidence_score = submission.confidence
-        example.corrected_category = chosen
-        example.contributor_type = submission.contributor_type
-        example.correction_timestamp = now
-        example.is_correction = chosen != submission.predicted_category
-        submission.category = chosen
-        submission.reviewed_at = now
-        saved.append(example)
+        saved.append(_record_decision(session, submission, example, chosen, now))
     session.flush()
     logger.info(
         "bulk category set submissions=%d category=%r corrections=%d actor=%s",

@@ -16,18 +16,11 @@ from sqlalchemy import select
 from shared.models import Category, FineTuningRun, Submission, TrainingExample
 from shared.settings_store import set_setting
 from tests.banking_data import banking_examples
+from tests.e2e.admin_login import log_in
 
 TOPICS = 4
 PER_TOPIC = 5
 RUN_TIMEOUT_MS = 300_000
-
-
-def log_in(page, live_server, username, password):
-    page.goto(f"{live_server.url}/admin/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/**")
 
 
 def add_uncorrected_submissions(session) -> dict[str, str]:

@@ -19,20 +19,13 @@ from sqlalchemy import select
 
 from shared.models import Category, DeploymentEvent, FineTuningRun, TrainingExample
 from shared.settings_store import get_setting
+from tests.e2e.admin_login import log_in
 from tests.model_files import archive_files, write_adapter_directory, zip_bytes
 
 LABELS = ["cards", "loans"]
 SCREENSHOTS = Path(
     os.environ.get("SORTLOOP_SCREENSHOTS_DIR") or tempfile.mkdtemp(prefix="sortloop-shots-")
 )
-
-
-def log_in(page, live_server, username, password):
-    page.goto(f"{live_server.url}/admin/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/**")
 
 
 def test_deploy_rollback_and_import_from_the_models_page(

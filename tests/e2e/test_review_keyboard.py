@@ -20,6 +20,7 @@ from sqlalchemy import select
 from shared.models import Submission, TrainingExample
 from shared.seed import seed_default_categories
 from tests.banking_data import banking_examples
+from tests.e2e.admin_login import log_in
 
 QUEUE = 50
 SCREENSHOTS = Path(
@@ -38,14 +39,6 @@ NUMBERED = [
 ]
 FOLDED_AT = 5  # the queue item with two near duplicates folded under it
 COPIES = ["my card still hasn't arrived!!", "MY CARD STILL HASN'T ARRIVED"]
-
-
-def log_in(page, live_server, username, password):
-    page.goto(f"{live_server.url}/admin/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/**")
 
 
 def add_queue(session) -> list[Submission]:

@@ -4,14 +4,7 @@ from sqlalchemy import select
 
 from shared.models import TrainingExample
 from shared.seed import seed_default_categories
-
-
-def log_in(page, live_server, username, password):
-    page.goto(f"{live_server.url}/admin/login")
-    page.fill("#username", username)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/admin/submissions")
+from tests.e2e.admin_login import log_in
 
 
 def test_submit_then_correct_inline_without_reloading(live_server, page, admin_account, session):
@@ -23,7 +16,7 @@ def test_submit_then_correct_inline_without_reloading(live_server, page, admin_a
     page.click("button[type=submit]")
     assert "your message was received" in page.locator("#confirmation").inner_text()
 
-    log_in(page, live_server, *admin_account)
+    log_in(page, live_server, *admin_account, landing="/admin/submissions")
     row = page.locator("tbody tr").first
     assert row.locator("td.message").inner_text() == "<b>There is a huge pothole</b> on Mill Street"
     row.locator("select[name=category]").select_option("housing")
@@ -47,7 +40,7 @@ def test_near_duplicates_fold_in_the_review_queue_and_one_save_covers_them(
         session.add(Submission(message=text, contributor_type="resident", category="other"))
     session.commit()
 
-    log_in(page, live_server, *admin_account)
+    log_in(page, live_server, *admin_account, landing="/admin/submissions")
     page.goto(f"{live_server.url}/admin/submissions?unreviewed=1&order=oldest")
     assert "2 near duplicates folded" in page.locator("#submissions-total").inner_text()
     row = page.locator("tbody tr").first
@@ -91,7 +84,7 @@ def test_submissions_a_worker_classifies_arrive_on_the_page_without_reloading(
     session.add(waiting)
     session.commit()
 
-    log_in(page, live_server, *admin_account)
+    log_in(page, live_server, *admin_account, landing="/admin/submissions")
     row = page.locator(f"#submission-{waiting.id}")
     assert "classifying…" in row.inner_text()
     assert "1 submission waiting" in page.locator("#classification-queue").inner_text()
@@ -116,7 +109,7 @@ def test_rows_still_classifying_that_a_filter_brings_in_fill_in_too(
     seed_default_categories(session)
     session.add(Submission(message="Loud music every night", contributor_type="resident"))
     session.commit()
-    log_in(page, live_server, *admin_account)
+    log_in(page, live_server, *admin_account, landing="/admin/submissions")
     assert page.locator("#classification-queue").is_hidden()
     url_before = page.url
 

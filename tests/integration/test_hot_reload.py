@@ -208,7 +208,7 @@ def _wait_for_version(load: LoadGenerator, expected: str, started: float) -> lis
                 index = answer.process
                 if lags[index] is None:
                     lags[index] = answer.sent_at - started
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll: the load threads record each process's answers (bounded)
     assert None not in lags, f"not every process switched to {expected}: {lags}"
     return lags  # type: ignore[return-value]
 

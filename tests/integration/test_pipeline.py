@@ -369,7 +369,7 @@ def wait_for_a_run(session) -> FineTuningRun:
         run = session.scalars(select(FineTuningRun)).first()
         if run is not None:
             return run
-        time.sleep(0.1)
+        time.sleep(0.1)  # poll: beat's auto-train check runs on its own clock (bounded)
     pytest.fail("auto-train started no run")
 
 
