@@ -37,6 +37,7 @@ from shared.classifier.identity import base_model_label, base_model_version, run
 from shared.config import Config
 from shared.deployment.audit import deployment_history, record_event
 from shared.deployment.deployed import deployed_run
+from shared.deployment.watcher import Watcher
 from shared.training.results import metric
 
 logger = logging.getLogger(__name__)
@@ -156,8 +157,11 @@ class ActiveModel:
         self._checked_at: float | None = None
         self._failed: tuple[ActiveModelRecord, str] | None = None
         self._lock = threading.Lock()  # one loader at a time; readers never wait for it
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._watcher = Watcher(
+            self.refresh,
+            self.config.model_check_interval_seconds,
+            f"sortloop-model-watch-{self.owner}",
+        )
         self._last_check: datetime | None = None  # wall clock of the last database check
         self._swapped_at: datetime | None = None
         self._reload_lag: float | None = None
@@ -222,28 +226,10 @@ class ActiveModel:
         """Check and swap in a background thread every ``check_interval`` seconds (the
         first check at once: the model is loaded before the first request). Idempotent
         per process; a forked child starts its own."""
-        if self._watcher is not None and self._watcher.is_alive():
-            return
-        self._stop.clear()
-        self._watcher = threading.Thread(
-            target=self._watch_loop, name=f"sortloop-model-watch-{self.owner}", daemon=True
-        )
         self._watcher.start()
 
     def stop_watching(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout)
-        self._watcher = None
-
-    def _watch_loop(self) -> None:
-        interval = max(0.05, self.config.model_check_interval_seconds)
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception:  # the database or the model blinked: try again next time
-                logger.exception("model check failed owner=%s pid=%s", self.owner, os.getpid())
-            self._stop.wait(interval)
+        self._watcher.stop(timeout)
 
     def process_info(self) -> dict[str, Any]:
         """This process's view of hot reload (``model-info`` reports it per process)."""
@@ -253,7 +239,7 @@ class ActiveModel:
             "pid": os.getpid(),
             # What the model in use computes with now: "onnx" once its session is ready.
             "inference_backend": "onnx" if runtime is not None else "torch",
-            "watching": self._watcher is not None and self._watcher.is_alive(),
+            "watching": self._watcher.alive,
             "check_interval_seconds": self.config.model_check_interval_seconds,
             "checked_at": _iso(self._last_check),
             "swapped_at": _iso(self._swapped_at),
@@ -376,7 +362,7 @@ class ActiveModel:
             # work (the CLI, re-classification) waits for it: it is about to encode a lot.
             accelerate = (
                 onnx_encoder.accelerate_in_background
-                if self._watcher is not None
+                if self._watcher.started
                 else onnx_encoder.accelerate
             )
             accelerate(classifier, onnx_cache_directory(self.config.models_dir))

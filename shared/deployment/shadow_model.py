@@ -28,6 +28,7 @@ from shared.classifier.identity import run_version
 from shared.config import Config
 from shared.deployment.active_model import ActiveModel, Classification
 from shared.deployment.shadow import active_shadow
+from shared.deployment.watcher import Watcher
 from shared.models import FineTuningRun
 
 logger = logging.getLogger(__name__)
@@ -79,8 +80,9 @@ class ShadowModel:
         self._failed: tuple[ShadowRecord, str] | None = None
         self._checked_at: float | None = None
         self._lock = threading.Lock()
-        self._watcher: threading.Thread | None = None
-        self._stop = threading.Event()
+        self._watcher = Watcher(
+            self.refresh, self.config.model_check_interval_seconds, "sortloop-shadow-watch"
+        )
 
     def classify(self, texts: list[str], categories: list[CategorySpec]) -> Classification:
         """Classify with the model in use, and the same batch with the shadow beside it."""
@@ -90,7 +92,11 @@ class ShadowModel:
         self, served: Classification, texts: list[str], categories: list[CategorySpec]
     ) -> Classification:
         """``served`` with the shadow's predictions of the same texts (if one is loaded)."""
-        if self._watcher is None and self._check_is_due() and self._lock.acquire(blocking=False):
+        if (
+            not self._watcher.started
+            and self._check_is_due()
+            and self._lock.acquire(blocking=False)
+        ):
             try:  # no background check in this process: check on the way
                 self._refresh_locked()
             finally:
@@ -128,28 +134,10 @@ class ShadowModel:
 
     def watch(self) -> None:
         """Check every ``check_interval`` seconds in a background thread (first at once)."""
-        if self._watcher is not None and self._watcher.is_alive():
-            return
-        self._stop.clear()
-        self._watcher = threading.Thread(
-            target=self._watch_loop, name="sortloop-shadow-watch", daemon=True
-        )
         self._watcher.start()
 
     def stop_watching(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._watcher is not None:
-            self._watcher.join(timeout)
-        self._watcher = None
-
-    def _watch_loop(self) -> None:
-        interval = max(0.05, self.config.model_check_interval_seconds)
-        while not self._stop.is_set():
-            try:
-                self.refresh()
-            except Exception:  # the database blinked: try again next time
-                logger.exception("shadow check failed pid=%s", os.getpid())
-            self._stop.wait(interval)
+        self._watcher.stop(timeout)
 
     def _check_is_due(self) -> bool:
         if self._checked_at is None:
