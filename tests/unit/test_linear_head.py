@@ -93,3 +93,15 @@ def test_the_classifier_scores_known_categories_by_the_head_and_new_ones_by_desc
     assert fitted.zero_shot_slope > 0
     with pytest.raises(ValueError, match="calibration"):
         LinearHead(head.weight, head.bias, ["a", "b", "c"], calibration=0.0, slope=1, intercept=0)
+
+
+def test_a_rare_category_does_not_cut_the_folds_of_the_others() -> None:
+    train, classes, descriptions = _clusters(8, seed=11)
+    rare = np.concatenate([np.flatnonzero(classes != 2), np.flatnonzero(classes == 2)[:3]])
+    head = fit_linear_head(train[rare], classes[rare], descriptions, seed=0)
+    assert head.folds == 8  # the 8 texts of categories 0 and 1 each held out once
+    assert head.cross_fitted_loss < head.cross_fitted_loss_uncalibrated
+    # The rare category is still learned, and its 3 texts are held out in 3 of the folds.
+    assert (head.logits(train[rare][-3:]).argmax(1) == 2).all()
+    folds = stratified_folds(classes[rare], head.folds, seed=0)
+    assert sorted(folds[-3:].tolist()) == [0, 1, 2]
