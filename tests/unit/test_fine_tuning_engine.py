@@ -200,6 +200,26 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
     assert "LoRA adapts the top block of the model." in card
 
 
+def test_an_adapter_that_memorised_its_texts_gets_the_frozen_encoders_confidence(
+    head_run, banking, tmp_path
+) -> None:
+    # 100x the nominal learning rate: the adapter learns its 7 texts per category by
+    # heart (validation still improves at first, so an epoch is kept). Each fold of the
+    # head then finds its held-out texts trivial: the cross-fitted multiplier explodes.
+    info, results = _train_and_evaluate(banking, tmp_path, "lora", lora_lr_multiplier=100.0)
+    assert info["best_epoch"] >= 1
+    head = info["linear_head"]
+    frozen = head_run[0]["linear_head"]["calibration"]  # same texts, frozen encoder, seed 0
+    assert head["calibration"] == frozen
+    assert head["uncapped_calibration"] > 10 * frozen
+    card = (Path(info["adapter_dir"]) / "README.md").read_text()
+    assert "so the temperature is the frozen base model's" in card
+    # The stored confidence does not say "sure" of every text (uncapped, all 200 of
+    # them would sit in the top bin).
+    bins = results["calibration"]["bins"]
+    assert sum(row["count"] for row in bins if row["to"] <= 0.9) > 200 / 4
+
+
 def test_progress_is_reported_and_cancel_stops_training(banking, tmp_path) -> None:
     calls = []
 

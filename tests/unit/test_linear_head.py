@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from shared.classifier.embedding import LinearHead
-from worker.fine_tuning.linear_head import fit_linear_head, stratified_folds
+from worker.fine_tuning.linear_head import capped, fit_linear_head, stratified_folds
 
 
 def _clusters(per_class: int, seed: int, spread: float = 0.6) -> tuple[np.ndarray, ...]:
@@ -105,3 +105,16 @@ def test_a_rare_category_does_not_cut_the_folds_of_the_others() -> None:
     assert (head.logits(train[rare][-3:]).argmax(1) == 2).all()
     folds = stratified_folds(classes[rare], head.folds, seed=0)
     assert sorted(folds[-3:].tolist()) == [0, 1, 2]
+
+
+def test_a_cap_lowers_only_a_larger_multiplier_and_remembers_it() -> None:
+    train, classes, descriptions = _clusters(8, seed=12)
+    head = fit_linear_head(train, classes, descriptions, seed=0)
+    lowered = capped(head, head.calibration / 2)
+    assert lowered.calibration == head.calibration / 2
+    assert lowered.uncapped_calibration == head.calibration
+    assert lowered.summary()["uncapped_calibration"] == round(head.calibration, 4)
+    np.testing.assert_array_equal(lowered.weight, head.weight)  # only the confidence changes
+    for limit in (head.calibration * 2, float("nan"), 0.0):
+        assert capped(head, limit) is head
+    assert head.summary()["uncapped_calibration"] is None

@@ -184,6 +184,9 @@ class EmbeddingTrainer(BaseTrainer):
         self.bank = torch.zeros(0, device=device)
         self.bank_classes = torch.zeros(0, dtype=torch.long, device=device)
         self.supcon_weight = 0.0
+        # lora: the head's multiplier on the frozen encoder, fitted before the adapter
+        # moves (``before_training``); it caps the tuned head's (``export``).
+        self.frozen_calibration: float | None = None
 
     def setup_adapter(self, per_category: float) -> None:
         """lora: wrap the encoder in LoRA for a training set of ``per_category`` texts per
@@ -276,6 +279,11 @@ class EmbeddingTrainer(BaseTrainer):
         self.bank = self._embed_all(train_set, pad_id)
         self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long, device=self.device)
         self.supcon_weight = supcon_weight(train_set["label"])
+        if self.use_lora:  # the adapter is still zero: this is the frozen encoder's head
+            from worker.fine_tuning.linear_head import fit_linear_head
+
+            head = fit_linear_head(*self._labelled_embeddings(), seed=self.config.seed)
+            self.frozen_calibration = head.calibration if head.folds >= 2 else None
 
     def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
         # Exemplars out of the batch come from the bank; validation refreshed it already.
@@ -505,13 +513,11 @@ class EmbeddingTrainer(BaseTrainer):
             return dataset  # already the same tokens (head, or no text reached a cap)
         return prepare_dataset(dataset["text"], dataset["label"], self.tokenizer, MAX_LENGTH)
 
-    def export(self, history: dict[str, Any]) -> TrainedAdapter:
-        """Adapter + the calibrated logistic head (``worker.fine_tuning.linear_head``),
-        fitted on every labelled text (train and validation) embedded as the classifier
-        embeds a query (a long text is not cut at the training cap), with each
-        category's description as one more example of it."""
-        from worker.fine_tuning.linear_head import fit_linear_head
-
+    def _labelled_embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(embeddings, classes, descriptions) of every labelled text (train and
+        validation) and of each category's description, embedded by the encoder as it
+        is now, as the classifier embeds a query (a long text is not cut at the
+        training cap)."""
         embedded = [self._embed_all(self._as_served(self.train_set), self.pad_id)]
         classes = [torch.tensor(self.train_set["label"], dtype=torch.long)]
         if self.val_set is not None and len(self.val_set):
@@ -520,12 +526,24 @@ class EmbeddingTrainer(BaseTrainer):
         with torch.no_grad():
             self.encoder.eval()
             descriptions = self._embed(self.descriptions)
-        head = fit_linear_head(
+        return (
             torch.cat(embedded).float().cpu().numpy(),
             torch.cat(classes).numpy(),
             descriptions.float().cpu().numpy(),
-            seed=self.config.seed,
         )
+
+    def export(self, history: dict[str, Any]) -> TrainedAdapter:
+        """Adapter + the calibrated logistic head (``worker.fine_tuning.linear_head``),
+        fitted on every labelled text (train and validation) embedded as the classifier
+        embeds a query (a long text is not cut at the training cap), with each
+        category's description as one more example of it."""
+        from worker.fine_tuning.linear_head import capped, fit_linear_head
+
+        head = fit_linear_head(*self._labelled_embeddings(), seed=self.config.seed)
+        if self.use_lora and history.get("best_epoch") and self.frozen_calibration is not None:
+            # The adapter trained on these texts, so each fold finds the texts it held out
+            # easier than new ones: the frozen encoder's multiplier bounds it.
+            head = capped(head, self.frozen_calibration)
         tensors = {
             f"{HEAD_PREFIX}linear_weight": torch.tensor(head.weight, dtype=torch.float32),
             f"{HEAD_PREFIX}linear_bias": torch.tensor(head.bias, dtype=torch.float32),

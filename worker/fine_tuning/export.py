@@ -184,6 +184,13 @@ def model_card(
                 f"calibrated by a temperature of {head.get('temperature')} fitted on "
                 f"{head.get('calibration_folds')}-fold cross-fitted scores."
             )
+            if head.get("uncapped_calibration"):
+                lines.append(
+                    "The adapter trained on those texts, which makes them look easier than "
+                    "new ones, so the temperature is the frozen base model's (the tuned "
+                    f"model's own, {round(1 / head['uncapped_calibration'], 4)}, would be "
+                    "more sure of itself)."
+                )
         lines.append("")
     if metrics:
         lines += ["## Evaluation (held-out test set)", ""]
