@@ -3,7 +3,9 @@ after LoRA on the encoder's top block, or every block with more data (``lora``).
 
 Every run ends with ``export``: a logistic head with the descriptions as anchors and a
 temperature fitted on cross-fitted logits (``worker.fine_tuning.linear_head``), on the
-embeddings of every labelled text as the classifier embeds them.
+embeddings of every labelled text as the classifier embeds them. For ``lora`` that
+temperature is at least the frozen encoder's: an adapter trained on the labelled texts
+makes the folds' held-out texts look easier than new ones.
 
 - ``head``: the encoder stays frozen; each labelled text is embedded once and the
   head is fitted (seconds).
