@@ -284,7 +284,7 @@ class EmbeddingTrainer(BaseTrainer):
         if self.use_lora:  # the adapter is still zero: this is the frozen encoder's head
             from worker.fine_tuning.linear_head import fit_linear_head
 
-            head = fit_linear_head(*self._labelled_embeddings(), seed=self.config.seed)
+            head = fit_linear_head(*self._labelled_embeddings(self.bank), seed=self.config.seed)
             self.frozen_calibration = head.calibration if head.folds >= 2 else None
 
     def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
@@ -515,12 +515,18 @@ class EmbeddingTrainer(BaseTrainer):
             return dataset  # already the same tokens (head, or no text reached a cap)
         return prepare_dataset(dataset["text"], dataset["label"], self.tokenizer, MAX_LENGTH)
 
-    def _labelled_embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _labelled_embeddings(
+        self, train_embedded: torch.Tensor | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(embeddings, classes, descriptions) of every labelled text (train and
         validation) and of each category's description, embedded by the encoder as it
         is now, as the classifier embeds a query (a long text is not cut at the
-        training cap)."""
-        embedded = [self._embed_all(self._as_served(self.train_set), self.pad_id)]
+        training cap). ``train_embedded``: the training set's embeddings by the encoder
+        as it is now, if already at hand (used when the served tokens are the same)."""
+        served = self._as_served(self.train_set)
+        if train_embedded is None or served is not self.train_set:
+            train_embedded = self._embed_all(served, self.pad_id)
+        embedded = [train_embedded]
         classes = [torch.tensor(self.train_set["label"], dtype=torch.long)]
         if self.val_set is not None and len(self.val_set):
             embedded.append(self._embed_all(self._as_served(self.val_set), self.pad_id))
