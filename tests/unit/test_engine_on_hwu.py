@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -30,8 +31,9 @@ def base():
     return load_base_classifier(default_base_model())
 
 
-def _default_run(hwu: dict, base, output_dir) -> dict:
-    categories = [CategorySpec(label, label) for label in hwu["labels"]]
+def _default_run(hwu: dict, base, output_dir, categories=None) -> tuple[dict, dict]:
+    """(training info, evaluation) of the default method; categories named by their labels."""
+    categories = categories or [CategorySpec(label, label) for label in hwu["labels"]]
     checked = engine.validate(hwu["examples"], (0.85, 0.15, 0.0), seed=0)
     info = engine.train_model(
         engine.examples_by_ids(hwu["examples"], checked["split"]["train"]),
@@ -41,7 +43,7 @@ def _default_run(hwu: dict, base, output_dir) -> dict:
         categories,
         output_dir=output_dir,
     )
-    return engine.evaluate_model(
+    return info, engine.evaluate_model(
         info["adapter_dir"], default_base_model(), hwu["test"], categories, base_classifier=base
     )
 
@@ -61,15 +63,34 @@ def _frozen_probe_accuracy(hwu: dict, base) -> float:
 
 
 def test_the_default_method_beats_the_frozen_probe_and_is_calibrated(hwu, base, tmp_path) -> None:
-    results = _default_run(hwu, base, tmp_path / "first")
+    info, results = _default_run(hwu, base, tmp_path / "first")
     probe = _frozen_probe_accuracy(hwu, base)
 
     assert results["accuracy"] > probe  # same 8 texts per scenario, same unseen test texts
+    assert info["linear_head"]["descriptions_as_examples"]  # the scenario names help here
     assert results["accuracy"] > results["baseline_accuracy"] + 0.2  # zero-shot is ~0.5
     before = results["calibration_before_scaling"]["ece"]
     assert results["calibration"]["ece"] < before / 2  # the raw head is far too timid
     assert results["calibration_before_scaling"]["overconfidence"] < 0  # underconfident
 
-    again = _default_run(hwu, base, tmp_path / "second")
+    _, again = _default_run(hwu, base, tmp_path / "second")
     assert again["predictions"] == results["predictions"]
     assert again["calibration"] == results["calibration"]
+
+
+def test_descriptions_that_mislead_are_left_out_of_training(hwu, base, tmp_path) -> None:
+    """Each scenario described by the next one's name ("alarm" described as "audio"...):
+    as anchors they would pull every category towards another's texts."""
+    labels = hwu["labels"]
+    misleading = [
+        CategorySpec(label, labels[(i + 1) % len(labels)]) for i, label in enumerate(labels)
+    ]
+    info, results = _default_run(hwu, base, tmp_path / "misled", misleading)
+
+    head = info["linear_head"]
+    assert head["descriptions_as_examples"] is False
+    assert head["loss_without_descriptions"] < head["loss_with_descriptions"]
+    # What the texts alone teach: the probe's level (it too ignores the descriptions).
+    assert results["accuracy"] >= _frozen_probe_accuracy(hwu, base) - 0.01
+    card = (Path(info["adapter_dir"]) / "README.md").read_text()
+    assert "descriptions are not among its examples" in card

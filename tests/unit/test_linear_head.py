@@ -7,7 +7,12 @@ import pytest
 import torch
 
 from shared.classifier.embedding import LinearHead
-from worker.fine_tuning.linear_head import capped, fit_linear_head, stratified_folds
+from worker.fine_tuning.linear_head import (
+    _fit_logistic,
+    capped,
+    fit_linear_head,
+    stratified_folds,
+)
 
 
 def _clusters(per_class: int, seed: int, spread: float = 0.6) -> tuple[np.ndarray, ...]:
@@ -118,3 +123,32 @@ def test_a_cap_lowers_only_a_larger_multiplier_and_remembers_it() -> None:
     for limit in (head.calibration * 2, float("nan"), 0.0):
         assert capped(head, limit) is head
     assert head.summary()["uncapped_calibration"] is None
+
+
+def test_descriptions_that_mislead_are_left_out_and_good_ones_kept() -> None:
+    train, classes, descriptions = _clusters(8, seed=13, spread=0.5)
+    test, truth, _ = _clusters(50, seed=14, spread=0.5)
+    good = fit_linear_head(train, classes, descriptions, seed=0)
+    assert good.descriptions_as_examples
+    assert good.loss_with_descriptions < good.loss_without_descriptions
+    assert good.cross_fitted_loss == good.loss_with_descriptions
+
+    swapped = descriptions[[1, 2, 0]]  # each category described as the next one
+    misled = fit_linear_head(train, classes, swapped, seed=0)
+    assert not misled.descriptions_as_examples
+    assert misled.cross_fitted_loss == misled.loss_without_descriptions
+    assert misled.summary()["descriptions_as_examples"] is False
+    right = (misled.logits(test).argmax(1) == truth).mean()
+    assert right > (good.logits(test).argmax(1) == truth).mean() - 0.03
+    # Kept as examples, the swapped descriptions would have cost far more.
+    weight, bias = _fit_logistic(train, classes, swapped)
+    assert ((test @ weight.T + bias).argmax(1) == truth).mean() < right - 0.1
+
+
+def test_without_descriptions_a_category_with_one_text_keeps_its_own() -> None:
+    train, classes, descriptions = _clusters(8, seed=15, spread=0.9)
+    lone = np.concatenate([np.flatnonzero(classes != 2), np.flatnonzero(classes == 2)[:1]])
+    head = fit_linear_head(train[lone], classes[lone], descriptions[[1, 0, 2]], seed=0)
+    assert not head.descriptions_as_examples  # 0 and 1 are described as each other
+    # Category 2 has one text: its (right) description still teaches the head about it.
+    assert head.logits(descriptions[2][None])[0].argmax() == 2

@@ -146,7 +146,7 @@ def test_run_details_draw_f1_confusion_matrix_and_loss_curve_with_escaped_labels
     assert "0.7 / 0.15 / 0.15" in html
 
 
-def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(logged_in, session):
+def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, session):
     trained = completed_run(session)
     trained.results = {
         **trained.results,
@@ -159,12 +159,19 @@ def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(log
             "adapted_blocks": "every block",
             "train_loss": [1.0] * 5,
             "val_loss": [1.0] * 5,
+            "linear_head": {"descriptions_as_examples": True},
         },
     }
     kept_start = completed_run(session)
     kept_start.results = {
         **kept_start.results,
-        "training": {"method": "lora", "best_epoch": 0, "epochs_run": 2, "device": "cpu"},
+        "training": {
+            "method": "lora",
+            "best_epoch": 0,
+            "epochs_run": 2,
+            "device": "cpu",
+            "linear_head": {"descriptions_as_examples": False},
+        },
     }
     session.commit()
 
@@ -176,6 +183,9 @@ def test_run_details_say_how_training_went_and_when_the_adapter_was_not_kept(log
     assert "best epoch 0 of 2 on cpu" in start_html
     assert 'data-role="adapter-not-kept"' in start_html
     assert "adapter was not kept" in start_html
+    # The head did better without the categories' descriptions: the admin is told.
+    assert 'data-role="descriptions-not-used"' in start_html
+    assert 'data-role="descriptions-not-used"' not in trained_html
 
 
 def test_run_details_compare_the_run_with_the_model_that_was_in_use(logged_in, session):

@@ -429,6 +429,7 @@ class EmbeddingTrainer(BaseTrainer):
                 np.asarray(self.val_set["label"]),
                 descriptions,
                 float(fitted["calibration"]),
+                bool(fitted.get("descriptions_as_examples", True)),
             )
             adapter.history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
         loss = fitted.get("cross_fitted_loss")

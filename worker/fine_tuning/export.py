@@ -178,11 +178,21 @@ def model_card(
             )
         head = history.get("linear_head") or {}
         if head:
+            if head.get("descriptions_as_examples", True):
+                examples = "each category's description counts as one more example of it"
+            else:
+                examples = (
+                    "the categories' descriptions are not among its examples: on texts each "
+                    "fold did not see, the head did better without them (cross-fitted loss "
+                    f"{head.get('loss_without_descriptions')} against "
+                    f"{head.get('loss_with_descriptions')}), so they may describe their "
+                    "categories poorly; a category with fewer than 2 labelled texts keeps its "
+                    "own"
+                )
             lines.append(
-                "It scores with a logistic head fitted on every labelled text (each "
-                "category's description counts as one more example of it), its confidence "
-                f"calibrated by a temperature of {head.get('temperature')} fitted on "
-                f"{head.get('calibration_folds')}-fold cross-fitted scores."
+                f"It scores with a logistic head fitted on every labelled text ({examples}), "
+                f"its confidence calibrated by a temperature of {head.get('temperature')} "
+                f"fitted on {head.get('calibration_folds')}-fold cross-fitted scores."
             )
             if head.get("uncapped_calibration"):
                 lines.append(
