@@ -47,19 +47,12 @@ def describe(labels: list[str], kind: str) -> list[str]:
     return [labels[(i + 1) % len(labels)] for i in range(len(labels))]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default=",".join(curve.TASKS))
-    parser.add_argument("--ks", default="4,8,16")
-    parser.add_argument("--seeds", default="0,1,2")
-    args = parser.parse_args()
-
+def embedder():
+    """``embed(texts) -> array``: the frozen encoder, each text embedded once per process."""
     import numpy as np
     import torch
-    from sklearn.linear_model import LogisticRegression
 
     from shared.classifier import default_base_model, load_base_classifier
-    from worker.fine_tuning.linear_head import fit_linear_head
 
     torch.set_num_threads(2)
     encoder = load_base_classifier(default_base_model())
@@ -72,20 +65,39 @@ def main() -> None:
                 cache[text] = row.astype(np.float64)
         return np.stack([cache[t] for t in texts])
 
+    return embed
+
+
+def calibration_error(probabilities, truth) -> float:
+    """Expected calibration error over 10 confidence bins."""
+    confidence, right = probabilities.max(1), probabilities.argmax(1) == truth
+    bins = (confidence * 10).astype(int).clip(0, 9)
+    return float(
+        sum(
+            (bins == b).mean() * abs(confidence[bins == b].mean() - right[bins == b].mean())
+            for b in range(10)
+            if (bins == b).any()
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", default=",".join(curve.TASKS))
+    parser.add_argument("--ks", default="4,8,16")
+    parser.add_argument("--seeds", default="0,1,2")
+    args = parser.parse_args()
+
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from worker.fine_tuning.linear_head import fit_linear_head
+
+    embed = embedder()
+
     def softmax(logits: np.ndarray) -> np.ndarray:
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
-
-    def ece(probabilities: np.ndarray, truth: np.ndarray) -> float:
-        confidence, right = probabilities.max(1), probabilities.argmax(1) == truth
-        bins = np.minimum((confidence * 10).astype(int), 9)
-        return float(
-            sum(
-                (bins == b).mean() * abs(confidence[bins == b].mean() - right[bins == b].mean())
-                for b in range(10)
-                if (bins == b).any()
-            )
-        )
 
     started = time.perf_counter()
     ks = [int(k) for k in args.ks.split(",")]
@@ -114,14 +126,20 @@ def main() -> None:
                         )
                         logits = fitted.logits(test_x)
                         scores[head].append(
-                            ((logits.argmax(1) == truth).mean(), ece(softmax(logits), truth))
+                            (
+                                (logits.argmax(1) == truth).mean(),
+                                calibration_error(softmax(logits), truth),
+                            )
                         )
                         if use is None:
                             kept += fitted.descriptions_as_examples
                     probe = LogisticRegression(C=10, max_iter=2000).fit(x, y)
                     probabilities = probe.predict_proba(test_x)
                     scores["probe"].append(
-                        ((probabilities.argmax(1) == truth).mean(), ece(probabilities, truth))
+                        (
+                            (probabilities.argmax(1) == truth).mean(),
+                            calibration_error(probabilities, truth),
+                        )
                     )
                 entry = {
                     head: {

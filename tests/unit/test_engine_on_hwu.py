@@ -13,7 +13,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from shared.classifier import CategorySpec, default_base_model, load_base_classifier  # noqa: E402
 from shared.training_config import DEFAULT_METHOD, TrainingConfig  # noqa: E402
 from tests.conftest import SHARED_DATA, labelled_slice  # noqa: E402
-from worker.fine_tuning import engine  # noqa: E402
+from worker.fine_tuning import engine, linear_head  # noqa: E402
 
 HWU = SHARED_DATA / "hwu.csv"  # tests may read ../shared/data; a missing file fails
 PER_CATEGORY, TEST_PER_CATEGORY = 8, 40
@@ -94,3 +94,32 @@ def test_descriptions_that_mislead_are_left_out_of_training(hwu, base, tmp_path)
     assert results["accuracy"] >= _frozen_probe_accuracy(hwu, base) - 0.01
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
     assert "descriptions are not among its examples" in card
+
+
+def test_scenarios_with_few_corrections_are_still_recognised(hwu, base, tmp_path, monkeypatch):
+    """Every other scenario keeps 3 of its 8 labelled texts, as when admins correct some
+    categories far more often than others; the test texts hold every scenario equally."""
+    rare = set(hwu["labels"][::2])
+    seen: dict[str, int] = {}
+    uneven = []
+    for example in hwu["examples"]:
+        seen[example["label"]] = seen.get(example["label"], 0) + 1
+        if example["label"] not in rare or seen[example["label"]] <= 3:
+            uneven.append(example)
+    data = {**hwu, "examples": uneven}
+
+    def recall_of_rare_scenarios(results: dict) -> float:
+        pairs = [
+            (predicted, e["label"])
+            for predicted, e in zip(results["predictions"], hwu["test"], strict=True)
+            if e["label"] in rare
+        ]
+        return sum(p == label for p, label in pairs) / len(pairs)
+
+    _, weighted = _default_run(data, base, tmp_path / "weighted")
+    monkeypatch.setattr(linear_head, "CLASS_WEIGHT", None)  # each text weighs the same
+    _, unweighted = _default_run(data, base, tmp_path / "unweighted")
+
+    # Measured: 0.754 against 0.701, and 0.799 against 0.777 over all scenarios.
+    assert recall_of_rare_scenarios(weighted) > recall_of_rare_scenarios(unweighted) + 0.03
+    assert weighted["accuracy"] > unweighted["accuracy"]

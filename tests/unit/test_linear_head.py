@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from shared.classifier.embedding import LinearHead
+from worker.fine_tuning import linear_head
 from worker.fine_tuning.linear_head import (
     _fit_logistic,
     capped,
@@ -152,3 +153,17 @@ def test_without_descriptions_a_category_with_one_text_keeps_its_own() -> None:
     assert not head.descriptions_as_examples  # 0 and 1 are described as each other
     # Category 2 has one text: its (right) description still teaches the head about it.
     assert head.logits(descriptions[2][None])[0].argmax() == 2
+
+
+def test_a_category_with_few_texts_weighs_as_much_as_one_with_many(monkeypatch) -> None:
+    train, classes, descriptions = _clusters(20, seed=16)
+    test, truth, _ = _clusters(100, seed=17)
+    uneven = np.concatenate([np.flatnonzero(classes != 2), np.flatnonzero(classes == 2)[:2]])
+
+    def recall_of_the_rare_category() -> float:
+        head = fit_linear_head(train[uneven], classes[uneven], descriptions, seed=0)
+        return (head.logits(test[truth == 2]).argmax(1) == 2).mean()
+
+    weighted = recall_of_the_rare_category()
+    monkeypatch.setattr(linear_head, "CLASS_WEIGHT", None)  # every text weighs the same
+    assert weighted > recall_of_the_rare_category() + 0.1

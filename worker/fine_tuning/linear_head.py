@@ -40,6 +40,12 @@ import numpy as np
 # Inverse regularisation strength of the logistic head (scikit-learn's C). 10 gave the
 # best mean over the three datasets among 1 / 10 / 100 (1 loses 1.2 points; 100 ties).
 C = 10.0
+# Each category weighs the same in the fit, however many labelled texts it has
+# (scikit-learn's "balanced"). Corrections come unevenly: a category with 3 texts beside
+# others' 16 was recognised 45 % of the time without it, 64 % with it (five tasks, 3
+# seeds), and on test texts in the labelled set's own proportions it costs nothing.
+# With the same number of texts in every category it changes nothing.
+CLASS_WEIGHT: str | None = "balanced"
 # Folds for the cross-fitted calibration (capped by the largest category: a category with
 # fewer texts is held out in fewer folds; its description stays in every fold's head).
 CALIBRATION_FOLDS = 8
@@ -126,7 +132,9 @@ def _fit_logistic(
     anchors = np.arange(num_labels) if anchored is None else np.flatnonzero(anchored)
     features = np.concatenate([embeddings, descriptions[anchors]])
     targets = np.concatenate([classes, anchors])
-    model = LogisticRegression(C=C, max_iter=MAX_ITERATIONS, tol=TOLERANCE)
+    model = LogisticRegression(
+        C=C, max_iter=MAX_ITERATIONS, tol=TOLERANCE, class_weight=CLASS_WEIGHT
+    )
     with threadpool_limits(limits=1, user_api="blas"):
         model.fit(features, targets)
     weight = np.zeros((num_labels, features.shape[1]), dtype=np.float64)
