@@ -248,6 +248,10 @@ def _train(
         mcnemar_p_value=results["mcnemar_p_value"],
         calibration_error=results["calibration"]["ece"],
         baseline_calibration_error=results["baseline_calibration"]["ece"],
+        # False: the head did better without the labels' humanized names as examples.
+        descriptions_as_examples=(results["training"].get("linear_head") or {}).get(
+            "descriptions_as_examples"
+        ),
         reasons=results["verdict"]["reasons"],
         warnings=results["quality"]["warnings"],
         adapter_dir=str(adapter_dir),
