@@ -191,7 +191,12 @@ def _build_finetuned(
     _apply_adapter(model, lora_tensors, head, peft_fields)
     on_cpu = model_device(model).type == "cpu"  # type: ignore[arg-type]
     if manifest.kind == EMBEDDING:  # type: ignore[attr-defined]
-        from shared.classifier.embedding import ZERO_SHOT_SCALE, EmbeddingClassifier, LinearHead
+        from shared.classifier.embedding import (
+            ZERO_SHOT_SCALE,
+            EmbeddingClassifier,
+            LinearHead,
+            MiddleLayer,
+        )
 
         labels = manifest.labels  # type: ignore[attr-defined]
         exemplars = head.get("exemplars")
@@ -202,7 +207,11 @@ def _build_finetuned(
                 raise ValueError("adapter exemplars do not match its label list")
             exemplar_labels = [labels[c] for c in classes]
         scale = math.exp(float(head["logit_scale"])) if "logit_scale" in head else ZERO_SHOT_SCALE
-        linear_head = None
+        linear_head, middle_layer = None, None
+        if "middle_layer_index" in head:
+            middle_layer = MiddleLayer(
+                int(head["middle_layer_index"]), float(head["middle_layer_weight"])
+            )
         if "linear_weight" in head:
             linear_head = LinearHead(
                 head["linear_weight"],
@@ -212,6 +221,7 @@ def _build_finetuned(
                 slope=float(head["zero_shot_slope"]),
                 intercept=float(head["zero_shot_intercept"]),
             )
+            _check_head_width(model, linear_head, middle_layer)
         return EmbeddingClassifier(
             tokenizer,
             model,  # type: ignore[arg-type]
@@ -227,6 +237,7 @@ def _build_finetuned(
             batch_size=64 if on_cpu else 256,
             shared_layers=artifact.untouched_bottom_layers(lora_tensors, head),
             linear_head=linear_head,
+            middle_layer=middle_layer,
         )
     from shared.classifier.nli import NLIClassifier
 
@@ -238,6 +249,19 @@ def _build_finetuned(
         hypothesis_template=manifest.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE,  # type: ignore[attr-defined]
         pair_batch_size=64 if on_cpu else 512,
     )
+
+
+def _check_head_width(model: object, head: object, middle: object) -> None:
+    """A head reads the last layer's pool, and a middle block's beside it if it says so:
+    its rows must be that wide (else it was trained on another base model)."""
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    width = head.weight.shape[1]  # type: ignore[attr-defined]
+    expected = None if hidden is None else int(hidden) * (1 if middle is None else 2)
+    if expected is not None and width != expected:
+        raise ValueError(f"the adapter's head reads {width} features, the encoder gives {expected}")
+    blocks = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if middle is not None and blocks is not None and not middle.index < int(blocks):  # type: ignore[attr-defined]
+        raise ValueError(f"the adapter's head reads block {middle.index}, the encoder has {blocks}")  # type: ignore[attr-defined]
 
 
 def _apply_adapter(model: object, lora_tensors: dict, head: dict, peft_fields: dict) -> None:

@@ -10,8 +10,11 @@ A fine-tuned model is a directory (``MODELS_DIR/finetuned/run_<id>/``) holding:
   the embedding backend's earlier format; ``linear_weight`` ``[labels, dim]``,
   ``linear_bias`` ``[labels]``, ``linear_calibration`` (logit multiplier),
   ``zero_shot_slope`` and ``zero_shot_intercept`` for its calibrated logistic head
-  (rows in the order of ``labels``; it takes precedence); ``params.<name>`` (replacement parameters, e.g. the
-  NLI classification head) for the ``head`` method on NLI models.
+  (rows in the order of ``labels``; it takes precedence); ``middle_layer_index`` and
+  ``middle_layer_weight`` when that head also reads a middle block's pooled output
+  (``shared.classifier.embedding.MiddleLayer``; its rows are then twice as wide);
+  ``params.<name>`` (replacement parameters, e.g. the NLI classification head) for the
+  ``head`` method on NLI models.
 - ``adapter_config.json`` — peft's LoRA config fields plus a ``sortloop`` block:
   format version, base model, kind, method, labels and their descriptions.
 
@@ -29,7 +32,11 @@ from typing import Any
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 HEAD_PREFIX = "sortloop_head."
-FORMAT_VERSION = 1
+# The newest format this Sortloop reads. A model is written at the oldest format that
+# holds it, so an earlier Sortloop still serves what it can: 1 for every model, 2 for a
+# head that reads a middle block (an earlier Sortloop would score it wrongly: it refuses).
+FORMAT_VERSION = 2
+MIDDLE_LAYER_FORMAT = 2
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
 
 
@@ -44,7 +51,7 @@ class AdapterManifest:
     descriptions: dict[str, str] = field(default_factory=dict)
     hypothesis_template: str | None = None
     max_length: int = 128
-    format_version: int = FORMAT_VERSION
+    format_version: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,7 +62,7 @@ class AdapterManifest:
         missing = {"base_model", "kind", "method", "labels"} - set(data)
         if missing:
             raise ValueError(f"adapter manifest lacks {sorted(missing)}")
-        if int(data.get("format_version", FORMAT_VERSION)) > FORMAT_VERSION:
+        if int(data.get("format_version", 1)) > FORMAT_VERSION:
             raise ValueError(
                 f"adapter format {data['format_version']} is newer than this Sortloop "
                 f"understands ({FORMAT_VERSION}); upgrade Sortloop"

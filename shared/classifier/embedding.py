@@ -6,6 +6,10 @@ fine-tuned model (the base or an adapted encoder) adds a calibrated logistic hea
 category it has no row for is scored from its description on the head's scale.
 Models of the earlier format instead carry their labelled examples ("exemplars"):
 a category scores by its description plus a soft nearest example.
+
+A head may read a middle block's pooled output beside the last one's
+(``MiddleLayer``): the engine fits it both ways and keeps the one its cross-fitted
+loss prefers (``worker.fine_tuning.linear_head``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as functional
@@ -41,13 +46,55 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def embed(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """L2-normalised sentence embeddings of a tokenised batch (differentiable)."""
-    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    # fp32 pooling even when the encoder runs in bf16 (GPU); a no-op for fp32 models.
-    return functional.normalize(
-        mean_pool(output.last_hidden_state.float(), batch["attention_mask"]), dim=-1
+@dataclass(frozen=True)
+class MiddleLayer:
+    """A middle block's output read beside the last one's: the head's features are
+    ``[pool(last), weight * pool(block index)]``, each pool mean-pooled and normalised.
+
+    The last layer of a sentence encoder is tuned for similarity of meaning; a middle
+    block still carries which words and phrasings a text uses, and categories told
+    apart by their vocabulary (``alarm`` against ``calendar``) gain from it. ``index``
+    counts blocks from 1 (the output of the ``index``-th block; 0 would be the token
+    embeddings).
+    """
+
+    index: int
+    weight: float
+
+    def __post_init__(self) -> None:
+        if self.index < 0 or not (math.isfinite(self.weight) and self.weight > 0):
+            raise ValueError(f"not a middle layer: block {self.index}, weight {self.weight}")
+
+
+def embed(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    middle: MiddleLayer | None = None,
+) -> torch.Tensor:
+    """L2-normalised sentence embeddings of a tokenised batch (differentiable); with
+    ``middle``, the middle block's normalised, weighted pool is appended to each."""
+    output = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=middle is not None,
     )
+    mask = batch["attention_mask"]
+    # fp32 pooling even when the encoder runs in bf16 (GPU); a no-op for fp32 models.
+    last = functional.normalize(mean_pool(output.last_hidden_state.float(), mask), dim=-1)
+    if middle is None:
+        return last
+    states = output.hidden_states[middle.index].float()
+    lower = functional.normalize(mean_pool(states, mask), dim=-1)
+    return torch.cat([last, middle.weight * lower], dim=-1)
+
+
+def middle_block(model: torch.nn.Module, fraction: float) -> int | None:
+    """The block ``fraction`` of the way up ``model`` (3 of 6 at 0.5), or None when the
+    model has fewer than 2 blocks (no block between the embeddings and the last)."""
+    blocks = int(getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0)
+    if blocks < 2:
+        return None
+    return min(blocks - 1, max(1, round(blocks * fraction)))
 
 
 def encoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList | None:
@@ -230,6 +277,7 @@ class EmbeddingClassifier:
         batch_size: int = 64,
         shared_layers: int = 0,
         linear_head: LinearHead | None = None,
+        middle_layer: MiddleLayer | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -248,6 +296,8 @@ class EmbeddingClassifier:
         # ``encode_both`` runs them once for the base and the fine-tuned model.
         self.shared_layers = shared_layers
         self.linear_head = linear_head
+        # Features of the head: the last layer's pool, and this block's beside it.
+        self.middle_layer = middle_layer
         # The encoder's forward pass on another runtime (``onnx_encoder.accelerate``):
         # a callable from a tokenised batch to normalised embeddings. None: torch.
         self.runtime: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
@@ -255,14 +305,15 @@ class EmbeddingClassifier:
         self._description_cache: dict[str, torch.Tensor] = {}
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
-        """Normalised embeddings ``[len(texts), dim]``, batched by similar length."""
+        """Normalised embeddings ``[len(texts), dim]``, batched by similar length (with a
+        ``middle_layer``, ``[len(texts), 2 * dim]``: the head's features)."""
         if not texts:
             return torch.zeros(0, 0)
-        runtime = self.runtime
+        runtime, middle = self.runtime, self.middle_layer
         with torch.inference_mode():
             return _in_text_order(
                 [
-                    (order, runtime(batch) if runtime else embed(self.model, batch).cpu())
+                    (order, runtime(batch) if runtime else embed(self.model, batch, middle).cpu())
                     for order, batch in self._batches(texts)
                 ]
             )
@@ -334,15 +385,26 @@ class EmbeddingClassifier:
         return predictions_from_scores(self.score(texts, categories).tolist(), categories)
 
 
+def last_layer_width(model: torch.nn.Module, features: torch.Tensor) -> int:
+    """How many leading columns of ``features`` are the last layer's pool."""
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    return int(hidden) if hidden else features.shape[-1]
+
+
 def encode_both(
     base: EmbeddingClassifier, tuned: EmbeddingClassifier, texts: Sequence[str]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of ``texts`` by the base and by the fine-tuned model.
 
-    When the fine-tuned model only changed the top blocks (``tuned.shared_layers``
-    > 0), the bottom ones run once for both: evaluating a LoRA adapter on the top
-    block of six then costs about 1.2 base-model passes instead of 2.
+    When both share one encoder (method ``head``), one pass serves both: the base
+    model's embedding is the last layer's part of the fine-tuned one's features. When
+    the fine-tuned model only changed the top blocks (``tuned.shared_layers`` > 0), the
+    bottom ones run once for both: evaluating a LoRA adapter on the top block of six
+    then costs about 1.2 base-model passes instead of 2.
     """
+    if tuned.model is base.model and base.middle_layer is None:
+        features = tuned.encode(texts)
+        return features[:, : last_layer_width(tuned.model, features)], features
     layers = tuned.shared_layers
     if layers <= 0 or encoder_blocks(base.model) is None or encoder_blocks(tuned.model) is None:
         return base.encode(texts), tuned.encode(texts)

@@ -43,21 +43,32 @@ def available() -> bool:
 
 
 class _Pooled(torch.nn.Module):
-    """The classifier's ``embed``: mean pooling over the mask, then L2 normalisation."""
+    """The classifier's ``embed``: mean pooling over the mask, then L2 normalisation (and
+    a middle block's pool beside the last one's where the head reads it)."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, middle: Any = None) -> None:
         super().__init__()
         self.model = model
+        self.middle = middle
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.model(
+        output = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
             token_type_ids=torch.zeros_like(input_ids),
-        ).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled, dim=-1)
+            output_hidden_states=self.middle is not None,
+        )
+        pooled = _pool(output.last_hidden_state, attention_mask)
+        if self.middle is None:
+            return pooled
+        lower = _pool(output.hidden_states[self.middle.index], attention_mask)
+        return torch.cat([pooled, self.middle.weight * lower], dim=-1)
+
+
+def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
 
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -69,8 +80,9 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def export(model: torch.nn.Module, tokenizer: Any, path: Path) -> Path:
-    """Write ``model``'s pooled, normalised embedding as ONNX to ``path`` (atomically)."""
+def export(model: torch.nn.Module, tokenizer: Any, path: Path, middle: Any = None) -> Path:
+    """Write ``model``'s pooled, normalised embedding (with ``middle``: the head's
+    features, ``shared.classifier.embedding.embed``) as ONNX to ``path`` (atomically)."""
     previous = getattr(model.config, "_attn_implementation", None)
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
@@ -86,7 +98,7 @@ def export(model: torch.nn.Module, tokenizer: Any, path: Path) -> Path:
         try:
             with torch.inference_mode(False), torch.no_grad():
                 torch.onnx.export(
-                    _Pooled(model).eval(),
+                    _Pooled(model, middle).eval(),
                     (sample["input_ids"], sample["attention_mask"]),
                     scratch,
                     input_names=["input_ids", "attention_mask"],
@@ -155,11 +167,14 @@ def accelerate(classifier: Any, cache_dir: str | Path) -> bool:
     if model_device(classifier.model).type != "cpu":
         return False
     try:
-        # Same weights, same file: a head-only model shares the base model's export.
-        path = Path(cache_dir) / f"encoder-{weights_fingerprint(classifier.model)}.onnx"
+        # Same weights, same file: a head-only model shares the base model's export
+        # (unless its head also reads a middle block: then it has its own).
+        middle = classifier.middle_layer
+        reads = "" if middle is None else f"-block{middle.index}x{middle.weight:g}"
+        path = Path(cache_dir) / f"encoder-{weights_fingerprint(classifier.model)}{reads}.onnx"
         with _export_lock:
             if not path.exists():
-                export(classifier.model, classifier.tokenizer, path)
+                export(classifier.model, classifier.tokenizer, path, middle)
                 logger.info("exported %s to %s", classifier.version, path)
             runtime = _sessions.get(path)
             if runtime is None:

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -129,6 +130,17 @@ def head_run(banking, tmp_path_factory) -> tuple[dict, dict]:
     return _train_and_evaluate(banking, tmp_path_factory.mktemp("head"), "head")
 
 
+@pytest.fixture(scope="module")
+def last_layer_head_run(banking, tmp_path_factory) -> tuple[dict, dict]:
+    """Method head reading the last layer alone, as lora does: what a lora run whose
+    adapter never beat the frozen encoder must reproduce."""
+    from worker.fine_tuning import embedding_trainer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(embedding_trainer.RECIPE, "middle_layer_weight", None)
+        return _train_and_evaluate(banking, tmp_path_factory.mktemp("last"), "head")
+
+
 def test_head_method_is_deterministic_for_a_seed(head_run, banking, tmp_path) -> None:
     _, first = head_run
     _, second = _train_and_evaluate(banking, tmp_path / "b", "head")
@@ -176,15 +188,15 @@ def test_the_model_in_use_is_scored_on_the_test_texts_it_did_not_train_on(
 
 
 def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
-    head_run, banking, tmp_path
+    head_run, last_layer_head_run, banking, tmp_path
 ) -> None:
     # A learning rate 1000x the nominal one wrecks the encoder in the first epoch, so
     # the validation loss never beats the start (the head fitted on the frozen encoder).
     info, results = _train_and_evaluate(banking, tmp_path, "lora", lora_lr_multiplier=1000.0)
     assert info["best_epoch"] == 0 and info["epochs_run"] >= 1
     assert min(info["val_loss"]) > info["start_val_loss"]
-    assert results["predictions"] == head_run[1]["predictions"]
-    assert results["accuracy"] == head_run[1]["accuracy"]
+    assert results["predictions"] == last_layer_head_run[1]["predictions"]
+    assert results["accuracy"] == last_layer_head_run[1]["accuracy"]
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
     assert "No adapter epoch beat it on the validation set" in card
     head = info["linear_head"]
@@ -201,7 +213,7 @@ def test_lora_keeps_the_head_start_when_no_adapter_epoch_beats_it(
 
 
 def test_an_adapter_that_memorised_its_texts_gets_the_frozen_encoders_confidence(
-    head_run, banking, tmp_path
+    last_layer_head_run, banking, tmp_path
 ) -> None:
     # 100x the nominal learning rate: the adapter learns its 7 texts per category by
     # heart (validation still improves at first, so an epoch is kept). Each fold of the
@@ -209,7 +221,8 @@ def test_an_adapter_that_memorised_its_texts_gets_the_frozen_encoders_confidence
     info, results = _train_and_evaluate(banking, tmp_path, "lora", lora_lr_multiplier=100.0)
     assert info["best_epoch"] >= 1
     head = info["linear_head"]
-    frozen = head_run[0]["linear_head"]["calibration"]  # same texts, frozen encoder, seed 0
+    # same texts, frozen encoder read as lora reads it, seed 0
+    frozen = last_layer_head_run[0]["linear_head"]["calibration"]
     assert head["calibration"] == frozen
     assert head["uncapped_calibration"] > 10 * frozen
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
@@ -322,7 +335,10 @@ def test_a_long_labelled_text_trains_the_head_as_the_classifier_sees_it(
     assert len(base_classifier.tokenizer(LONG_TEXT)["input_ids"]) > config.max_length
     tuned = _fine_tuned_on(texts, config, base_classifier, tmp_path / "a")
 
-    similarity = float(tuned.encode([LONG_TEXT])[0] @ fitted[-1][2])
+    served = tuned.encode([LONG_TEXT])[0].double().numpy()
+    # The fit on the features the classifier reads (head may add a middle block's).
+    trained = next(row[2] for row in reversed(fitted) if row.shape[1] == served.shape[0])
+    similarity = float(served @ trained / (np.linalg.norm(served) * np.linalg.norm(trained)))
 
     assert similarity == pytest.approx(1.0, abs=1e-4)
     assert tuned.classify([LONG_TEXT], CARDS_AND_TRANSFERS)[0].label == "cards"

@@ -40,6 +40,23 @@ def test_one_export_per_set_of_weights(base, tmp_path):
     assert other.runtime is base.runtime
 
 
+def test_a_head_reading_a_middle_block_gets_its_own_export_with_the_same_features(tmp_path):
+    from shared.classifier.embedding import MiddleLayer
+
+    labels, examples, _ = labelled_slice(SHARED_DATA / "hwu.csv", 6, 0, seed=4)
+    texts = [example["text"] for example in examples]
+    plain = load_base_classifier(default_base_model())
+    reading = load_base_classifier(default_base_model())
+    reading.middle_layer = MiddleLayer(3, 0.5)
+    expected = reading.encode(texts)
+    assert expected.shape == (len(texts), 768)
+
+    assert onnx_encoder.accelerate(plain, tmp_path) and onnx_encoder.accelerate(reading, tmp_path)
+    assert len(list(tmp_path.glob("encoder-*.onnx"))) == 2  # same weights, other outputs
+    assert (reading.encode(texts) - expected).abs().max() < 1e-4
+    assert plain.encode(texts).shape == (len(texts), 384)
+
+
 def test_a_failed_export_leaves_the_classifier_on_torch(tmp_path, monkeypatch):
     classifier = load_base_classifier(default_base_model())
     before = classifier.encode(["the bins were not emptied"])

@@ -159,7 +159,10 @@ def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, sess
             "adapted_blocks": "every block",
             "train_loss": [1.0] * 5,
             "val_loss": [1.0] * 5,
-            "linear_head": {"descriptions_as_examples": True},
+            "linear_head": {
+                "descriptions_as_examples": True,
+                "middle_layer": {"block": 3, "weight": 0.5},
+            },
         },
     }
     kept_start = completed_run(session)
@@ -186,6 +189,10 @@ def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, sess
     # The head did better without the categories' descriptions: the admin is told.
     assert 'data-role="descriptions-not-used"' in start_html
     assert 'data-role="descriptions-not-used"' not in trained_html
+    # The head reads a middle block of the encoder: said where it does, not elsewhere.
+    assert 'data-role="middle-layer"' in trained_html
+    assert "The model reads block 3 of the encoder" in trained_html
+    assert 'data-role="middle-layer"' not in start_html
 
 
 def test_run_details_compare_the_run_with_the_model_that_was_in_use(logged_in, session):

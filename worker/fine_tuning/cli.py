@@ -252,6 +252,8 @@ def _train(
         descriptions_as_examples=(results["training"].get("linear_head") or {}).get(
             "descriptions_as_examples"
         ),
+        # {"block", "weight"}: the head also reads that block's pool (None: the last layer).
+        middle_layer=(results["training"].get("linear_head") or {}).get("middle_layer"),
         reasons=results["verdict"]["reasons"],
         warnings=results["quality"]["warnings"],
         adapter_dir=str(adapter_dir),

@@ -312,12 +312,9 @@ def _evaluate(
     labels = [spec.name for spec in specs]
     unscaled_scored = None
     if hasattr(base, "encode") and hasattr(finetuned, "encode"):
-        if finetuned.model is base.model:
-            # Frozen encoder (method "head"): one encoding pass serves both models.
-            base_embeddings = tuned_embeddings = base.encode(texts)
-        else:
-            # LoRA on the top blocks: the bottom blocks run once for both models.
-            base_embeddings, tuned_embeddings = encode_both(base, finetuned, texts)
+        # One encoding pass for both models when the encoder is frozen (method "head");
+        # with LoRA on the top blocks, the bottom blocks run once for both.
+        base_embeddings, tuned_embeddings = encode_both(base, finetuned, texts)
         base_scored = predictions_from_scores(
             base.score(texts, specs, base_embeddings).tolist(), specs
         )

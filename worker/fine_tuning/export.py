@@ -194,6 +194,16 @@ def model_card(
                 f"its confidence calibrated by a temperature of {head.get('temperature')} "
                 f"fitted on {head.get('calibration_folds')}-fold cross-fitted scores."
             )
+            middle = head.get("middle_layer")
+            if middle:
+                lines.append(
+                    f"The head reads the encoder's block {middle['block']} beside its last "
+                    f"layer (mean-pooled, weight {middle['weight']}): on texts each fold did "
+                    f"not see it did better so (cross-fitted loss "
+                    f"{head.get('loss_with_middle_layer')} against "
+                    f"{head.get('loss_last_layer_only')} with the last layer alone). Sortloop "
+                    "before this format (2) cannot serve it."
+                )
             if head.get("uncapped_calibration"):
                 lines.append(
                     "The adapter trained on those texts, which makes them look easier than "

@@ -267,6 +267,17 @@ def fit_linear_head(
     )
 
 
+def best_head(heads: Sequence[LinearHead]) -> int:
+    """Index of the head whose calibrated cross-fitted loss is lowest, each fitted on its
+    own features of the same texts (the folds depend only on the classes and the seed,
+    so every head held out the same texts). The first wins a tie, and wherever a head
+    could not be cross-fitted (fewer than 2 texts in every category)."""
+    losses = [head.cross_fitted_loss for head in heads]
+    if not heads or any(loss is None for loss in losses):
+        return 0
+    return min(range(len(heads)), key=lambda index: (losses[index], index))
+
+
 def capped(head: LinearHead, limit: float) -> LinearHead:
     """``head`` with its multiplier at most ``limit``.
 
