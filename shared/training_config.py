@@ -8,9 +8,9 @@ from typing import Any
 
 # The default comes first. ``head`` (a calibrated logistic head on the frozen encoder)
 # is the default because ``lora`` (the same head on a LoRA-adapted encoder) did not beat
-# it by the 1 point it must, on the mean over three datasets: +0.3 at 8 per category
-# (banking topics, banking intents, hwu; 3 seeds each; bench/README.md), at 3-6 times
-# the training time. METHOD_NOTES says so where admins choose.
+# it by the 1 point it must, on the mean over three datasets: 0.0 at 8 per category and
+# -0.2 at 16 (banking topics, banking intents, hwu; 3 seeds each; bench/README.md), at
+# 3-8 times the training time. METHOD_NOTES says so where admins choose.
 METHODS = ("head", "lora")
 DEFAULT_METHOD = METHODS[0]
 METHOD_NOTES = {
@@ -20,8 +20,8 @@ METHOD_NOTES = {
     ),
     "lora": (
         "also adapts the encoder with LoRA before fitting the same head; measured on "
-        "three datasets it gains 0.3 points on average at 8 examples per category for "
-        "3-6 times the time, so it is not the default"
+        "three datasets it is no more accurate on average at 8 or 16 examples per "
+        "category and takes 3-8 times as long, so it is not the default"
     ),
 }
 LORA_RANKS = (8, 16, 32)
