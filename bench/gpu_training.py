@@ -11,10 +11,13 @@ about 32, 128 and 512 sequences per optimizer step, on
 with 64 examples x 8 categories (NLI: 512 text/hypothesis pairs per epoch),
 10 epochs, LoRA r=8 (q_proj/v_proj on BART). It prints JSON: seconds, steps,
 mean sequences per step, peak GPU memory and the memory still allocated after
-the engine's cleanup. Without CUDA it prints ``{"skipped": "no CUDA device"}``
-and exits 0.
+the engine's cleanup. First it runs the product's default recipe
+(``TrainingConfig()``, method ``head``) once on CUDA and once on the CPU, on the
+same split, to compare time and accuracy. Without CUDA it prints
+``{"skipped": "no CUDA device"}`` and exits 0.
 
     python bench/gpu_training.py                 # on a GPU machine
+    python bench/gpu_training.py --data FILE.csv # another labeled CSV (text,label,split)
     python bench/gpu_training.py --smoke         # CPU: the GPU recipe on a tiny BART (code path check)
 
 Not a test: nothing here is time-gated.
@@ -45,11 +48,11 @@ SEQUENCES_PER_STEP = (32, 128, 512)
 EPOCHS = 10
 
 
-def dataset() -> tuple[list[dict], list[dict], list[str]]:
+def dataset(data: Path = DATA) -> tuple[list[dict], list[dict], list[str]]:
     """64 training texts (8 x 8 categories) and a test set; banking.csv when present."""
     rng = random.Random(0)
-    if DATA.is_file():
-        with DATA.open(newline="", encoding="utf-8") as stream:
+    if data.is_file():
+        with data.open(newline="", encoding="utf-8") as stream:
             rows = list(csv.DictReader(stream))
         labels = sorted({row["label"] for row in rows})[:8]
         train, test = [], []
@@ -160,6 +163,43 @@ def one_run(model_path: str, kind: str, budget: int, train, test, labels, epochs
     }
 
 
+def default_method_run(model_path: str, train, test, labels, device: str) -> dict:
+    """One run of the product's default recipe (``TrainingConfig()``) on ``device``.
+
+    The same split on CPU and CUDA gives the accuracy to compare: the engine keeps
+    the frozen body in bf16 on CUDA and fp32 on the CPU.
+    """
+    import torch
+
+    from shared.classifier import CategorySpec
+    from shared.training_config import TrainingConfig
+    from worker.fine_tuning import devices, engine
+
+    config = TrainingConfig(device=device)
+    categories = [CategorySpec(label, label) for label in labels]
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
+        results = engine.run_all(
+            train, categories, model_path, config, Path(scratch) / "adapter", test=test
+        )
+    seconds = time.perf_counter() - started
+    training = results["training"]
+    return {
+        "method": config.method,
+        "seconds": round(seconds, 2),
+        "train_seconds": training["train_seconds"],
+        "eval_seconds": results["eval_seconds"],
+        "accuracy": round(results["accuracy"], 4),
+        "baseline_accuracy": round(results["baseline_accuracy"], 4),
+        "middle_layer": training.get("linear_head", {}).get("middle_layer"),
+        "peak_gpu_memory_mb_run": devices.peak_memory_mb(device),
+        "device": training["device"],
+    }
+
+
 def bench(models: list[tuple[str, str, str]], train, test, labels, epochs: int) -> dict:
     report: dict = {"examples": len(train), "categories": len(labels), "epochs": epochs}
     for name, path, kind in models:
@@ -180,12 +220,19 @@ def main() -> None:
         action="store_true",
         help="run the GPU recipe on the CPU with a tiny BART (checks the code path only)",
     )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="a labeled CSV (text,label,split); default ../shared/data/banking.csv "
+        "(synthetic texts when it is missing, as on a GPU host without ../shared)",
+    )
     args = parser.parse_args()
     import torch
 
     from shared.classifier import default_base_model
 
-    train, test, labels = dataset()
+    train, test, labels = dataset(args.data)
     if args.smoke:
         from worker.fine_tuning import devices
 
@@ -200,13 +247,21 @@ def main() -> None:
     report = {
         "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
+        "data": args.data.name if args.data.is_file() else "synthetic",
     }
+    minilm = default_base_model()
+    default_method_run(minilm, train, test, labels, "cuda")  # warm-up
+    report["default method, all-MiniLM-L6-v2"] = {
+        device: default_method_run(minilm, train, test, labels, device)
+        for device in ("cuda", "cpu")
+    }
+    print(json.dumps(report), file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
         bart = build_bart_large_nli(Path(scratch) / "bart-large-shaped")
         report.update(
             bench(
                 [
-                    ("all-MiniLM-L6-v2", default_base_model(), "embedding"),
+                    ("all-MiniLM-L6-v2", minilm, "embedding"),
                     ("bart-large-mnli-shaped (random)", bart, "nli"),
                 ],
                 train,

@@ -41,7 +41,9 @@ NO_TEST_TEXT = (
 ALL_LAYERS_FROM_PER_CATEGORY = 12
 ADAPTS = ("no block", "top block", "every block")
 DEVICES = ("auto", "cpu", "cuda")
-DEFAULT_MAX_BATCH_TOKENS = 8192  # ~256 bart-large NLI pairs (~14 GiB in bf16) or ~500 short texts
+# ~120 bart-large NLI pairs of short texts (~9 GB on an H200: ~1 GB per 1,000 padded
+# tokens, bench/README "GPU training") or ~500 short texts
+DEFAULT_MAX_BATCH_TOKENS = 8192
 
 
 @dataclass
