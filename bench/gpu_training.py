@@ -13,7 +13,9 @@ with 64 examples x 8 categories (NLI: 512 text/hypothesis pairs per epoch),
 mean sequences per step, peak GPU memory and the memory still allocated after
 the engine's cleanup. First it runs the product's default recipe
 (``TrainingConfig()``, method ``head``) once on CUDA and once on the CPU, on the
-same split, to compare time and accuracy. Without CUDA it prints
+same split, to compare time and accuracy; last, it times bulk classification of
+1,000 texts against the 8 categories on CUDA with each model (what compose's
+``worker-inference`` does with waiting submissions). Without CUDA it prints
 ``{"skipped": "no CUDA device"}`` and exits 0.
 
     python bench/gpu_training.py                 # on a GPU machine
@@ -200,6 +202,35 @@ def default_method_run(model_path: str, train, test, labels, device: str) -> dic
     }
 
 
+def inference_rate(
+    model_path: str, kind: str, texts: list[str], labels: list[str], device: str
+) -> dict:
+    """Bulk classification as the ``inference`` worker runs it: the base classifier on
+    ``device`` (bf16 on CUDA) scoring ``texts`` against every category, after a warm-up."""
+    import torch
+
+    from shared.classifier import CategorySpec, load_base_classifier
+
+    classifier = load_base_classifier(model_path, kind, device=device)
+    categories = [CategorySpec(label, label) for label in labels]
+    classifier.classify(texts[:32], categories)  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    classifier.classify(texts, categories)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - started
+    del classifier
+    return {
+        "texts": len(texts),
+        "categories": len(labels),
+        "seconds": round(seconds, 3),
+        "texts_per_s": round(len(texts) / seconds, 1),
+        "device": device,
+    }
+
+
 def bench(models: list[tuple[str, str, str]], train, test, labels, epochs: int) -> dict:
     report: dict = {"examples": len(train), "categories": len(labels), "epochs": epochs}
     for name, path, kind in models:
@@ -239,7 +270,12 @@ def main() -> None:
         devices.gpu_recipe = lambda device: True  # bf16 body + token-budget batches on CPU
         with tempfile.TemporaryDirectory(prefix="gpu-bench-smoke-") as scratch:
             tiny = build_bart_large_nli(Path(scratch) / "bart", layers=1, d_model=64)
-            print(json.dumps(bench([("tiny_bart_nli", tiny, "nli")], train, test, labels, 2)))
+            report = bench([("tiny_bart_nli", tiny, "nli")], train, test, labels, 2)
+            texts = [e["text"] for e in test]
+            report["inference"] = {
+                "tiny_bart_nli": inference_rate(tiny, "nli", texts, labels, "cpu")
+            }
+            print(json.dumps(report))
         return
     if not torch.cuda.is_available():
         print(json.dumps({"skipped": "no CUDA device"}))
@@ -270,6 +306,16 @@ def main() -> None:
                 EPOCHS,
             )
         )
+        # What compose's worker-inference does with waiting submissions, per model in use.
+        texts = [e["text"] for e in test] * 5  # 1,000 short texts
+        report["inference"] = {
+            name: inference_rate(path, kind, texts, labels, "cuda")
+            for name, path, kind in (
+                ("all-MiniLM-L6-v2", minilm, "embedding"),
+                ("bart-large-mnli-shaped (random)", bart, "nli"),
+            )
+        }
+        print(json.dumps(report["inference"]), file=sys.stderr, flush=True)
     print(json.dumps(report, indent=2))
 
 

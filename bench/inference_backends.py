@@ -5,6 +5,9 @@ scoring (batches of 64, the classifier's own batching), and, against the fp32 to
 model, the share of equal labels and the accuracy, zero-shot and with a calibrated
 head fitted at k=8 (seed 0) on fp32 embeddings, as the engine fits it. A backend is
 kept only where labels agree on >= 99 % and accuracy drops <= 0.5 points (issue 21).
+The ``*_middle`` backends compute the features of a head that also reads the middle
+block (adapter format 2): their head is fitted on those features, and they are
+compared with ``torch_middle``.
 
     python bench/inference_backends.py [--threads 2]
 """
@@ -34,16 +37,28 @@ def main() -> None:
     import torch
 
     from shared.classifier import default_base_model, load_base_classifier, onnx_encoder
+    from shared.classifier.embedding import MiddleLayer, middle_block
+    from worker.fine_tuning.embedding_trainer import RECIPE
     from worker.fine_tuning.linear_head import fit_linear_head
 
     torch.set_num_threads(args.threads)
+    cache = tempfile.mkdtemp()
     backends = {"torch": load_base_classifier(default_base_model())}
     backends["onnx"] = load_base_classifier(default_base_model())
-    assert onnx_encoder.accelerate(backends["onnx"], tempfile.mkdtemp())
+    assert onnx_encoder.accelerate(backends["onnx"], cache)
     backends["torch_int8"] = load_base_classifier(default_base_model())
     backends["torch_int8"].model = torch.ao.quantization.quantize_dynamic(
         copy.deepcopy(backends["torch"].model), {torch.nn.Linear}, dtype=torch.qint8
     )
+    middle = MiddleLayer(
+        middle_block(backends["torch"].model, RECIPE["middle_layer_fraction"]),
+        RECIPE["middle_layer_weight"],
+    )
+    for name in ("torch_middle", "onnx_middle"):
+        backends[name] = load_base_classifier(default_base_model())
+        backends[name].middle_layer = middle
+    assert onnx_encoder.accelerate(backends["onnx_middle"], cache)
+    width = backends["torch"].encode(["width"]).shape[1]  # the last layer's columns
     report: dict = {"threads": args.threads, "datasets": {}}
     for dataset in lc.DATASETS:
         rows = lc.load_rows(dataset)
@@ -54,28 +69,33 @@ def main() -> None:
         truth = np.array([index[e["label"]] for e in test])
         train, val = lc.training_sample(rows, 8, 0)
         examples = train + val
-        reference = backends["torch"]
-        head = fit_linear_head(
-            reference.encode([e["text"] for e in examples]).numpy(),
-            np.array([index[e["label"]] for e in examples]),
-            reference.encode(labels).numpy(),
-            seed=0,
-        )
+        heads = {
+            reference: fit_linear_head(
+                backends[reference].encode([e["text"] for e in examples]).numpy(),
+                np.array([index[e["label"]] for e in examples]),
+                backends[reference].encode(labels).numpy(),
+                seed=0,
+            )
+            for reference in ("torch", "torch_middle")
+        }
         results, predicted = {}, {}
         for name, classifier in backends.items():
+            reference = "torch_middle" if name.endswith("_middle") else "torch"
             classifier.encode(texts[:64])  # warm
             started = time.perf_counter()
             embeddings = classifier.encode(texts).numpy()
             seconds = time.perf_counter() - started
             descriptions = classifier.encode(labels).numpy()
             predicted[name] = {
-                "zero_shot": (embeddings @ descriptions.T).argmax(1),
-                "head": head.logits(embeddings).argmax(1),
+                # zero-shot compares the last layer's pools alone
+                "zero_shot": (embeddings[:, :width] @ descriptions[:, :width].T).argmax(1),
+                "head": heads[reference].logits(embeddings).argmax(1),
             }
             results[name] = {"texts_per_s": round(len(texts) / seconds, 1)}
         for name in backends:
+            reference = "torch_middle" if name.endswith("_middle") else "torch"
             for scorer in ("zero_shot", "head"):
-                mine, base = predicted[name][scorer], predicted["torch"][scorer]
+                mine, base = predicted[name][scorer], predicted[reference][scorer]
                 results[name][f"{scorer}_agreement"] = round(float((mine == base).mean()), 4)
                 results[name][f"{scorer}_accuracy"] = round(float((mine == truth).mean()), 4)
         report["datasets"][dataset] = {"num_texts": len(texts), **results}
