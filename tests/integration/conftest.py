@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import migrations
@@ -164,8 +165,18 @@ def empty_tables(request, engine) -> None:
     if "postgres_url" not in request.fixturenames and "engine" not in request.fixturenames:
         return
     names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    # The session's Celery worker (or a task of the previous test still finishing)
+    # may read two tables while TRUNCATE locks them one by one: PostgreSQL then
+    # breaks the deadlock by failing one side. When that side is us, try again.
+    for attempt in range(5):
+        try:
+            with engine.begin() as connection:
+                connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            return
+        except OperationalError as error:
+            if getattr(error.orig, "sqlstate", None) != "40P01" or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
 
 @pytest.fixture
