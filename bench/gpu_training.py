@@ -116,12 +116,31 @@ def token_budget(model_path: str, kind: str, train: list[dict], labels: list[str
     return max(64, n * width)
 
 
-def one_run(model_path: str, kind: str, budget: int, train, test, labels, epochs: int) -> dict:
+def timed_run(model_path: str, config, train, test, labels) -> tuple[dict, float]:
+    """``engine.run_all`` with ``config`` (every category named by its label), its wall
+    time, and the GPU's peak memory counted from its start."""
     import torch
 
     from shared.classifier import CategorySpec
+    from worker.fine_tuning import engine
+
+    categories = [CategorySpec(label, label) for label in labels]
+    if config.device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
+        results = engine.run_all(
+            train, categories, model_path, config, Path(scratch) / "adapter", test=test
+        )
+    if config.device == "cuda":
+        torch.cuda.synchronize()
+    return results, time.perf_counter() - started
+
+
+def one_run(model_path: str, kind: str, budget: int, train, test, labels, epochs: int) -> dict:
     from shared.training_config import TrainingConfig
-    from worker.fine_tuning import devices, engine
+    from worker.fine_tuning import devices
 
     device = devices.resolve_device("auto")
     config = TrainingConfig(
@@ -134,18 +153,7 @@ def one_run(model_path: str, kind: str, budget: int, train, test, labels, epochs
         target_modules=["q_proj", "v_proj"] if kind == "nli" else None,
         device=device,
     )
-    categories = [CategorySpec(label, label) for label in labels]
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
-        results = engine.run_all(
-            train, categories, model_path, config, Path(scratch) / "adapter", test=test
-        )
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - started
+    results, seconds = timed_run(model_path, config, train, test, labels)
     training = results["training"]
     sequences = len(training["train_loss"]) and (
         training["num_train"] * training["epochs_run"] * (len(labels) if kind == "nli" else 1)
@@ -171,23 +179,11 @@ def default_method_run(model_path: str, train, test, labels, device: str) -> dic
     The same split on CPU and CUDA gives the accuracy to compare: the engine keeps
     the frozen body in bf16 on CUDA and fp32 on the CPU.
     """
-    import torch
-
-    from shared.classifier import CategorySpec
     from shared.training_config import TrainingConfig
-    from worker.fine_tuning import devices, engine
+    from worker.fine_tuning import devices
 
     config = TrainingConfig(device=device)
-    categories = [CategorySpec(label, label) for label in labels]
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gpu-bench-") as scratch:
-        results = engine.run_all(
-            train, categories, model_path, config, Path(scratch) / "adapter", test=test
-        )
-    seconds = time.perf_counter() - started
+    results, seconds = timed_run(model_path, config, train, test, labels)
     training = results["training"]
     return {
         "method": config.method,

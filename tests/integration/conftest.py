@@ -19,12 +19,11 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared import migrations
 from shared.config import Config
-from shared.db import make_engine, make_session_factory
+from shared.db import make_engine, make_session_factory, retry_through_outage
 from shared.models import Base
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -165,18 +164,17 @@ def empty_tables(request, engine) -> None:
     if "postgres_url" not in request.fixturenames and "engine" not in request.fixturenames:
         return
     names = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    statement = text(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+
+    def empty() -> None:
+        with engine.begin() as connection:
+            connection.execute(statement)
+
     # The session's Celery worker (or a task of the previous test still finishing)
-    # may read two tables while TRUNCATE locks them one by one: PostgreSQL then
-    # breaks the deadlock by failing one side. When that side is us, try again.
-    for attempt in range(5):
-        try:
-            with engine.begin() as connection:
-                connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-            return
-        except OperationalError as error:
-            if getattr(error.orig, "sqlstate", None) != "40P01" or attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    # may read two tables while TRUNCATE locks them one by one; PostgreSQL then fails
+    # one side of the deadlock. When that side is us, the product's own retry (with
+    # its backoff, which lets the worker's transaction end first) empties them again.
+    retry_through_outage(empty, patience=10, what="emptying the test tables")
 
 
 @pytest.fixture
