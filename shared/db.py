@@ -16,6 +16,10 @@ T = TypeVar("T")
 FIRST_RETRY_DELAY = 0.25  # seconds; doubles up to MAX_RETRY_DELAY
 MAX_RETRY_DELAY = 5.0
 CONNECT_TIMEOUT_SECONDS = 10  # a database that does not answer is an outage, not a hang
+# SQLSTATEs of a transaction PostgreSQL ended so that another could finish (a deadlock, a
+# serialization failure): the database is up, and the same work repeated succeeds once
+# the other transaction is done. Retried like an outage, and named for what it is.
+CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
 class DatabaseOutage(Exception):
@@ -30,6 +34,13 @@ def is_outage(error: BaseException) -> bool:
     return isinstance(error, exc.OperationalError | exc.InterfaceError | exc.DisconnectionError)
 
 
+def is_conflict(error: BaseException) -> bool:
+    """Whether ``error`` is PostgreSQL ending this transaction for another's sake (a
+    deadlock or a serialization failure): retryable, but not an outage."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) in CONFLICT_SQLSTATES
+
+
 def retry_through_outage(
     transaction: Callable[[], T],
     *,
@@ -40,7 +51,9 @@ def retry_through_outage(
 ) -> T:
     """Run ``transaction`` (a whole unit of work in its own session, safe to repeat) and
     repeat it with backoff while the database is unreachable, for up to ``patience``
-    seconds; then raise DatabaseOutage saying what could not be written."""
+    seconds; then raise DatabaseOutage saying what could not be written. A transaction
+    PostgreSQL ended for another's sake (``is_conflict``: a deadlock) is repeated the
+    same way, and logged and reported as a conflict, not as the database being down."""
     started = clock()
     delay = FIRST_RETRY_DELAY
     while True:
@@ -49,15 +62,21 @@ def retry_through_outage(
         except Exception as error:
             if not is_outage(error):
                 raise
+            conflict = is_conflict(error)
             waited = clock() - started
             if waited >= patience:
+                state = (
+                    "kept ending this work in conflicts with other transactions"
+                    if conflict
+                    else "was unreachable"
+                )
                 raise DatabaseOutage(
-                    f"the database was unreachable for more than {patience:g} s ({what})"
+                    f"the database {state} for more than {patience:g} s ({what})"
                 ) from error
             reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             logger.warning(
-                "database unreachable what=%s waited=%.1fs retry_in=%.2fs error=%s",
-                what, waited, delay, reason[:200],
+                "database %s what=%s waited=%.1fs retry_in=%.2fs error=%s",
+                "conflict" if conflict else "unreachable", what, waited, delay, reason[:200],
             )  # fmt: skip
             sleep(min(delay, max(0.0, patience - waited)))
             delay = min(delay * 2, MAX_RETRY_DELAY)

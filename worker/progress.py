@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.db import DatabaseOutage, is_outage, session_scope
+from shared.db import DatabaseOutage, is_conflict, is_outage, session_scope
 from shared.models import FineTuningRun, utcnow
 
 logger = logging.getLogger(__name__)
@@ -130,8 +130,10 @@ class ProgressWriter:
                 f"{self.outage_patience_seconds:g} s (writing progress)"
             ) from error
         logger.warning(
-            "run=%s progress not written: database unreachable for %.1fs",
-            self.run_id, now - self._outage_since,
+            "run=%s progress not written: %s for %.1fs",
+            self.run_id,
+            "database conflict" if is_conflict(error) else "database unreachable",
+            now - self._outage_since,
         )  # fmt: skip
 
     def should_cancel(self) -> bool:

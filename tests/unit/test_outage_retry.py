@@ -114,3 +114,27 @@ def test_training_goes_on_through_a_short_outage_and_stops_past_the_patience(ses
     now[0] += 0.35  # the outage outlasts the patience
     with pytest.raises(DatabaseOutage, match="more than 0.3 s"):
         writer("training", 5, 10, 1, 0.5, None)
+
+
+def deadlock() -> exc.OperationalError:
+    import psycopg.errors
+
+    return exc.OperationalError(
+        "UPDATE runs", None, psycopg.errors.DeadlockDetected("deadlock detected")
+    )
+
+
+def test_a_conflict_is_retried_and_named_a_conflict_not_an_outage(caplog):
+    clock = FakeClock()
+
+    def transaction() -> None:
+        raise deadlock()
+
+    with pytest.raises(DatabaseOutage, match=r"kept ending this work in conflicts") as raised:
+        retry_through_outage(
+            transaction, patience=10, what="recording", sleep=clock.sleep, clock=clock
+        )
+    assert "unreachable" not in str(raised.value)
+    assert len(clock.sleeps) > 1, "it was retried"
+    assert all("database conflict" in r.getMessage() for r in caplog.records)
+    assert caplog.records
