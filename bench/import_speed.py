@@ -13,7 +13,7 @@ Phases, each on emptied tables, wall time of the whole command including its sta
 Also the classification alone, in this process after warm-up (texts/s per batch size).
 Prints one JSON object (and writes it to bench/results/import_speed.json).
 
-    python bench/import_speed.py [--texts 1000] [--env KEY=VALUE ...]
+    python bench/import_speed.py [--texts 1000] [--env KEY=VALUE ...] [--output FILE]
 """
 
 from __future__ import annotations
@@ -83,6 +83,16 @@ def classified_count(url: str) -> tuple[int, int]:
     return total, done
 
 
+def worker_batches(log: Path, skip_lines: int) -> list[tuple[int, float]]:
+    """(texts, seconds) of each ``classify_pending`` batch the worker logged after the
+    first ``skip_lines`` lines of its log."""
+    import re
+
+    lines = log.read_text().splitlines()[skip_lines:]
+    found = (re.search(r"classify_pending batch=(\d+) seconds=([\d.]+)", line) for line in lines)
+    return [(int(m.group(1)), float(m.group(2))) for m in found if m]
+
+
 def classification_only(env: dict[str, str], texts: list[str]) -> dict:
     """texts/s of the model alone (warm), per batch size, in this process."""
     from shared.config import Config
@@ -109,6 +119,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=1000)
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for every process")
+    parser.add_argument("--output", default="import_speed.json", help="a file in bench/results")
     args = parser.parse_args()
 
     name, url = create_database()
@@ -160,12 +171,21 @@ def main() -> None:
         empty_submissions(url)
         run([sortloop, "import-submissions", str(small), "--on-worker"], env)  # a warm worker
         empty_submissions(url)
+        log.flush()
+        logged_before = (scratch / "worker.log").read_text().count("\n")
         seconds = run([sortloop, "import-submissions", str(csv_path), "--on-worker"], env)
         total, done = classified_count(url)
         assert total == done == len(texts), (total, done)
+        batches = worker_batches(scratch / "worker.log", logged_before)
         result["phases"]["on_worker"] = {
             "seconds": seconds,
             "texts_per_s": round(total / seconds, 1),
+            # the worker's own rate: its batches' texts over their seconds (the model and
+            # the database writes; not the command's start-up nor the hand-over)
+            "worker_texts_per_s": round(
+                sum(n for n, _ in batches) / max(1e-9, sum(t for _, t in batches)), 1
+            ),
+            "worker_batches": batches,
         }
         result["classification_only"] = classification_only(env, texts)
         from shared import compute
@@ -175,6 +195,8 @@ def main() -> None:
         result["cores"] = compute.available_cores()
         result["worker_batch_size"] = config.worker_batch_size
         result["inference_backend"] = config.inference_backend
+        # what the worker and the command encode in (the web tier: always fp32)
+        result["batch_precision"] = compute.batch_precision(config)
         result["cpu_worker_threads"] = compute.plan_for("cpu", config, concurrency=1).torch_threads
     finally:
         if worker is not None:
@@ -183,7 +205,7 @@ def main() -> None:
         redis.terminate()
         redis.wait(timeout=30)
         drop_database(name)
-    out = REPO / "bench" / "results" / "import_speed.json"
+    out = REPO / "bench" / "results" / args.output
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 

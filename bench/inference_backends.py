@@ -1,15 +1,17 @@
-"""The analyzer's encoder on torch (fp32), ONNX Runtime (fp32) and torch int8: speed and parity.
+"""The analyzer's encoder on torch (fp32), ONNX Runtime (fp32), torch int8 and torch under
+bf16 autocast: speed and parity.
 
 On each dataset's fixed test texts (the learning-curve protocol): texts/s of batch
-scoring (batches of 64, the classifier's own batching), and, against the fp32 torch
+scoring (batches of 64 by default, the classifier's own batching), and, against the fp32 torch
 model, the share of equal labels and the accuracy, zero-shot and with a calibrated
 head fitted at k=8 (seed 0) on fp32 embeddings, as the engine fits it. A backend is
 kept only where labels agree on >= 99 % and accuracy drops <= 0.5 points (issue 21).
 The ``*_middle`` backends compute the features of a head that also reads the middle
 block (adapter format 2): their head is fitted on those features, and they are
-compared with ``torch_middle``.
+compared with ``torch_middle``. ``torch_bf16`` and ``bf16_middle`` are batch work's
+precision on a CPU with native bf16 (``SORTLOOP_BATCH_PRECISION``).
 
-    python bench/inference_backends.py [--threads 2]
+    python bench/inference_backends.py [--threads 2] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ sys.path.insert(0, str(REPO / "bench"))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
 
     import learning_curve as lc
@@ -54,12 +57,18 @@ def main() -> None:
         middle_block(backends["torch"].model, RECIPE["middle_layer_fraction"]),
         RECIPE["middle_layer_weight"],
     )
-    for name in ("torch_middle", "onnx_middle"):
+    for name in ("torch_middle", "onnx_middle", "bf16_middle"):
         backends[name] = load_base_classifier(default_base_model())
         backends[name].middle_layer = middle
     assert onnx_encoder.accelerate(backends["onnx_middle"], cache)
+    # Batch work's precision on a CPU with native bf16 (SORTLOOP_BATCH_PRECISION).
+    backends["torch_bf16"] = load_base_classifier(default_base_model())
+    for name in ("torch_bf16", "bf16_middle"):
+        backends[name].autocast = torch.bfloat16
+    for classifier in backends.values():
+        classifier.batch_size = args.batch_size
     width = backends["torch"].encode(["width"]).shape[1]  # the last layer's columns
-    report: dict = {"threads": args.threads, "datasets": {}}
+    report: dict = {"threads": args.threads, "batch_size": args.batch_size, "datasets": {}}
     for dataset in lc.DATASETS:
         rows = lc.load_rows(dataset)
         labels = lc.labels_of(rows)

@@ -214,6 +214,14 @@ class Config:
             "help": "onnx (ONNX Runtime, same labels, faster; torch when not installed) or torch",
         },
     )
+    batch_precision: str = field(
+        default="auto",
+        metadata={
+            "env": "SORTLOOP_BATCH_PRECISION",
+            "help": "batch work's encoder precision on a CPU: auto (bf16 where the CPU "
+            "computes it natively, else fp32), bf16 or fp32",
+        },
+    )
     web_workers: int = field(
         default=0,
         metadata={
@@ -378,6 +386,10 @@ class Config:
         if self.inference_backend not in ("onnx", "torch"):
             raise ConfigError(
                 f"SORTLOOP_INFERENCE_BACKEND={self.inference_backend!r}: use onnx or torch"
+            )
+        if self.batch_precision not in ("auto", "bf16", "fp32"):
+            raise ConfigError(
+                f"SORTLOOP_BATCH_PRECISION={self.batch_precision!r}: use auto, bf16 or fp32"
             )
         if not 0 <= self.training_nice <= 19:
             raise ConfigError("SORTLOOP_TRAINING_NICE must be from 0 to 19")

@@ -301,6 +301,10 @@ class EmbeddingClassifier:
         # The encoder's forward pass on another runtime (``onnx_encoder.accelerate``):
         # a callable from a tokenised batch to normalised embeddings. None: torch.
         self.runtime: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+        # A lower precision the encoder's forward pass runs in on the CPU under autocast
+        # (batch work on a CPU with native bf16: ``shared.compute.batch_precision``);
+        # pooling stays fp32. None: the weights' own precision.
+        self.autocast: torch.dtype | None = None
         self._lock = threading.Lock()
         self._description_cache: dict[str, torch.Tensor] = {}
 
@@ -310,7 +314,11 @@ class EmbeddingClassifier:
         if not texts:
             return torch.zeros(0, 0)
         runtime, middle = self.runtime, self.middle_layer
-        with torch.inference_mode():
+        lower = self.autocast if runtime is None else None
+        with (
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=lower or torch.bfloat16, enabled=lower is not None),
+        ):
             return _in_text_order(
                 [
                     (order, runtime(batch) if runtime else embed(self.model, batch, middle).cpu())

@@ -32,6 +32,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared import compute
 from shared.classifier.base import CategorySpec, Classifier, Prediction
 from shared.classifier.identity import base_model_label, base_model_version, run_version
 from shared.config import Config
@@ -157,6 +158,11 @@ class ActiveModel:
         self._checked_at: float | None = None
         self._failed: tuple[ActiveModelRecord, str] | None = None
         self._lock = threading.Lock()  # one loader at a time; readers never wait for it
+        # Batch work on a CPU may encode in bf16 (SORTLOOP_BATCH_PRECISION); the web tier,
+        # which classifies one text at a time, never does.
+        self._batch_bf16 = (
+            owner != "web" and device == "cpu" and compute.batch_precision(config) == "bf16"
+        )
         self._watcher = Watcher(
             self.refresh,
             self.config.model_check_interval_seconds,
@@ -234,11 +240,17 @@ class ActiveModel:
     def process_info(self) -> dict[str, Any]:
         """This process's view of hot reload (``model-info`` reports it per process)."""
         loaded = self._loaded
-        runtime = getattr(loaded.classifier, "runtime", None) if loaded is not None else None
+        classifier = loaded.classifier if loaded is not None else None
+        if getattr(classifier, "runtime", None) is not None:
+            backend = "onnx"
+        elif getattr(classifier, "autocast", None) is not None:
+            backend = "torch-bf16"
+        else:
+            backend = "torch"
         return {
             "pid": os.getpid(),
             # What the model in use computes with now: "onnx" once its session is ready.
-            "inference_backend": "onnx" if runtime is not None else "torch",
+            "inference_backend": backend,
             "watching": self._watcher.alive,
             "check_interval_seconds": self.config.model_check_interval_seconds,
             "checked_at": _iso(self._last_check),
@@ -354,6 +366,14 @@ class ActiveModel:
 
     def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
         classifier = self._load_classifier(record, version)
+        if self._batch_bf16 and hasattr(classifier, "autocast"):
+            import torch
+
+            # Batch work (worker, CLI) on a CPU with native bf16: faster than ONNX
+            # Runtime fp32 at batch sizes, the same labels (shared.compute).
+            classifier.autocast = torch.bfloat16
+            logger.info("owner=%s model=%s encodes in bf16 (batch work)", self.owner, version)
+            return classifier
         if self.config.inference_backend == "onnx" and self.device == "cpu":
             from shared.classifier import onnx_encoder
             from shared.model_store.layout import onnx_cache_directory
