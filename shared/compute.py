@@ -22,10 +22,11 @@ product sets them, per role, at process start:
   36 s instead of 62 (bench/README.md, ``heavy_model.py``).
 
 Batch work (the ``inference`` queue's bulk classification, ``sortloop import-submissions``)
-also chooses its precision: on a CPU that computes bf16 natively (AVX512-BF16 or AMX),
-the embedding encoder runs under bf16 autocast, 1.6-1.8 times torch fp32 and 1.3-1.45
-times ONNX Runtime fp32 on 2 cores, with the same labels on 99.5-100 % of the texts of
-five real tasks, zero-shot and with the head (bench/README.md, ``inference_backends.py``).
+also chooses its precision (``batch_precision``): on a CPU that computes bf16 natively
+(AVX512-BF16 or AMX), the embedding encoder runs under bf16 autocast, 1.6-1.9 times
+torch fp32 and 1.3-1.5 times ONNX Runtime fp32 on 2 cores, with the same labels on
+99.5-100 % of the texts of five real tasks, zero-shot and with the head (bench/README.md,
+``inference_backends.py``). A cross-encoder only when asked (``SORTLOOP_BATCH_PRECISION=bf16``).
 The web tier keeps fp32 (ONNX Runtime): a single text is faster there (5.5 ms against
 9.5 ms), and a text's confidence does not depend on what else was in its batch.
 
@@ -41,6 +42,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+from shared.classifier.base import EMBEDDING
 from shared.config import Config
 
 logger = logging.getLogger(__name__)
@@ -138,9 +140,12 @@ def native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
 
-def batch_precision(config: Config) -> str:
-    """``bf16`` or ``fp32``: what batch work's embedding encoder computes in on a CPU
-    (``SORTLOOP_BATCH_PRECISION``; ``auto``: bf16 where ``native_bf16``)."""
+def batch_precision(config: Config, kind: str = EMBEDDING) -> str:
+    """``bf16`` or ``fp32``: what batch work's model of ``kind`` computes in on a CPU
+    (``SORTLOOP_BATCH_PRECISION``). ``auto`` takes bf16 for a sentence encoder where
+    ``native_bf16``, its labels checked on real data; a cross-encoder (``nli``) only when
+    ``bf16`` is asked for: bart-large-mnli's labels in bf16 could not be checked here
+    (its weights cannot be downloaded), though a GPU has always run it in bf16."""
     if config.batch_precision == "auto":
-        return "bf16" if native_bf16() else "fp32"
+        return "bf16" if kind == EMBEDDING and native_bf16() else "fp32"
     return config.batch_precision

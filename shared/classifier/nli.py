@@ -106,6 +106,10 @@ class NLIClassifier:
         self.max_length = max_length
         self.pair_batch_size = pair_batch_size
         self.entail = entailment_index(model.config)
+        # A lower precision the forward pass runs in on the CPU under autocast (batch work
+        # with SORTLOOP_BATCH_PRECISION=bf16: ``shared.compute.batch_precision``). None:
+        # the weights' own precision.
+        self.autocast: torch.dtype | None = None
         self._lock = threading.Lock()
 
     def hypotheses(self, categories: Sequence[CategorySpec]) -> list[str]:
@@ -117,7 +121,12 @@ class NLIClassifier:
         texts_per_batch = max(1, self.pair_batch_size // len(hypotheses))
         order = sorted(range(len(texts)), key=lambda index: len(texts[index]))
         rows: list[torch.Tensor] = []
-        with self._lock, torch.inference_mode():
+        lower = self.autocast
+        with (
+            self._lock,
+            torch.inference_mode(),
+            torch.autocast("cpu", dtype=lower or torch.bfloat16, enabled=lower is not None),
+        ):
             for start in range(0, len(order), texts_per_batch):
                 chunk = [texts[index] for index in order[start : start + texts_per_batch]]
                 batch = pair_batch(self.tokenizer, chunk, hypotheses, self.max_length)

@@ -158,11 +158,9 @@ class ActiveModel:
         self._checked_at: float | None = None
         self._failed: tuple[ActiveModelRecord, str] | None = None
         self._lock = threading.Lock()  # one loader at a time; readers never wait for it
-        # Batch work on a CPU may encode in bf16 (SORTLOOP_BATCH_PRECISION); the web tier,
-        # which classifies one text at a time, never does.
-        self._batch_bf16 = (
-            owner != "web" and device == "cpu" and compute.batch_precision(config) == "bf16"
-        )
+        # Batch work on a CPU may compute in bf16 (SORTLOOP_BATCH_PRECISION); the web
+        # tier, which classifies one text at a time, never does.
+        self._batch_work = owner != "web" and device == "cpu"
         self._watcher = Watcher(
             self.refresh,
             self.config.model_check_interval_seconds,
@@ -366,7 +364,12 @@ class ActiveModel:
 
     def _load(self, record: ActiveModelRecord, version: str) -> Classifier:
         classifier = self._load_classifier(record, version)
-        if self._batch_bf16 and hasattr(classifier, "autocast"):
+        kind = getattr(classifier, "kind", "")
+        if (
+            self._batch_work
+            and hasattr(classifier, "autocast")
+            and compute.batch_precision(self.config, kind) == "bf16"
+        ):
             import torch
 
             # Batch work (worker, CLI) on a CPU with native bf16: faster than ONNX

@@ -86,3 +86,34 @@ def test_batch_work_encodes_in_bf16_and_the_web_tier_never_does(config, session,
     classifier, _ = model.classifier()
     assert (classifier.autocast is torch.bfloat16) == (owner != "web")
     assert model.process_info()["inference_backend"] == expected
+
+
+def test_a_cross_encoder_computes_in_bf16_only_when_asked(config, monkeypatch):
+    monkeypatch.setattr(compute, "native_bf16", lambda: True)
+    assert compute.batch_precision(config, "nli") == "fp32", "auto: labels unchecked"
+    assert compute.batch_precision(config.with_overrides(batch_precision="bf16"), "nli") == "bf16"
+
+
+@pytest.mark.parametrize(("precision", "lowered"), [("auto", False), ("bf16", True)])
+def test_the_workers_cross_encoder_follows_the_setting(
+    config, session, tiny_bart, precision, lowered
+):
+    from shared.db import make_engine, make_session_factory
+    from shared.deployment.active_model import ActiveModel
+
+    model = ActiveModel(
+        config.with_overrides(
+            batch_precision=precision, base_model=str(tiny_bart), base_model_kind="nli"
+        ),
+        make_session_factory(make_engine(config.database_url)),
+        owner="worker",
+    )
+    categories = [CategorySpec("waste", "bins"), CategorySpec("roads", "potholes")]
+    result = model.classify(["the bins were not emptied", "a pothole"], categories)
+
+    assert len(result.predictions) == 2
+    assert all(0 < p.confidence <= 1 for p in result.predictions)
+    classifier, _ = model.classifier()
+    assert classifier.kind == "nli"
+    assert (classifier.autocast is torch.bfloat16) == lowered
+    assert model.process_info()["inference_backend"] == ("torch-bf16" if lowered else "torch")
