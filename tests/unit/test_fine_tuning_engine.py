@@ -359,3 +359,15 @@ def test_the_head_sees_texts_cut_where_the_classifier_cuts_even_with_a_larger_tr
     similarity = float(tuned.encode([very_long])[0] @ fitted[-1][1])
 
     assert similarity == pytest.approx(1.0, abs=1e-4)
+
+
+def test_lora_weighs_every_category_the_same_however_many_texts_it_has() -> None:
+    import torch
+
+    from worker.fine_tuning.embedding_trainer import balanced_weights
+
+    uneven = balanced_weights(torch.tensor([0, 0, 0, 1]), 3)  # category 2: no texts
+    assert torch.allclose(uneven, torch.tensor([4 / 6, 2.0, 0.0]))
+    # the weighted texts of each category add up to the same total
+    assert torch.isclose(uneven[0] * 3, uneven[1] * 1)
+    assert torch.equal(balanced_weights(torch.tensor([0, 1, 2, 0, 1, 2]), 3), torch.ones(3))

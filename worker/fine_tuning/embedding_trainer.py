@@ -70,6 +70,10 @@ logger = logging.getLogger(__name__)
 ZERO_SHOT_LOGIT_SCALE = math.log(20.0)
 SUPCON_TEMPERATURE = 0.1
 HEAD_STEPS_PER_EPOCH = 20
+# lora's cross-entropy weighs every category the same (``balanced_weights``), as the
+# head it ends with does (``linear_head.CLASS_WEIGHT``); with as many texts in every
+# category it changes nothing (measured on uneven sets: bench/README.md).
+CLASS_BALANCED = True
 # The embedding recipe (tuned on banking.csv, see bench/README.md).
 RECIPE: dict[str, Any] = {
     "temperature": 0.05,  # softness of the nearest-example maximum
@@ -206,6 +210,9 @@ class EmbeddingTrainer(BaseTrainer):
         )
         self.bank = torch.zeros(0, device=device)
         self.bank_classes = torch.zeros(0, dtype=torch.long, device=device)
+        # Each category's weight in the cross-entropy (``balanced_weights``): set with
+        # the training texts, None until then.
+        self.class_weight: torch.Tensor | None = None
         self.supcon_weight = 0.0
         # lora: the head's multiplier on the frozen encoder, fitted before the adapter
         # moves (``before_training``); it caps the tuned head's (``export``).
@@ -301,6 +308,10 @@ class EmbeddingTrainer(BaseTrainer):
         self._cache_prefix(self.val_set, pad_id)
         self.bank = self._embed_all(train_set, pad_id)
         self.bank_classes = torch.tensor(train_set["label"], dtype=torch.long, device=self.device)
+        if CLASS_BALANCED:
+            self.class_weight = balanced_weights(
+                self.bank_classes, len(self.descriptions["input_ids"])
+            )
         self.supcon_weight = supcon_weight(train_set["label"])
         if self.use_lora:  # the adapter is still zero: this is the frozen encoder's head
             from worker.fine_tuning.linear_head import fit_linear_head
@@ -352,7 +363,7 @@ class EmbeddingTrainer(BaseTrainer):
         )
         exclude[torch.arange(len(indices)), indices] = True
         logits = self._scores(embeddings, descriptions, exemplars, exclude)
-        loss = functional.cross_entropy(logits, batch["labels"])
+        loss = functional.cross_entropy(logits, batch["labels"], weight=self.class_weight)
         weight = self.supcon_weight
         if weight > 0:
             loss = loss + weight * _supervised_contrastive(
@@ -495,7 +506,9 @@ class EmbeddingTrainer(BaseTrainer):
                 raise TrainingCancelled("training was cancelled")
             for _ in range(HEAD_STEPS_PER_EPOCH):
                 loss = functional.cross_entropy(
-                    self._scores(self.bank, descriptions, self.bank, exclude), train_y
+                    self._scores(self.bank, descriptions, self.bank, exclude),
+                    train_y,
+                    weight=self.class_weight,
                 )
                 optimizer.zero_grad()
                 loss.backward()
@@ -650,6 +663,17 @@ class EmbeddingTrainer(BaseTrainer):
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def balanced_weights(classes: torch.Tensor, num_labels: int) -> torch.Tensor:
+    """Cross-entropy weight per category, ``texts / (categories with texts * its texts)``
+    (scikit-learn's "balanced", as the head is fitted): every category weighs the same
+    in the adapter's loss however many labelled texts it has; 1 for all on an even set."""
+    counts = torch.bincount(classes, minlength=num_labels).to(torch.float32)
+    present = counts > 0
+    weights = torch.zeros(num_labels, dtype=torch.float32, device=classes.device)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
 
 
 def supcon_weight(labels: Sequence[int]) -> float:
