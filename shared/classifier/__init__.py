@@ -196,6 +196,7 @@ def _build_finetuned(
             EmbeddingClassifier,
             LinearHead,
             MiddleLayer,
+            TokenBank,
         )
 
         labels = manifest.labels  # type: ignore[attr-defined]
@@ -212,6 +213,7 @@ def _build_finetuned(
             middle_layer = MiddleLayer(
                 int(head["middle_layer_index"]), float(head["middle_layer_weight"])
             )
+        token_bank = None
         if "linear_weight" in head:
             linear_head = LinearHead(
                 head["linear_weight"],
@@ -220,8 +222,12 @@ def _build_finetuned(
                 calibration=float(head["linear_calibration"]),
                 slope=float(head["zero_shot_slope"]),
                 intercept=float(head["zero_shot_intercept"]),
+                token_weight=float(head["token_weight"]) if "token_weight" in head else 0.0,
             )
             _check_head_width(model, linear_head, middle_layer)
+            if "token_bank" in head:
+                token_bank = TokenBank(head["token_bank"], head["token_bank_rows"], len(labels))
+                _check_bank_width(model, token_bank)
         return EmbeddingClassifier(
             tokenizer,
             model,  # type: ignore[arg-type]
@@ -238,6 +244,7 @@ def _build_finetuned(
             shared_layers=artifact.untouched_bottom_layers(lora_tensors, head),
             linear_head=linear_head,
             middle_layer=middle_layer,
+            token_bank=token_bank,
         )
     from shared.classifier.nli import NLIClassifier
 
@@ -249,6 +256,17 @@ def _build_finetuned(
         hypothesis_template=manifest.hypothesis_template or DEFAULT_HYPOTHESIS_TEMPLATE,  # type: ignore[attr-defined]
         pair_batch_size=64 if on_cpu else 512,
     )
+
+
+def _check_bank_width(model: object, bank: object) -> None:
+    """A token bank holds the last layer's token states: as wide as the model's."""
+    hidden = getattr(getattr(model, "config", None), "hidden_size", None)
+    width = bank.tokens.shape[1]  # type: ignore[attr-defined]
+    if hidden is not None and width != int(hidden):
+        raise ValueError(
+            f"the adapter's token bank is {width} wide, the base model's tokens {hidden}: "
+            "it was trained on another base model"
+        )
 
 
 def _check_head_width(model: object, head: object, middle: object) -> None:

@@ -13,6 +13,9 @@ A fine-tuned model is a directory (``MODELS_DIR/finetuned/run_<id>/``) holding:
   (rows in the order of ``labels``; it takes precedence); ``middle_layer_index`` and
   ``middle_layer_weight`` when that head also reads a middle block's pooled output
   (``shared.classifier.embedding.MiddleLayer``; its rows are then twice as wide);
+  ``token_bank`` ``[tokens, hidden]`` (fp16), ``token_bank_rows`` ``[tokens]`` (index
+  into ``labels``) and ``token_weight`` when the head also matches a text's tokens with
+  each category's (``shared.classifier.embedding.TokenBank``);
   ``params.<name>`` (replacement parameters, e.g. the NLI classification head) for the
   ``head`` method on NLI models.
 - ``adapter_config.json`` — peft's LoRA config fields plus a ``sortloop`` block:
@@ -34,9 +37,11 @@ ADAPTER_CONFIG = "adapter_config.json"
 HEAD_PREFIX = "sortloop_head."
 # The newest format this Sortloop reads. A model is written at the oldest format that
 # holds it, so an earlier Sortloop still serves what it can: 1 for every model, 2 for a
-# head that reads a middle block (an earlier Sortloop would score it wrongly: it refuses).
-FORMAT_VERSION = 2
+# head that reads a middle block (an earlier Sortloop would score it wrongly: it refuses),
+# 3 for a head with a token bank (an earlier Sortloop would ignore its word matches).
+FORMAT_VERSION = 3
 MIDDLE_LAYER_FORMAT = 2
+TOKEN_BANK_FORMAT = 3
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<part>[AB])\.weight$")
 
 

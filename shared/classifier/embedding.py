@@ -9,7 +9,9 @@ a category scores by its description plus a soft nearest example.
 
 A head may read a middle block's pooled output beside the last one's
 (``MiddleLayer``): the engine fits it both ways and keeps the one its cross-fitted
-loss prefers (``worker.fine_tuning.linear_head``).
+loss prefers (``worker.fine_tuning.linear_head``). It also reads the texts word by word
+(``TokenBank``): how closely each token of a text matches some token of a category's
+labelled texts, added to that category's logit with a weight fitted on held-out texts.
 """
 
 from __future__ import annotations
@@ -66,13 +68,110 @@ class MiddleLayer:
             raise ValueError(f"not a middle layer: block {self.index}, weight {self.weight}")
 
 
+# Query tokens times bank tokens compared at once when matching (bounds the memory).
+MATCH_CHUNK = 1 << 22
+
+
+def content_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The tokens a text's words are made of: the attention mask without the first and
+    the last real token ([CLS] and [SEP]); every real token of a text that has no other."""
+    mask = attention_mask.bool()
+    lengths = mask.sum(dim=1)
+    content = mask.clone()
+    content[:, 0] = False
+    rows = torch.arange(mask.shape[0], device=mask.device)
+    content[rows, (lengths - 1).clamp(min=0)] = False
+    empty = ~content.any(dim=1)
+    content[empty] = mask[empty]
+    return content
+
+
+def content_tokens(states: torch.Tensor, attention_mask: torch.Tensor) -> list[torch.Tensor]:
+    """Each text's normalised content token states (fp32), ``[tokens, dim]`` apiece."""
+    content = content_mask(attention_mask)
+    normalised = functional.normalize(states.float(), dim=-1)
+    return [normalised[row][content[row]] for row in range(normalised.shape[0])]
+
+
+def token_match(
+    tokens: torch.Tensor,
+    owners: torch.Tensor,
+    texts: int,
+    bank: torch.Tensor,
+    rows: torch.Tensor,
+    num_rows: int,
+    bank_owners: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``[texts, num_rows]``: for each text (``owners`` says which text each of ``tokens``
+    belongs to), the mean over its tokens of the best cosine with any ``bank`` token of
+    each row. With ``bank_owners``, a token never matches a bank token of its own text
+    (the engine's held-out matches of the labelled texts themselves)."""
+    best = torch.empty(tokens.shape[0], num_rows)
+    step = max(1, MATCH_CHUNK // max(1, bank.shape[0]))
+    for start in range(0, tokens.shape[0], step):
+        similarity = tokens[start : start + step] @ bank.T
+        if bank_owners is not None:
+            own = owners[start : start + step, None] == bank_owners[None, :]
+            similarity = similarity.masked_fill(own, float("-inf"))
+        index = rows.unsqueeze(0).expand(similarity.shape[0], -1)
+        chunk = torch.full((similarity.shape[0], num_rows), float("-inf")).scatter_reduce(
+            1, index, similarity, reduce="amax"
+        )
+        best[start : start + step] = chunk.nan_to_num(neginf=0.0)
+    counts = torch.bincount(owners, minlength=texts).clamp(min=1).unsqueeze(1)
+    return torch.zeros(texts, num_rows).index_add_(0, owners, best) / counts
+
+
+@dataclass(frozen=True, eq=False)
+class TokenBank:
+    """Each category's words, for matching a text token by token beside the head.
+
+    ``tokens`` are the last layer's normalised token states of every labelled text and of
+    each category's description ([CLS] and [SEP] left out), ``rows`` the head row each
+    belongs to. A text's match with a category is the mean, over the text's own tokens,
+    of the best cosine with any token of that category (late interaction, as ColBERT
+    scores a passage): a pooled embedding blurs the one word that decides (``alarm``,
+    ``card``), a token match keeps it. The head adds ``token_weight * match`` to each of
+    its categories' logits before its temperature, the weight fitted with the
+    temperature on held-out texts (``worker.fine_tuning.linear_head.fit_token_weight``).
+    The columns ``match`` returns are centred per text, so a category the head has no
+    row for still competes on the head's own scale (by its description).
+    """
+
+    tokens: torch.Tensor  # [M, dim]
+    rows: torch.Tensor  # [M], the head row of each token
+    num_rows: int
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 2 or self.rows.shape != (self.tokens.shape[0],):
+            raise ValueError("the token bank needs one row per token")
+        if self.rows.numel() and not (
+            int(self.rows.min()) >= 0 and int(self.rows.max()) < self.num_rows
+        ):
+            raise ValueError("the token bank names a row its head does not have")
+        object.__setattr__(self, "tokens", self.tokens.float())
+        object.__setattr__(self, "rows", self.rows.long())
+
+    def match(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``[n, num_rows]`` from a batch's last-layer token states ``[n, length, dim]``,
+        centred per text."""
+        texts = content_tokens(states, attention_mask)
+        owners = torch.repeat_interleave(torch.tensor([len(t) for t in texts]))
+        matched = token_match(
+            torch.cat(texts), owners, len(texts), self.tokens, self.rows, self.num_rows
+        )
+        return matched - matched.mean(dim=1, keepdim=True)
+
+
 def embed(
     model: torch.nn.Module,
     batch: dict[str, torch.Tensor],
     middle: MiddleLayer | None = None,
+    bank: TokenBank | None = None,
 ) -> torch.Tensor:
     """L2-normalised sentence embeddings of a tokenised batch (differentiable); with
-    ``middle``, the middle block's normalised, weighted pool is appended to each."""
+    ``middle``, the middle block's normalised, weighted pool is appended to each; with
+    ``bank``, each text's token match with every head row after that (not differentiable)."""
     output = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -81,11 +180,14 @@ def embed(
     mask = batch["attention_mask"]
     # fp32 pooling even when the encoder runs in bf16 (GPU); a no-op for fp32 models.
     last = functional.normalize(mean_pool(output.last_hidden_state.float(), mask), dim=-1)
-    if middle is None:
+    if middle is not None:
+        states = output.hidden_states[middle.index].float()
+        lower = functional.normalize(mean_pool(states, mask), dim=-1)
+        last = torch.cat([last, middle.weight * lower], dim=-1)
+    if bank is None:
         return last
-    states = output.hidden_states[middle.index].float()
-    lower = functional.normalize(mean_pool(states, mask), dim=-1)
-    return torch.cat([last, middle.weight * lower], dim=-1)
+    matched = bank.match(output.last_hidden_state.detach().cpu(), mask.cpu())
+    return torch.cat([last, matched.to(last.device)], dim=-1)
 
 
 def middle_block(model: torch.nn.Module, fraction: float) -> int | None:
@@ -192,9 +294,11 @@ def exemplar_scores(
 class LinearHead:
     """The logistic head of a fine-tuned embedding model (fitted by the engine).
 
-    ``logits[:, c] = calibration * (x @ weight[c] + bias[c])`` for the categories in
-    ``labels``; another category ``c`` scores ``calibration * (slope * cos(x, d_c) +
-    intercept)``: by its description, on the head's scale.
+    ``logits[:, c] = calibration * (x @ weight[c] + bias[c] + token_weight * m[c])`` for
+    the categories in ``labels`` (``m``: the text's centred ``TokenBank`` match, the
+    columns after the head's features; none when ``token_weight`` is 0); another category
+    ``c`` scores ``calibration * (slope * cos(x, d_c) + intercept)``: by its description,
+    on the head's scale.
     """
 
     def __init__(
@@ -206,6 +310,7 @@ class LinearHead:
         calibration: float,
         slope: float,
         intercept: float,
+        token_weight: float = 0.0,
     ) -> None:
         if weight.ndim != 2 or weight.shape[0] != len(labels) or bias.shape != (len(labels),):
             raise ValueError("the linear head does not match its label list")
@@ -217,20 +322,29 @@ class LinearHead:
         self.calibration = float(calibration)
         self.slope = float(slope)
         self.intercept = float(intercept)
+        if not (math.isfinite(token_weight) and token_weight >= 0):
+            raise ValueError(f"the head's token weight must be 0 or more, not {token_weight}")
+        self.token_weight = float(token_weight)
 
     def scores(
         self, embeddings: torch.Tensor, descriptions: torch.Tensor, names: Sequence[str]
     ) -> torch.Tensor:
         """Calibrated logits ``[len(embeddings), len(names)]``."""
+        width = self.weight.shape[1]
+        features, matched = embeddings[:, :width], embeddings[:, width:]
+        if self.token_weight and matched.shape[1] != len(self.rows):
+            raise ValueError("this head reads a token match its features do not carry")
         rows = [self.rows.get(name) for name in names]
         known = [position for position, row in enumerate(rows) if row is not None]
         unknown = [position for position, row in enumerate(rows) if row is None]
         logits = torch.empty(embeddings.shape[0], len(names), dtype=embeddings.dtype)
         if known:
             index = torch.tensor([rows[position] for position in known], dtype=torch.long)
-            logits[:, known] = embeddings @ self.weight[index].T + self.bias[index]
+            logits[:, known] = features @ self.weight[index].T + self.bias[index]
+            if self.token_weight:
+                logits[:, known] += self.token_weight * matched[:, index]
         if unknown:
-            cosines = embeddings @ descriptions[unknown].T
+            cosines = features @ descriptions[unknown, :width].T
             logits[:, unknown] = self.slope * cosines + self.intercept
         return self.calibration * logits
 
@@ -278,6 +392,7 @@ class EmbeddingClassifier:
         shared_layers: int = 0,
         linear_head: LinearHead | None = None,
         middle_layer: MiddleLayer | None = None,
+        token_bank: TokenBank | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.model = model
@@ -298,6 +413,9 @@ class EmbeddingClassifier:
         self.linear_head = linear_head
         # Features of the head: the last layer's pool, and this block's beside it.
         self.middle_layer = middle_layer
+        # Each category's tokens, matched with a text's beside the head (its columns
+        # follow the head's features in ``encode``).
+        self.token_bank = token_bank
         # The encoder's forward pass on another runtime (``onnx_encoder.accelerate``):
         # a callable from a tokenised batch to normalised embeddings. None: torch.
         self.runtime: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
@@ -310,20 +428,28 @@ class EmbeddingClassifier:
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Normalised embeddings ``[len(texts), dim]``, batched by similar length (with a
-        ``middle_layer``, ``[len(texts), 2 * dim]``: the head's features)."""
+        ``middle_layer``, ``[len(texts), 2 * dim]``: the head's features; with a
+        ``token_bank``, its match with each of the head's categories after them)."""
         if not texts:
             return torch.zeros(0, 0)
-        runtime, middle = self.runtime, self.middle_layer
+        runtime, middle, bank = self.runtime, self.middle_layer, self.token_bank
+
+        def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            if runtime is None:
+                return embed(self.model, batch, middle, bank).cpu()
+            if bank is None:
+                return runtime(batch)
+            pooled, states = runtime.with_states(batch)  # type: ignore[attr-defined]
+            matched = bank.match(states, batch["attention_mask"].cpu())
+            return torch.cat([pooled, matched], dim=-1)
+
         lower = self.autocast if runtime is None else None
         with (
             torch.inference_mode(),
             torch.autocast("cpu", dtype=lower or torch.bfloat16, enabled=lower is not None),
         ):
             return _in_text_order(
-                [
-                    (order, runtime(batch) if runtime else embed(self.model, batch, middle).cpu())
-                    for order, batch in self._batches(texts)
-                ]
+                [(order, forward(batch)) for order, batch in self._batches(texts)]
             )
 
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
@@ -410,11 +536,16 @@ def encode_both(
     bottom ones run once for both: evaluating a LoRA adapter on the top block of six
     then costs about 1.2 base-model passes instead of 2.
     """
-    if tuned.model is base.model and base.middle_layer is None:
+    if tuned.model is base.model and base.middle_layer is None and base.token_bank is None:
         features = tuned.encode(texts)
         return features[:, : last_layer_width(tuned.model, features)], features
     layers = tuned.shared_layers
-    if layers <= 0 or encoder_blocks(base.model) is None or encoder_blocks(tuned.model) is None:
+    if (
+        layers <= 0
+        or tuned.token_bank is not None
+        or encoder_blocks(base.model) is None
+        or encoder_blocks(tuned.model) is None
+    ):
         return base.encode(texts), tuned.encode(texts)
     if not texts:
         return torch.zeros(0, 0), torch.zeros(0, 0)

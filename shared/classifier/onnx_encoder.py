@@ -44,14 +44,18 @@ def available() -> bool:
 
 class _Pooled(torch.nn.Module):
     """The classifier's ``embed``: mean pooling over the mask, then L2 normalisation (and
-    a middle block's pool beside the last one's where the head reads it)."""
+    a middle block's pool beside the last one's where the head reads it); with
+    ``states``, the last layer's token states as a second output (for a token bank)."""
 
-    def __init__(self, model: torch.nn.Module, middle: Any = None) -> None:
+    def __init__(self, model: torch.nn.Module, middle: Any = None, states: bool = False) -> None:
         super().__init__()
         self.model = model
         self.middle = middle
+        self.states = states
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         output = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -59,10 +63,10 @@ class _Pooled(torch.nn.Module):
             output_hidden_states=self.middle is not None,
         )
         pooled = _pool(output.last_hidden_state, attention_mask)
-        if self.middle is None:
-            return pooled
-        lower = _pool(output.hidden_states[self.middle.index], attention_mask)
-        return torch.cat([pooled, self.middle.weight * lower], dim=-1)
+        if self.middle is not None:
+            lower = _pool(output.hidden_states[self.middle.index], attention_mask)
+            pooled = torch.cat([pooled, self.middle.weight * lower], dim=-1)
+        return (pooled, output.last_hidden_state) if self.states else pooled
 
 
 def _pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -80,9 +84,12 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-def export(model: torch.nn.Module, tokenizer: Any, path: Path, middle: Any = None) -> Path:
+def export(
+    model: torch.nn.Module, tokenizer: Any, path: Path, middle: Any = None, states: bool = False
+) -> Path:
     """Write ``model``'s pooled, normalised embedding (with ``middle``: the head's
-    features, ``shared.classifier.embedding.embed``) as ONNX to ``path`` (atomically)."""
+    features, ``shared.classifier.embedding.embed``; with ``states``, the last layer's
+    token states beside it) as ONNX to ``path`` (atomically)."""
     previous = getattr(model.config, "_attn_implementation", None)
     if hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
@@ -98,15 +105,16 @@ def export(model: torch.nn.Module, tokenizer: Any, path: Path, middle: Any = Non
         try:
             with torch.inference_mode(False), torch.no_grad():
                 torch.onnx.export(
-                    _Pooled(model, middle).eval(),
+                    _Pooled(model, middle, states).eval(),
                     (sample["input_ids"], sample["attention_mask"]),
                     scratch,
                     input_names=["input_ids", "attention_mask"],
-                    output_names=["embedding"],
+                    output_names=["embedding", "states"] if states else ["embedding"],
                     dynamic_axes={
                         "input_ids": {0: "batch", 1: "tokens"},
                         "attention_mask": {0: "batch", 1: "tokens"},
                         "embedding": {0: "batch"},
+                        **({"states": {0: "batch", 1: "tokens"}} if states else {}),
                     },
                     opset_version=OPSET,
                     dynamo=False,
@@ -135,12 +143,22 @@ class OnnxEncoder:
             str(path), options, providers=["CPUExecutionProvider"]
         )
 
-    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _run(self, batch: dict[str, torch.Tensor]) -> list[Any]:
         feeds = {
             "input_ids": batch["input_ids"].cpu().numpy().astype("int64"),
             "attention_mask": batch["attention_mask"].cpu().numpy().astype("int64"),
         }
-        return torch.from_numpy(self.session.run(None, feeds)[0])
+        return self.session.run(None, feeds)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.from_numpy(self._run(batch)[0])
+
+    def with_states(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embeddings and the last layer's token states (a file exported with them)."""
+        outputs = self._run(batch)
+        if len(outputs) < 2:
+            raise ValueError(f"{self.path.name} was exported without token states")
+        return torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1])
 
 
 def accelerate_in_background(classifier: Any, cache_dir: str | Path) -> threading.Thread:
@@ -168,13 +186,14 @@ def accelerate(classifier: Any, cache_dir: str | Path) -> bool:
         return False
     try:
         # Same weights, same file: a head-only model shares the base model's export
-        # (unless its head also reads a middle block: then it has its own).
-        middle = classifier.middle_layer
+        # (unless its head also reads a middle block or token states: then it has its own).
+        middle, states = classifier.middle_layer, classifier.token_bank is not None
         reads = "" if middle is None else f"-block{middle.index}x{middle.weight:g}"
+        reads += "-tokens" if states else ""
         path = Path(cache_dir) / f"encoder-{weights_fingerprint(classifier.model)}{reads}.onnx"
         with _export_lock:
             if not path.exists():
-                export(classifier.model, classifier.tokenizer, path, middle)
+                export(classifier.model, classifier.tokenizer, path, middle, states)
                 logger.info("exported %s to %s", classifier.version, path)
             runtime = _sessions.get(path)
             if runtime is None:

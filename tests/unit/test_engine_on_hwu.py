@@ -134,6 +134,7 @@ def test_the_head_reads_the_middle_block_where_it_helps_and_serves_what_it_was_s
     from shared.classifier import finetuned_from_base
     from shared.classifier.artifact import read_adapter_config
 
+    monkeypatch.setitem(embedding_trainer.RECIPE, "token_match", False)  # the block alone
     info, results = _default_run(hwu, base, tmp_path / "middle")
     monkeypatch.setitem(embedding_trainer.RECIPE, "middle_layer_weight", None)
     last_info, last_only = _default_run(hwu, base, tmp_path / "last")
@@ -155,3 +156,44 @@ def test_the_head_reads_the_middle_block_where_it_helps_and_serves_what_it_was_s
     assert [p.label for p in served.classify(texts, categories)] == results["predictions"]
     card = (Path(info["adapter_dir"]) / "README.md").read_text()
     assert "block 3" in card
+
+
+def test_the_head_matches_words_where_held_out_texts_say_so_and_serves_what_it_was_scored_with(
+    base, tmp_path, monkeypatch
+) -> None:
+    """At 16 texts a scenario, matching a text's tokens with each scenario's labelled
+    tokens lowers the held-out loss, so the head keeps the match: it gets more test texts
+    right than the same head without it, and a model loaded from disk (torch or ONNX
+    Runtime) scores exactly as the evaluation did."""
+    from shared.classifier import finetuned_from_base, onnx_encoder
+    from shared.classifier.artifact import read_adapter_config
+
+    labels, examples, test = labelled_slice(HWU, 16, TEST_PER_CATEGORY, seed=5)
+    data = {"labels": labels, "examples": examples, "test": test}
+    info, results = _default_run(data, base, tmp_path / "words")
+    monkeypatch.setitem(embedding_trainer.RECIPE, "token_match", False)
+    plain_info, plain = _default_run(data, base, tmp_path / "plain")
+
+    head = info["linear_head"]
+    assert head["token_weight"] > 0
+    assert head["loss_with_token_match"] < head["cross_fitted_loss"]
+    assert plain_info["linear_head"]["token_weight"] == 0
+    # Measured: 0.892 against 0.885 on these 720 test texts, calibration error 0.029.
+    assert results["accuracy"] > plain["accuracy"]
+    assert results["calibration"]["ece"] < 0.04
+    assert read_adapter_config(info["adapter_dir"])[1].format_version == 3
+    assert read_adapter_config(plain_info["adapter_dir"])[1].format_version < 3
+
+    categories = [CategorySpec(label, label) for label in labels]
+    texts = [example["text"] for example in test]
+    served = finetuned_from_base(base, info["adapter_dir"], version="run-1")
+    assert served.token_bank is not None
+    assert "word by word" in (Path(info["adapter_dir"]) / "README.md").read_text()
+    assert [p.label for p in served.classify(texts, categories)] == results["predictions"]
+    assert onnx_encoder.accelerate(served, tmp_path / "onnx")
+    assert [p.label for p in served.classify(texts, categories)] == results["predictions"]
+    # A category added since training is still scored, by its description.
+    extra = [*categories, CategorySpec("gardening", "plants, seeds and watering the garden")]
+    assert served.classify(["when should I water the tomato seedlings"], extra)[0].label == (
+        "gardening"
+    )

@@ -167,3 +167,69 @@ def test_a_category_with_few_texts_weighs_as_much_as_one_with_many(monkeypatch) 
     weighted = recall_of_the_rare_category()
     monkeypatch.setattr(linear_head, "CLASS_WEIGHT", None)  # every text weighs the same
     assert weighted > recall_of_the_rare_category() + 0.1
+
+
+def test_the_token_match_gets_a_weight_where_it_tells_the_held_out_texts_apart() -> None:
+    from worker.fine_tuning.linear_head import fit_token_weight
+
+    train, classes, descriptions = _clusters(8, seed=0, spread=1.2)
+    head = fit_linear_head(train, classes, descriptions, seed=0)
+    assert head.held_out is not None and head.held_out.shape == (24, 3)
+    # A match that knows each text's category (centred): the fit leans on it.
+    telling = np.eye(3)[classes] - 1 / 3
+    with_words = fit_token_weight(head, telling, classes)
+    assert with_words.token_weight > 0
+    assert with_words.token_loss < head.cross_fitted_loss
+    scored = with_words.logits(train, telling)
+    assert (scored.argmax(1) == classes).mean() >= (head.logits(train).argmax(1) == classes).mean()
+    # A match that points away from each text's category never counts against it.
+    misleading = -telling
+    without = fit_token_weight(head, misleading, classes)
+    assert without.token_weight == 0
+    assert without.calibration == head.calibration
+    assert np.array_equal(without.logits(train, misleading), head.logits(train))
+
+
+def test_the_served_head_adds_the_token_match_inside_its_multiplier() -> None:
+    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    served = LinearHead(
+        weight,
+        torch.zeros(2),
+        ["a", "b"],
+        calibration=2.0,
+        slope=1.0,
+        intercept=0.0,
+        token_weight=3.0,
+    )
+    # Two feature columns, then the centred match with "a" and "b".
+    features = torch.tensor([[0.6, 0.8, 0.1, -0.1]])
+    descriptions = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.8, 0.6, 0.0, 0.0]])
+    logits = served.scores(features, descriptions, ["a", "b", "new"])
+    # a: 2 * (0.6 + 3 * 0.1); b: 2 * (0.8 - 3 * 0.1); new: by its description alone.
+    assert torch.allclose(logits, torch.tensor([[1.8, 1.0, 2 * 0.96]]))
+    with pytest.raises(ValueError, match="token match"):
+        served.scores(features[:, :2], descriptions, ["a"])
+    with pytest.raises(ValueError, match="0 or more"):
+        LinearHead(
+            weight,
+            torch.zeros(2),
+            ["a", "b"],
+            calibration=1.0,
+            slope=1.0,
+            intercept=0.0,
+            token_weight=-1.0,
+        )
+
+
+def test_a_labelled_text_never_matches_its_own_tokens() -> None:
+    from shared.classifier.embedding import token_match
+
+    e0, e1 = torch.eye(2)
+    tokens = torch.stack([e0, e0, e1])  # one token per text; texts 0 and 1 say the same
+    owners = torch.tensor([0, 1, 2])
+    rows = torch.tensor([0, 0, 1])
+    matched = token_match(tokens, owners, 3, tokens, rows, 2, bank_owners=owners)
+    # Text 0 matches row 0 through text 1's token, text 2 has nothing of row 1 but its own.
+    assert torch.equal(matched, torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]))
+    served = token_match(tokens, owners, 3, tokens, rows, 2)
+    assert torch.equal(served, torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))

@@ -97,3 +97,29 @@ def test_the_model_in_use_runs_on_the_configured_backend(config, session, backen
     assert model.get_model_info()["process"]["inference_backend"] == backend
     exported = list(onnx_cache_directory(config.models_dir).glob("*.onnx"))
     assert len(exported) == (1 if backend == "onnx" else 0)
+
+
+def test_a_head_with_a_token_bank_gets_token_states_from_its_own_export(tmp_path):
+    import torch
+
+    from shared.classifier.embedding import TokenBank
+
+    labels, examples, _ = labelled_slice(SHARED_DATA / "hwu.csv", 6, 0, seed=4)
+    texts = [example["text"] for example in examples]
+    # The bank: a few texts' first tokens for each of two rows (any unit vectors do).
+    bank = TokenBank(
+        torch.nn.functional.normalize(torch.randn(10, 384), dim=-1),
+        torch.tensor([0] * 5 + [1] * 5),
+        2,
+    )
+    matching = load_base_classifier(default_base_model())
+    matching.token_bank = bank
+    expected = matching.encode(texts)
+    assert expected.shape == (len(texts), 384 + 2)
+    assert torch.allclose(expected[:, 384:].sum(dim=1), torch.zeros(len(texts)), atol=1e-5)
+
+    plain = load_base_classifier(default_base_model())
+    assert onnx_encoder.accelerate(plain, tmp_path) and onnx_encoder.accelerate(matching, tmp_path)
+    assert len(list(tmp_path.glob("encoder-*-tokens.onnx"))) == 1
+    assert (matching.encode(texts) - expected).abs().max() < 1e-4
+    assert plain.encode(texts).shape == (len(texts), 384)

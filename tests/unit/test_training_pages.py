@@ -162,6 +162,7 @@ def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, sess
             "linear_head": {
                 "descriptions_as_examples": True,
                 "middle_layer": {"block": 3, "weight": 0.5},
+                "token_weight": 1.4,
             },
         },
     }
@@ -193,6 +194,9 @@ def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, sess
     assert 'data-role="middle-layer"' in trained_html
     assert "The model reads block 3 of the encoder" in trained_html
     assert 'data-role="middle-layer"' not in start_html
+    # It also matches texts word by word with the examples: said where it does.
+    assert 'data-role="token-match"' in trained_html
+    assert 'data-role="token-match"' not in start_html
 
 
 def test_run_details_compare_the_run_with_the_model_that_was_in_use(logged_in, session):

@@ -254,6 +254,8 @@ def _train(
         ),
         # {"block", "weight"}: the head also reads that block's pool (None: the last layer).
         middle_layer=(results["training"].get("linear_head") or {}).get("middle_layer"),
+        # > 0: the head also matches a text's tokens with each category's (TokenBank).
+        token_weight=(results["training"].get("linear_head") or {}).get("token_weight"),
         reasons=results["verdict"]["reasons"],
         warnings=results["quality"]["warnings"],
         adapter_dir=str(adapter_dir),

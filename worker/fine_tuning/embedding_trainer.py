@@ -40,15 +40,17 @@ import torch
 import torch.nn.functional as functional
 
 from shared.classifier import EMBEDDING, CategorySpec, model_identity
-from shared.classifier.artifact import HEAD_PREFIX, MIDDLE_LAYER_FORMAT
+from shared.classifier.artifact import HEAD_PREFIX, MIDDLE_LAYER_FORMAT, TOKEN_BANK_FORMAT
 from shared.classifier.embedding import (
     MAX_LENGTH,
     MiddleLayer,
+    content_tokens,
     embed,
     embed_from_prefix,
     encoder_blocks,
     middle_block,
     prefix_states,
+    token_match,
 )
 from shared.training_config import ALL_LAYERS_FROM_PER_CATEGORY, TrainingConfig
 from worker.fine_tuning import devices
@@ -106,6 +108,12 @@ RECIPE: dict[str, Any] = {
     # the mean (0.7 gained 0.1 more but lost 0.7 on the banking intents at 4).
     "middle_layer_fraction": 0.5,
     "middle_layer_weight": 0.5,  # None: the last layer alone
+    # Both methods: the head also matches a text's tokens with each category's labelled
+    # tokens (``shared.classifier.embedding.TokenBank``), weighted by a fit on held-out
+    # texts that leaves the head alone where the match adds nothing. On the five tasks,
+    # 3 seeds, the mean rose 0.0 / 0.3 / 1.0 points at 4 / 8 / 16 per category, no task
+    # lost more than 0.1, and the calibration error fell (bench/README.md, "Word by word").
+    "token_match": True,
     # lora: fit the scoring parameters on the frozen encoder first (method head); the
     # adapter starts from there and an epoch is kept only if it beats that state on
     # validation. Without it, lora lost a point to head on the intents task.
@@ -176,6 +184,8 @@ class EmbeddingTrainer(BaseTrainer):
         # layer's; ``export`` fits the head on both and on the last layer's part alone.
         self.middle: MiddleLayer | None = None
         self.reads_middle = False  # whether the exported head kept it
+        # The token bank the exported head matches with (tokens, their rows), if kept.
+        self.token_bank: tuple[torch.Tensor, torch.Tensor] | None = None
         if not self.use_lora:
             # Nothing trains through the encoder: embed as the classifier will.
             self.max_length = MAX_LENGTH
@@ -600,6 +610,12 @@ class EmbeddingTrainer(BaseTrainer):
             tensors[f"{HEAD_PREFIX}middle_layer_index"] = torch.tensor(self.middle.index)
             tensors[f"{HEAD_PREFIX}middle_layer_weight"] = torch.tensor(self.middle.weight)
             manifest = replace(manifest, format_version=MIDDLE_LAYER_FORMAT)
+        if head.token_weight > 0 and self.token_bank is not None:
+            tokens, rows = self.token_bank
+            tensors[f"{HEAD_PREFIX}token_bank"] = tokens.to(torch.float16)
+            tensors[f"{HEAD_PREFIX}token_bank_rows"] = rows.to(torch.int64)
+            tensors[f"{HEAD_PREFIX}token_weight"] = torch.tensor(head.token_weight)
+            manifest = replace(manifest, format_version=TOKEN_BANK_FORMAT)
         peft_fields: dict[str, Any] = {"peft_type": None}
         if self.use_lora:
             from peft import get_peft_model_state_dict
@@ -640,9 +656,8 @@ class EmbeddingTrainer(BaseTrainer):
         embeddings, classes, descriptions = self._labelled_embeddings()
         seed = self.config.seed
         if self.middle is None:
-            return fit_linear_head(embeddings, classes, descriptions, seed=seed), {
-                "middle_layer": None
-            }
+            head = fit_linear_head(embeddings, classes, descriptions, seed=seed)
+            return self._with_token_match(head, classes), {"middle_layer": None}
         width = self.body.config.hidden_size
         heads = [
             fit_linear_head(embeddings[:, :width], classes, descriptions[:, :width], seed=seed),
@@ -658,7 +673,56 @@ class EmbeddingTrainer(BaseTrainer):
             "loss_last_layer_only": _rounded(heads[0].cross_fitted_loss),
             "loss_with_middle_layer": _rounded(heads[1].cross_fitted_loss),
         }
-        return heads[1 if self.reads_middle else 0], facts
+        return self._with_token_match(heads[1 if self.reads_middle else 0], classes), facts
+
+    def _with_token_match(self, head: Any, classes: np.ndarray) -> Any:
+        """``head`` with the token match beside it where the held-out fit gives it a
+        weight (``linear_head.fit_token_weight``); the bank is kept for ``export``."""
+        from worker.fine_tuning.linear_head import fit_token_weight
+
+        self.token_bank = None
+        if not RECIPE["token_match"] or head.held_out is None:
+            return head
+        texts = self._token_states(self._as_served(self.train_set))
+        if self.val_set is not None and len(self.val_set):
+            texts += self._token_states(self._as_served(self.val_set))
+        descriptions = self._description_tokens()
+        owners = torch.repeat_interleave(torch.tensor([len(t) for t in texts]))
+        text_rows = torch.as_tensor(classes, dtype=torch.long)[owners]
+        description_rows = torch.repeat_interleave(torch.tensor([len(t) for t in descriptions]))
+        tokens = torch.cat([*texts, *descriptions])
+        rows = torch.cat([text_rows, description_rows])
+        # A labelled text never matches its own tokens: what an unseen text would get.
+        bank_owners = torch.cat([owners, -1 - description_rows])
+        matched = token_match(
+            torch.cat(texts), owners, len(texts), tokens, rows, len(descriptions), bank_owners
+        )
+        matched -= matched.mean(dim=1, keepdim=True)
+        fitted = fit_token_weight(head, matched.numpy(), classes)
+        if fitted.token_weight > 0:
+            order = torch.argsort(rows, stable=True)
+            self.token_bank = (tokens[order], rows[order])
+        return fitted
+
+    def _token_states(self, dataset: Any) -> list[torch.Tensor]:
+        """Each text's normalised last-layer content tokens, in ``dataset`` order (CPU)."""
+        found: dict[int, torch.Tensor] = {}
+        with torch.no_grad():
+            self.encoder.eval()
+            for indices in self.eval_batches(dataset):
+                batch = _collate(dataset, indices, self.pad_id, self.device)
+                found.update(zip(indices, self._batch_tokens(batch), strict=True))
+        return [found[index] for index in range(len(dataset))]
+
+    def _description_tokens(self) -> list[torch.Tensor]:
+        with torch.no_grad():
+            self.encoder.eval()
+            return self._batch_tokens(self.descriptions)
+
+    def _batch_tokens(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        output = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        states = output.last_hidden_state.float().cpu()
+        return content_tokens(states, batch["attention_mask"].cpu())
 
 
 def _rounded(value: float | None) -> float | None:

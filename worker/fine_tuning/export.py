@@ -204,6 +204,15 @@ def model_card(
                     f"{head.get('loss_last_layer_only')} with the last layer alone). Sortloop "
                     "before this format (2) cannot serve it."
                 )
+            if head.get("token_weight"):
+                lines.append(
+                    "It also matches a text word by word with each category's labelled "
+                    f"texts (each token's best match, weight {head['token_weight']}): on texts "
+                    "each fold did not see it did better so (cross-fitted loss "
+                    f"{head.get('loss_with_token_match')} against "
+                    f"{head.get('cross_fitted_loss')} without). Sortloop before this format (3) "
+                    "cannot serve it."
+                )
             if head.get("uncapped_calibration"):
                 lines.append(
                     "The adapter trained on those texts, which makes them look easier than "

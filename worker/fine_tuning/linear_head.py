@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -50,6 +50,9 @@ CLASS_WEIGHT: str | None = "balanced"
 # Folds for the cross-fitted calibration (capped by the largest category: a category with
 # fewer texts is held out in fewer folds; its description stays in every fold's head).
 CALIBRATION_FOLDS = 8
+# The largest logit weight of the token match (a cosine difference: a weight of 50 turns
+# a 0.1 difference into 5 logits). Only separable sets come near it.
+TOKEN_WEIGHT_BOUND = 50.0
 MAX_ITERATIONS = 2000
 # The solver's tolerance: scikit-learn's default. 1e-3 gave the same mean at 8 per
 # category in two thirds of the time, but stops early on larger sets: on the five tasks
@@ -77,10 +80,19 @@ class LinearHead:
     descriptions_as_examples: bool = True
     loss_with_descriptions: float | None = None
     loss_without_descriptions: float | None = None
+    # The weight of the token match (``shared.classifier.embedding.TokenBank``) inside
+    # the multiplier: ``fit_token_weight``; 0: none.
+    token_weight: float = 0.0
+    token_loss: float | None = None  # the calibrated cross-fitted loss with it
+    # The uncalibrated cross-fitted logits of the labelled texts (not exported).
+    held_out: np.ndarray | None = field(default=None, repr=False, compare=False)
 
-    def logits(self, embeddings: np.ndarray) -> np.ndarray:
-        """Calibrated logits ``[n, labels]``."""
-        return self.calibration * (embeddings @ self.weight.T + self.bias)
+    def logits(self, embeddings: np.ndarray, matched: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated logits ``[n, labels]`` (``matched``: the texts' centred token matches)."""
+        raw = embeddings @ self.weight.T + self.bias
+        if self.token_weight and matched is not None:
+            raw = raw + self.token_weight * matched
+        return self.calibration * raw
 
     def summary(self) -> dict[str, float | int | None]:
         """JSON-ready facts about the fit (run history, model card)."""
@@ -94,6 +106,8 @@ class LinearHead:
             "descriptions_as_examples": self.descriptions_as_examples,
             "loss_with_descriptions": _rounded(self.loss_with_descriptions),
             "loss_without_descriptions": _rounded(self.loss_without_descriptions),
+            "token_weight": round(self.token_weight, 4),
+            "loss_with_token_match": _rounded(self.token_loss),
         }
 
 
@@ -230,7 +244,7 @@ def fit_linear_head(
     # need not cut everyone's folds: it is held out in 3 of them.
     folds = min(CALIBRATION_FOLDS, int(counts.max()) if embeddings.shape[0] else 0)
     with_descriptions = True
-    calibration, loss, raw_loss = 1.0, None, None
+    calibration, loss, raw_loss, held = 1.0, None, None, None
     losses: dict[bool, float] = {}
     if folds >= 2 and len(np.unique(classes)) >= 2:
         assignment = stratified_folds(classes, folds, seed)
@@ -243,9 +257,9 @@ def fit_linear_head(
             )
             multiplier = fit_calibration(held_out, classes)
             losses[choice] = _log_loss(multiplier * held_out, classes)
-            fits[choice] = (multiplier, losses[choice], _log_loss(held_out, classes))
+            fits[choice] = (multiplier, losses[choice], _log_loss(held_out, classes), held_out)
         with_descriptions = losses.get(False, math.inf) >= losses.get(True, math.inf)
-        calibration, loss, raw_loss = fits[with_descriptions]
+        calibration, loss, raw_loss, held = fits[with_descriptions]
     elif use_descriptions is not None:
         with_descriptions = use_descriptions
     weight, bias = _fit_logistic(
@@ -264,7 +278,38 @@ def fit_linear_head(
         descriptions_as_examples=with_descriptions,
         loss_with_descriptions=losses.get(True),
         loss_without_descriptions=losses.get(False),
+        held_out=held,
     )
+
+
+def fit_token_weight(head: LinearHead, matched: np.ndarray, classes: np.ndarray) -> LinearHead:
+    """``head`` with a token match beside it: the multiplier ``a`` and the match's weight
+    ``b >= 0`` that minimise the log loss of ``a * held_out + b * matched`` over the
+    labelled texts, where ``held_out`` are the head's cross-fitted logits and ``matched``
+    each text's centred match with every category's tokens but its own
+    (``shared.classifier.embedding.token_match``): both are what an unseen text gets.
+    The weight is bounded below by 0 (a category's words never count against it), so
+    where the match adds nothing the head stays as it was (b = 0). The stored weight is
+    ``b / a``, inside the multiplier. Measured on the five tasks (bench/README.md, "Word
+    by word"): +1.0 point on the mean at 16 texts a category, +0.3 at 8, none lost at 4.
+    """
+    from scipy.optimize import minimize
+
+    if head.held_out is None or head.cross_fitted_loss is None:
+        return head  # not cross-fitted (fewer than 2 texts in every category)
+    held_out, matched = head.held_out, np.asarray(matched, dtype=np.float64)
+    start = math.log(head.calibration)
+    found = minimize(
+        lambda p: _log_loss(math.exp(p[0]) * held_out + p[1] * matched, classes),
+        np.array([start, 0.0]),
+        method="L-BFGS-B",
+        bounds=[(-3.0, 5.0), (0.0, TOKEN_WEIGHT_BOUND)],
+    )
+    multiplier, weight = math.exp(float(found.x[0])), float(found.x[1])
+    loss = _log_loss(multiplier * held_out + weight * matched, classes)
+    if not (weight > 0 and loss < head.cross_fitted_loss):
+        return replace(head, token_loss=head.cross_fitted_loss)
+    return replace(head, calibration=multiplier, token_weight=weight / multiplier, token_loss=loss)
 
 
 def best_head(heads: Sequence[LinearHead]) -> int:
