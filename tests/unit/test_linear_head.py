@@ -233,3 +233,13 @@ def test_a_labelled_text_never_matches_its_own_tokens() -> None:
     assert torch.equal(matched, torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]]))
     served = token_match(tokens, owners, 3, tokens, rows, 2)
     assert torch.equal(served, torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]))
+
+
+def test_the_token_bank_takes_at_most_its_limit_of_texts_from_a_category() -> None:
+    from worker.fine_tuning.embedding_trainer import bank_members
+
+    classes = np.array([0] * 50 + [1] * 5)
+    members = bank_members(classes, 32, seed=0)
+    assert members[:50].sum() == 32  # a seeded sample of the large category
+    assert members[50:].all()  # every text of a small one
+    assert np.array_equal(members, bank_members(classes, 32, seed=0))
