@@ -8,8 +8,9 @@ from typing import Any
 
 # The default comes first. ``head`` (a calibrated logistic head on the frozen encoder)
 # is the default because ``lora`` (the same head on a LoRA-adapted encoder) did not beat
-# it by the 1 point it must, on the mean over three datasets: 0.0 at 8 per category and
-# -0.2 at 16 (banking topics, banking intents, hwu; 3 seeds each; bench/README.md), at
+# it by the 1 point it must, on the mean over three datasets: -0.1 at 8 per category and
+# -0.2 at 16 (banking topics, banking intents, hwu; 3 seeds each; 2026-12-07, both with
+# the token match; bench/README.md), at
 # 3-8 times the training time. METHOD_NOTES says so where admins choose.
 METHODS = ("head", "lora")
 DEFAULT_METHOD = METHODS[0]
