@@ -109,7 +109,8 @@ def token_match(
     best = torch.empty(tokens.shape[0], num_rows)
     step = max(1, MATCH_CHUNK // max(1, bank.shape[0]))
     for start in range(0, tokens.shape[0], step):
-        similarity = tokens[start : start + step] @ bank.T
+        # fp32 even under a bf16 autocast (batch work): the maxima below are fp32.
+        similarity = (tokens[start : start + step] @ bank.T).float()
         if bank_owners is not None:
             own = owners[start : start + step, None] == bank_owners[None, :]
             similarity = similarity.masked_fill(own, float("-inf"))

@@ -117,3 +117,28 @@ def test_the_workers_cross_encoder_follows_the_setting(
     assert classifier.kind == "nli"
     assert (classifier.autocast is torch.bfloat16) == lowered
     assert model.process_info()["inference_backend"] == ("torch-bf16" if lowered else "torch")
+
+
+def test_bf16_matches_a_text_with_the_token_bank_as_fp32_does(hwu_slice):
+    from shared.classifier.embedding import TokenBank, content_tokens
+
+    labels, examples, test = hwu_slice
+    classifier = load_base_classifier(default_base_model())
+    index = {name: i for i, name in enumerate(labels)}
+    tokens, rows = [], []
+    with torch.inference_mode():
+        for order, batch in classifier._batches([e["text"] for e in examples]):
+            states = classifier.model(**batch).last_hidden_state
+            for position, found in zip(order, content_tokens(states, batch["attention_mask"])):
+                tokens.append(found)
+                rows += [index[examples[position]["label"]]] * len(found)
+    classifier.token_bank = TokenBank(torch.cat(tokens), torch.tensor(rows), len(labels))
+    texts = [example["text"] for example in test]
+    fp32 = classifier.encode(texts)
+    classifier.autocast = torch.bfloat16
+    bf16 = classifier.encode(texts)
+    width = fp32.shape[1] - len(labels)
+    assert bf16.dtype == torch.float32 and bf16.shape == fp32.shape
+    # The match columns: the same best category for nearly every text, close values.
+    assert (bf16[:, width:].argmax(1) == fp32[:, width:].argmax(1)).float().mean() >= 0.97
+    assert (bf16[:, width:] - fp32[:, width:]).abs().max() < 0.03
