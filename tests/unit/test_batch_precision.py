@@ -129,7 +129,9 @@ def test_bf16_matches_a_text_with_the_token_bank_as_fp32_does(hwu_slice):
     with torch.inference_mode():
         for order, batch in classifier._batches([e["text"] for e in examples]):
             states = classifier.model(**batch).last_hidden_state
-            for position, found in zip(order, content_tokens(states, batch["attention_mask"])):
+            for position, found in zip(
+                order, content_tokens(states, batch["attention_mask"]), strict=True
+            ):
                 tokens.append(found)
                 rows += [index[examples[position]["label"]]] * len(found)
     classifier.token_bank = TokenBank(torch.cat(tokens), torch.tensor(rows), len(labels))
