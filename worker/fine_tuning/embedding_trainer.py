@@ -111,8 +111,9 @@ RECIPE: dict[str, Any] = {
     # Both methods: the head also matches a text's tokens with each category's labelled
     # tokens (``shared.classifier.embedding.TokenBank``), weighted by a fit on held-out
     # texts that leaves the head alone where the match adds nothing. On the five tasks,
-    # 3 seeds, the mean rose 0.0 / 0.3 / 1.0 points at 4 / 8 / 16 per category, no task
-    # lost more than 0.1, and the calibration error fell (bench/README.md, "Word by word").
+    # 3 seeds, the mean rose 0.0 / 0.4 / 1.1 points at 4 / 8 / 16 per category, no task
+    # lost more than 0.04, and the calibration error fell a little (bench/README.md,
+    # "Word by word").
     "token_match": True,
     # The labelled texts of a category whose tokens go into the bank (a seeded sample
     # beyond it): every process matches a text with every bank token, so the bank's size
