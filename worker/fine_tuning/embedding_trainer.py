@@ -208,6 +208,8 @@ class EmbeddingTrainer(BaseTrainer):
                 parameter.requires_grad_(False)
         self._prefix: dict[int, tuple[Any, torch.Tensor]] = {}
         self._frozen_embeddings: dict[int, tuple[Any, torch.Tensor]] = {}
+        # head: each dataset's content tokens, captured in the same pass as its embeddings.
+        self._frozen_tokens: dict[int, tuple[Any, list[torch.Tensor]]] = {}
         self.descriptions = dict(
             self.tokenizer(
                 [c.text for c in self.categories],
@@ -305,17 +307,45 @@ class EmbeddingTrainer(BaseTrainer):
         frozen = self._frozen_embeddings.get(id(dataset))
         if frozen is not None and frozen[0] is dataset:
             return frozen[1]
-        with torch.no_grad():
-            self.encoder.eval()
-            batches = self.eval_batches(dataset)
-            embeddings = torch.cat(
-                [self._embed(self.collate(dataset, indices, pad_id)) for indices in batches]
+        # head: the token match needs each text's last-layer tokens; they come from this
+        # same forward pass (a hook on the encoder) instead of a second one.
+        states: list[torch.Tensor] = []
+        capture = not self.use_lora and RECIPE["token_match"]
+        hook = (
+            self.encoder.register_forward_hook(
+                lambda _module, _args, output: states.append(output.last_hidden_state)
             )
-            order = torch.tensor([index for indices in batches for index in indices])
-            result = torch.empty_like(embeddings)
-            result[order.to(self.device)] = embeddings
+            if capture
+            else None
+        )
+        tokens: dict[int, torch.Tensor] = {}
+        try:
+            with torch.no_grad():
+                self.encoder.eval()
+                batches = self.eval_batches(dataset)
+                chunks = []
+                for indices in batches:
+                    batch = self.collate(dataset, indices, pad_id)
+                    chunks.append(self._embed(batch))
+                    if capture:
+                        found = content_tokens(
+                            states.pop().float().cpu(), batch["attention_mask"].cpu()
+                        )
+                        tokens.update(zip(indices, found, strict=True))
+                embeddings = torch.cat(chunks)
+                order = torch.tensor([index for indices in batches for index in indices])
+                result = torch.empty_like(embeddings)
+                result[order.to(self.device)] = embeddings
+        finally:
+            if hook is not None:
+                hook.remove()
         if not self.use_lora:  # the encoder never changes: method head embeds each text once
             self._frozen_embeddings[id(dataset)] = (dataset, result)
+            if capture:
+                self._frozen_tokens[id(dataset)] = (
+                    dataset,
+                    [tokens[i] for i in range(len(dataset))],
+                )
         return result
 
     def before_training(self, train_set: Any, pad_id: int) -> None:
@@ -717,6 +747,9 @@ class EmbeddingTrainer(BaseTrainer):
 
     def _token_states(self, dataset: Any) -> list[torch.Tensor]:
         """Each text's normalised last-layer content tokens, in ``dataset`` order (CPU)."""
+        captured = self._frozen_tokens.get(id(dataset))
+        if captured is not None and captured[0] is dataset:
+            return list(captured[1])
         found: dict[int, torch.Tensor] = {}
         with torch.no_grad():
             self.encoder.eval()
