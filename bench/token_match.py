@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -87,11 +86,15 @@ def main() -> None:
     args = parser.parse_args()
 
     import numpy as np
-    import torch
 
-    from shared.classifier.embedding import TokenBank, token_match
-    from worker.fine_tuning import linear_head
-    from worker.fine_tuning.linear_head import best_head, fit_linear_head, fit_token_weight
+    from shared.classifier.embedding import TokenBank
+    from worker.fine_tuning.embedding_trainer import RECIPE, held_out_token_match
+    from worker.fine_tuning.linear_head import (
+        TOKEN_WEIGHT_BOUND,
+        best_head,
+        fit_linear_head,
+        fit_token_weight,
+    )
 
     embed = token_embedder()
 
@@ -133,39 +136,17 @@ def main() -> None:
                 middle = best_head(heads) == 1
                 head = heads[int(middle)]
                 # The engine's bank and held-out matches (``EmbeddingTrainer._with_token_match``).
-                texts = [r[2] for r in x_rows]
-                descriptions = [r[2] for r in description_rows]
-                owners = torch.repeat_interleave(torch.tensor([len(t) for t in texts]))
-                description_rows_of = torch.repeat_interleave(
-                    torch.tensor([len(t) for t in descriptions])
+                matched, tokens, token_rows = held_out_token_match(
+                    [r[2] for r in x_rows],
+                    y,
+                    [r[2] for r in description_rows],
+                    RECIPE["token_bank_texts_per_category"],
+                    seed,
                 )
-                tokens = torch.cat([*texts, *descriptions])
-                token_rows = torch.cat([torch.as_tensor(y)[owners], description_rows_of])
-                matched = token_match(
-                    torch.cat(texts),
-                    owners,
-                    len(texts),
-                    tokens,
-                    token_rows,
-                    len(labels),
-                    torch.cat([owners, -1 - description_rows_of]),
-                )
-                matched = (matched - matched.mean(dim=1, keepdim=True)).numpy()
                 words = fit_token_weight(head, matched, y)
-                bound = linear_head.TOKEN_WEIGHT_BOUND
-                unbounded = _unbounded(head, matched, y, bound)
+                unbounded = fit_token_weight(head, matched, y, lowest=-TOKEN_WEIGHT_BOUND)
                 bank = TokenBank(tokens, token_rows, len(labels))
-                test_tokens = [r[2] for r in test_rows]
-                test_owners = torch.repeat_interleave(torch.tensor([len(t) for t in test_tokens]))
-                test_matched = token_match(
-                    torch.cat(test_tokens),
-                    test_owners,
-                    len(test_tokens),
-                    bank.tokens,
-                    bank.rows,
-                    len(labels),
-                )
-                test_matched = (test_matched - test_matched.mean(dim=1, keepdim=True)).numpy()
+                test_matched = bank.match_texts([r[2] for r in test_rows]).numpy()
                 test_x = features(test_rows, middle)
                 for name, fitted in (("head", head), ("words", words), ("always", unbounded)):
                     logits = fitted.logits(test_x, test_matched)
@@ -206,25 +187,6 @@ def main() -> None:
     output = json.dumps(results, indent=2)
     (curve.RESULTS / "token_match.json").write_text(output + "\n")
     print(output)
-
-
-def _unbounded(head, matched, classes, bound):
-    """``fit_token_weight`` without its lower bound on the weight (the comparison)."""
-    from dataclasses import replace
-
-    from scipy.optimize import minimize
-
-    from worker.fine_tuning.linear_head import _log_loss
-
-    found = minimize(
-        lambda p: _log_loss(math.exp(p[0]) * head.held_out + p[1] * matched, classes),
-        [math.log(head.calibration), 0.0],
-        method="L-BFGS-B",
-        bounds=[(-3.0, 5.0), (-bound, bound)],
-    )
-    multiplier, weight = math.exp(float(found.x[0])), float(found.x[1])
-    # ``logits`` adds ``token_weight * matched`` inside the multiplier.
-    return replace(head, calibration=multiplier, token_weight=weight / multiplier)
 
 
 if __name__ == "__main__":

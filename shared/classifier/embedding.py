@@ -90,7 +90,13 @@ def content_tokens(states: torch.Tensor, attention_mask: torch.Tensor) -> list[t
     """Each text's normalised content token states (fp32), ``[tokens, dim]`` apiece."""
     content = content_mask(attention_mask)
     normalised = functional.normalize(states.float(), dim=-1)
-    return [normalised[row][content[row]] for row in range(normalised.shape[0])]
+    return list(normalised[content].split(content.sum(dim=1).tolist()))
+
+
+def flattened(texts: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-text token lists as one ``[tokens, dim]`` tensor and each token's text index."""
+    owners = torch.repeat_interleave(torch.tensor([len(tokens) for tokens in texts]))
+    return torch.cat(list(texts)), owners
 
 
 def token_match(
@@ -156,11 +162,12 @@ class TokenBank:
     def match(self, states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``[n, num_rows]`` from a batch's last-layer token states ``[n, length, dim]``,
         centred per text."""
-        texts = content_tokens(states, attention_mask)
-        owners = torch.repeat_interleave(torch.tensor([len(t) for t in texts]))
-        matched = token_match(
-            torch.cat(texts), owners, len(texts), self.tokens, self.rows, self.num_rows
-        )
+        return self.match_texts(content_tokens(states, attention_mask))
+
+    def match_texts(self, texts: Sequence[torch.Tensor]) -> torch.Tensor:
+        """``[len(texts), num_rows]`` from each text's ``content_tokens``, centred per text."""
+        tokens, owners = flattened(texts)
+        matched = token_match(tokens, owners, len(texts), self.tokens, self.rows, self.num_rows)
         return matched - matched.mean(dim=1, keepdim=True)
 
 

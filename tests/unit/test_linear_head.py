@@ -191,16 +191,19 @@ def test_the_token_match_gets_a_weight_where_it_tells_the_held_out_texts_apart()
 
 
 def test_the_served_head_adds_the_token_match_inside_its_multiplier() -> None:
-    weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
-    served = LinearHead(
-        weight,
-        torch.zeros(2),
-        ["a", "b"],
-        calibration=2.0,
-        slope=1.0,
-        intercept=0.0,
-        token_weight=3.0,
-    )
+    def served_head(calibration: float, token_weight: float) -> LinearHead:
+        weight = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+        return LinearHead(
+            weight,
+            torch.zeros(2),
+            ["a", "b"],
+            calibration=calibration,
+            slope=1.0,
+            intercept=0.0,
+            token_weight=token_weight,
+        )
+
+    served = served_head(calibration=2.0, token_weight=3.0)
     # Two feature columns, then the centred match with "a" and "b".
     features = torch.tensor([[0.6, 0.8, 0.1, -0.1]])
     descriptions = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.8, 0.6, 0.0, 0.0]])
@@ -210,15 +213,7 @@ def test_the_served_head_adds_the_token_match_inside_its_multiplier() -> None:
     with pytest.raises(ValueError, match="token match"):
         served.scores(features[:, :2], descriptions, ["a"])
     with pytest.raises(ValueError, match="0 or more"):
-        LinearHead(
-            weight,
-            torch.zeros(2),
-            ["a", "b"],
-            calibration=1.0,
-            slope=1.0,
-            intercept=0.0,
-            token_weight=-1.0,
-        )
+        served_head(calibration=1.0, token_weight=-1.0)
 
 
 def test_a_labelled_text_never_matches_its_own_tokens() -> None:

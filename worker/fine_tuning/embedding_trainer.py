@@ -48,6 +48,7 @@ from shared.classifier.embedding import (
     embed,
     embed_from_prefix,
     encoder_blocks,
+    flattened,
     middle_block,
     prefix_states,
     token_match,
@@ -722,27 +723,16 @@ class EmbeddingTrainer(BaseTrainer):
         texts = self._token_states(self._as_served(self.train_set))
         if self.val_set is not None and len(self.val_set):
             texts += self._token_states(self._as_served(self.val_set))
-        descriptions = self._description_tokens()
-        owners = torch.repeat_interleave(torch.tensor([len(t) for t in texts]))
-        members = bank_members(classes, RECIPE["token_bank_texts_per_category"], self.config.seed)
-        banked = [index for index in range(len(texts)) if members[index]]
-        banked_owners = torch.repeat_interleave(
-            torch.tensor(banked), torch.tensor([len(texts[index]) for index in banked])
+        matched, tokens, rows = held_out_token_match(
+            texts,
+            classes,
+            self._description_tokens(),
+            RECIPE["token_bank_texts_per_category"],
+            self.config.seed,
         )
-        text_rows = torch.as_tensor(classes, dtype=torch.long)[banked_owners]
-        description_rows = torch.repeat_interleave(torch.tensor([len(t) for t in descriptions]))
-        tokens = torch.cat([*(texts[index] for index in banked), *descriptions])
-        rows = torch.cat([text_rows, description_rows])
-        # A labelled text never matches its own tokens: what an unseen text would get.
-        bank_owners = torch.cat([banked_owners, -1 - description_rows])
-        matched = token_match(
-            torch.cat(texts), owners, len(texts), tokens, rows, len(descriptions), bank_owners
-        )
-        matched -= matched.mean(dim=1, keepdim=True)
-        fitted = fit_token_weight(head, matched.numpy(), classes)
+        fitted = fit_token_weight(head, matched, classes)
         if fitted.token_weight > 0:
-            order = torch.argsort(rows, stable=True)
-            self.token_bank = (tokens[order], rows[order])
+            self.token_bank = (tokens, rows)
         return fitted
 
     def _token_states(self, dataset: Any) -> list[torch.Tensor]:
@@ -771,6 +761,39 @@ class EmbeddingTrainer(BaseTrainer):
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def held_out_token_match(
+    texts: Sequence[torch.Tensor],
+    classes: np.ndarray,
+    descriptions: Sequence[torch.Tensor],
+    limit: int,
+    seed: int,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+    """The token bank of labelled ``texts`` (each one's ``content_tokens``; at most
+    ``limit`` texts a category, ``bank_members``) and of each category's description, and
+    each labelled text's centred match with it, never with its own tokens: what an unseen
+    text would get. Returns (matches ``[texts, categories]``, bank tokens, their rows),
+    the bank sorted by row."""
+    members = bank_members(classes, limit, seed)
+    banked = [index for index in range(len(texts)) if members[index]]
+    banked_tokens, banked_owners = flattened([texts[index] for index in banked])
+    banked_owners = torch.tensor(banked, dtype=torch.long)[banked_owners]
+    description_tokens, description_rows = flattened(descriptions)
+    tokens = torch.cat([banked_tokens, description_tokens])
+    rows = torch.cat([torch.as_tensor(classes, dtype=torch.long)[banked_owners], description_rows])
+    query, owners = flattened(texts)
+    matched = token_match(
+        query,
+        owners,
+        len(texts),
+        tokens,
+        rows,
+        len(descriptions),
+        torch.cat([banked_owners, -1 - description_rows]),
+    )
+    order = torch.argsort(rows, stable=True)
+    return (matched - matched.mean(dim=1, keepdim=True)).numpy(), tokens[order], rows[order]
 
 
 def bank_members(classes: np.ndarray, limit: int, seed: int) -> np.ndarray:

@@ -282,7 +282,9 @@ def fit_linear_head(
     )
 
 
-def fit_token_weight(head: LinearHead, matched: np.ndarray, classes: np.ndarray) -> LinearHead:
+def fit_token_weight(
+    head: LinearHead, matched: np.ndarray, classes: np.ndarray, *, lowest: float = 0.0
+) -> LinearHead:
     """``head`` with a token match beside it: the multiplier ``a`` and the match's weight
     ``b >= 0`` that minimise the log loss of ``a * held_out + b * matched`` over the
     labelled texts, where ``held_out`` are the head's cross-fitted logits and ``matched``
@@ -292,6 +294,8 @@ def fit_token_weight(head: LinearHead, matched: np.ndarray, classes: np.ndarray)
     where the match adds nothing the head stays as it was (b = 0). The stored weight is
     ``b / a``, inside the multiplier. Measured on the five tasks (bench/README.md, "Word
     by word"): +0.0 / +0.4 / +1.1 points on their mean at 4 / 8 / 16 texts a category.
+    ``lowest``: the weight's lower bound (the benchmark's unbounded comparison only: the
+    served head refuses a negative weight).
     """
     from scipy.optimize import minimize
 
@@ -303,11 +307,11 @@ def fit_token_weight(head: LinearHead, matched: np.ndarray, classes: np.ndarray)
         lambda p: _log_loss(math.exp(p[0]) * held_out + p[1] * matched, classes),
         np.array([start, 0.0]),
         method="L-BFGS-B",
-        bounds=[(-3.0, 5.0), (0.0, TOKEN_WEIGHT_BOUND)],
+        bounds=[(-3.0, 5.0), (lowest, TOKEN_WEIGHT_BOUND)],
     )
     multiplier, weight = math.exp(float(found.x[0])), float(found.x[1])
     loss = _log_loss(multiplier * held_out + weight * matched, classes)
-    if not (weight > 0 and loss < head.cross_fitted_loss):
+    if not (weight != 0 and loss < head.cross_fitted_loss):
         return replace(head, token_loss=head.cross_fitted_loss)
     return replace(head, calibration=multiplier, token_weight=weight / multiplier, token_loss=loss)
 
