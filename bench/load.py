@@ -11,6 +11,13 @@ JSON object: per phase submissions/s, p50/p95/p99 in ms and errors, and the sett
     python bench/load.py --clients 1,20 --seconds 20 --training
     python bench/load.py --env SORTLOOP_WEB_TORCH_THREADS=2 --env SORTLOOP_BATCH_MAX_SIZE=1 \\
         --env SORTLOOP_WEB_THREADS=1 --label "before issue 21"
+    python bench/load.py --dataset hwu --trained 32 --clients 1,20   # the base model, then a trained one
+
+``--dataset`` replaces the 8 default categories with a labelled dataset's (as
+``learning_curve.py`` names them) and posts its test texts. ``--trained K`` measures every
+phase twice: on the base model, then on a ``head`` model trained with ``sortloop train``
+on K texts a category of the dataset's training split, imported and deployed through the
+admin API (what a deployment serves after its first run, the token match included).
 
 The public rate limit is lifted for the run (every client is 127.0.0.1).
 """
@@ -34,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 ADMIN_URL = os.environ.get(
     "SORTLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -82,10 +90,110 @@ def drop_database(name: str) -> None:
     admin.dispose()
 
 
-def texts() -> list[str]:
+def texts(dataset: str | None) -> list[str]:
+    if dataset:
+        import learning_curve
+
+        return [row["text"] for row in learning_curve.test_set(learning_curve.load_rows(dataset))]
     from shared.seed import demo_submissions
 
     return [row["text"] for row in demo_submissions()]
+
+
+def use_dataset_categories(url: str, dataset: str) -> list[str]:
+    """The dataset's labels as the only active categories (each described by its name)."""
+    import learning_curve
+    from sqlalchemy import create_engine, update
+    from sqlalchemy.orm import Session
+
+    from shared.models import Category
+
+    labels = learning_curve.labels_of(learning_curve.load_rows(dataset))
+    engine = create_engine(url)
+    with Session(engine) as session:
+        session.execute(update(Category).values(active=False))
+        session.add_all(Category(name=label, description=label) for label in labels)
+        session.commit()
+    engine.dispose()
+    return labels
+
+
+def train_and_deploy(
+    port: int, env: dict[str, str], scratch: Path, dataset: str, per_category: int
+) -> dict:
+    """Train a ``head`` model with ``sortloop train``, import and deploy it through the
+    admin API (forced: this is a benchmark, not a gate), and wait until the web tier
+    serves it. Returns the run's facts."""
+    import csv
+
+    import learning_curve
+
+    from shared.model_store.export import iter_export_zip
+
+    train, validation = learning_curve.training_sample(
+        learning_curve.load_rows(dataset), per_category, seed=0
+    )
+    examples = scratch / "train.csv"
+    with examples.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["text", "label"])
+        writer.writeheader()
+        writer.writerows({"text": row["text"], "label": row["label"]} for row in train + validation)
+    out = scratch / "trained"
+    started = time.perf_counter()
+    trained = subprocess.run(
+        [str(Path(sys.executable).parent / "sortloop"), "train", "--csv", str(examples)]
+        + ["--method", "head", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    summary = json.loads(trained.stdout[trained.stdout.index("{") :])
+    (model_dir,) = [path for path in out.iterdir() if path.is_dir()]  # the run's own folder
+    archive = b"".join(iter_export_zip(model_dir))
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="archive"; '
+            f'filename="trained.zip"\r\nContent-Type: application/zip\r\n\r\n'
+        ).encode()
+        + archive
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    token = {"Authorization": f"Bearer {env['SORTLOOP_ADMIN_TOKEN']}"}
+    imported = admin_call(
+        port,
+        "POST",
+        "/admin/api/import-model",
+        body,
+        {**token, "Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    deployed = admin_call(
+        port,
+        "POST",
+        f"/admin/api/deploy-model/{imported['run_id']}",
+        json.dumps({"force": True}).encode(),
+        {**token, "Content-Type": "application/json"},
+    )
+    return {
+        "per_category": per_category,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "token_weight": summary.get("token_weight"),
+        "version": deployed.get("version", imported.get("version")),
+        "archive_bytes": len(archive),
+    }
+
+
+def admin_call(port: int, method: str, path: str, body: bytes, headers: dict) -> dict:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    connection.request(method, path, body=body, headers=headers)
+    response = connection.getresponse()
+    answer = json.loads(response.read() or b"{}")
+    connection.close()
+    if response.status >= 300:
+        raise SystemExit(f"{method} {path}: {response.status} {answer}")
+    return answer
 
 
 def post(connection: http.client.HTTPConnection, message: str) -> int:
@@ -173,8 +281,11 @@ def wait_until_serving(port: int, timeout: float = 120.0) -> str:
     raise SystemExit("the web tier did not answer /healthz in time")
 
 
-def wait_for_backend(port: int, token: str, backend: str, timeout: float = 120.0) -> None:
-    """Until 10 answers in a row (any worker) say the model in use runs on ``backend``."""
+def wait_for_backend(
+    port: int, token: str, backend: str, timeout: float = 120.0, version: str | None = None
+) -> None:
+    """Until 10 answers in a row (any worker) say the model in use runs on ``backend``
+    (and, given ``version``, is that version)."""
     deadline, streak = time.monotonic() + timeout, 0
     while streak < 10 and time.monotonic() < deadline:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -185,6 +296,7 @@ def wait_for_backend(port: int, token: str, backend: str, timeout: float = 120.0
         info = json.loads(response.read() or b"{}")
         connection.close()
         ready = info.get("loaded") and info.get("process", {}).get("inference_backend") == backend
+        ready = ready and (version is None or info.get("version") == version)
         streak = streak + 1 if ready else 0
         time.sleep(0.05 if ready else 0.5)
     if streak < 10:
@@ -235,6 +347,24 @@ def stack_env(
     return env
 
 
+def measure_training(
+    result: dict, port: int, env: dict, counts: list[int], args, messages: list[str], model: str
+) -> None:
+    """A run alone, then each client count while a run trains."""
+    training_env = {key: value for key, value in env.items() if key != "DATABASE_URL"}
+    result.setdefault("training_idle", []).append(
+        {"model": model, **finish(training_run(training_env, args.light))}
+    )
+    for clients in counts:
+        run = training_run(training_env, args.light)
+        time.sleep(3.0)  # into its training
+        measured = phase(port, clients, args.seconds, messages)
+        result["phases"].append({"phase": "training", "model": model, **measured})
+        result.setdefault("training_under_load", []).append(
+            {"clients": clients, "model": model, **finish(run)}
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", default="1,20,50")
@@ -243,7 +373,13 @@ def main() -> None:
     parser.add_argument("--light", action="store_true", help="the training phase runs head")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the web tier")
     parser.add_argument("--label", default="")
+    parser.add_argument("--dataset", help="a learning_curve.py dataset's categories and texts")
+    parser.add_argument(
+        "--trained", type=int, metavar="K", help="then a head model trained on K a category"
+    )
     args = parser.parse_args()
+    if args.trained and not args.dataset:
+        parser.error("--trained needs --dataset (the texts it is trained on)")
     counts = [int(c) for c in args.clients.split(",") if c]
 
     name, url = create_database()
@@ -251,6 +387,8 @@ def main() -> None:
     env = stack_env(url, scratch, "load", redis_db=14, overrides=args.env)
     bin_dir = Path(sys.executable).parent
     subprocess.run([str(bin_dir / "sortloop"), "migrate"], env=env, check=True, capture_output=True)
+    if args.dataset:
+        use_dataset_categories(url, args.dataset)
     port = free_port()
     log = (scratch / "gunicorn.log").open("w")
     server = subprocess.Popen(
@@ -275,31 +413,28 @@ def main() -> None:
         "batch_wait_ms": config.batch_wait_ms,
         "inference_backend": config.inference_backend,
         "overrides": args.env,
+        "dataset": args.dataset or "demo submissions",
         "phases": [],
     }
     try:
         result["model_version"] = wait_until_serving(port)
         # Measure the steady state: every worker has loaded the model (and, with ONNX,
         # finished the export its first load starts in the background).
-        wait_for_backend(port, env["SORTLOOP_ADMIN_TOKEN"], config.inference_backend)
-        messages = texts()
-        phase(port, 4, 3.0, messages)  # warm every worker's model
-        for clients in counts:
-            result["phases"].append(
-                {"phase": "idle", **phase(port, clients, args.seconds, messages)}
-            )
-        if args.training:
-            training_env = {key: value for key, value in env.items() if key != "DATABASE_URL"}
-            idle = finish(training_run(training_env, args.light))
-            result["training_idle"] = idle
+        token = env["SORTLOOP_ADMIN_TOKEN"]
+        wait_for_backend(port, token, config.inference_backend)
+        messages = texts(args.dataset)
+        models = [("base", None)] + ([("trained", args.trained)] if args.trained else [])
+        for model, per_category in models:
+            if per_category:
+                trained = train_and_deploy(port, env, scratch, args.dataset, per_category)
+                result["trained"] = trained
+                wait_for_backend(port, token, config.inference_backend, version=trained["version"])
+            phase(port, 4, 3.0, messages)  # warm every worker's model
             for clients in counts:
-                run = training_run(training_env, args.light)
-                time.sleep(3.0)  # into its training
                 measured = phase(port, clients, args.seconds, messages)
-                result["phases"].append({"phase": "training", **measured})
-                result.setdefault("training_under_load", []).append(
-                    {"clients": clients, **finish(run)}
-                )
+                result["phases"].append({"phase": "idle", "model": model, **measured})
+            if args.training:
+                measure_training(result, port, env, counts, args, messages, model)
     finally:
         server.terminate()
         server.wait(30)
