@@ -123,6 +123,10 @@ class TrainingResult:
     start_val_loss: float | None = None
     # The logistic head every embedding run ends with (calibration, temperature, folds).
     linear_head: dict[str, Any] | None = None
+    # Labelled texts whose labels the model, not having seen them, doubts: each with the
+    # training example's ``id`` (where the examples had one), ``text``, ``label``, ``suggested``
+    # and both probabilities (``worker.fine_tuning.linear_head.label_issues``).
+    label_issues: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     schema_version: int = TRAINING_RESULT_SCHEMA_VERSION
 

@@ -282,6 +282,10 @@ def run_summary(run: FineTuningRun) -> dict[str, Any]:
         "error": run.error,
         "method": (run.training_config or {}).get("method"),
         "model_path": run.model_path,
+        # Training texts whose labels the run's model doubts (its details page lists them).
+        "labels_to_check": len(
+            (((run.results or {}).get("training") or {}).get("label_issues")) or []
+        ),
     }
 
 

@@ -197,3 +197,46 @@ def test_the_head_matches_words_where_held_out_texts_say_so_and_serves_what_it_w
     assert served.classify(["when should I water the tomato seedlings"], extra)[0].label == (
         "gardening"
     )
+
+
+def test_labels_made_wrong_are_listed_to_check_with_their_texts_and_ids(hwu, tmp_path) -> None:
+    labels = hwu["labels"]
+    examples = [dict(example) for example in hwu["examples"]]
+    made_wrong = {}
+    for example in examples[5::12]:  # 12 of 144 (8 %): each labelled as the next scenario
+        made_wrong[example["id"]] = example["label"]
+        example["label"] = labels[(labels.index(example["label"]) + 1) % len(labels)]
+    info = engine.train_model(
+        examples,
+        [],
+        TrainingConfig(method=DEFAULT_METHOD, seed=0),
+        default_base_model(),
+        [CategorySpec(label, label) for label in labels],
+        output_dir=tmp_path / "wrong",
+    )
+
+    issues = info["label_issues"]
+    listed_wrong = [issue for issue in issues if issue["id"] in made_wrong]
+    assert len(listed_wrong) >= len(made_wrong) // 2  # at least half of them found
+    assert len(listed_wrong) > len(issues) / 2  # most of what it lists was made wrong
+    by_id = {example["id"]: example for example in examples}
+    for issue in issues:
+        assert issue["text"] == by_id[issue["id"]]["text"]
+        assert issue["label"] == by_id[issue["id"]]["label"]  # the label as given
+        assert issue["suggested_probability"] >= 10 * issue["label_probability"]
+    assert (
+        sum(issue["suggested"] == made_wrong[issue["id"]] for issue in listed_wrong)
+        > len(listed_wrong) / 2
+    )  # it mostly names the scenario the text came from
+    card = Path(info["adapter_dir"]) / "README.md"
+    assert f"doubted {len(issues)} of its labelled texts" in card.read_text()
+
+    clean = engine.train_model(
+        hwu["examples"],
+        [],
+        TrainingConfig(method=DEFAULT_METHOD, seed=0),
+        default_base_model(),
+        [CategorySpec(label, label) for label in labels],
+        output_dir=tmp_path / "clean",
+    )
+    assert len(clean["label_issues"]) <= 6  # the labels as the dataset gives them: few doubted

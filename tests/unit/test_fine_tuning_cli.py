@@ -84,6 +84,9 @@ def test_train_prints_one_json_object_with_the_contract_keys(tmp_path) -> None:
     assert output["descriptions_as_examples"] in (True, False)  # the head's choice, reported
     assert output["middle_layer"] in (None, {"block": 3, "weight": 0.5})  # what it reads
     assert output["token_weight"] >= 0  # how much its word-by-word match counts (0: none)
+    texts = {row["message"]: row["topic"] for row in train}
+    for issue in output["label_issues"]:  # training texts whose labels it doubts, as given
+        assert texts[issue["text"]] == issue["label"] != issue["suggested"]
     card = Path(output["adapter_dir"], "README.md").read_text()
     assert "- calibration (this model): mean confidence" in card
     assert any(reason.startswith(f"on {len(test)} test texts") for reason in output["reasons"])

@@ -238,3 +238,40 @@ def test_the_token_bank_takes_at_most_its_limit_of_texts_from_a_category() -> No
     assert members[:50].sum() == 32  # a seeded sample of the large category
     assert members[50:].all()  # every text of a small one
     assert np.array_equal(members, bank_members(classes, 32, seed=0))
+
+
+def test_labels_that_look_wrong_are_listed_and_right_ones_are_not() -> None:
+    train, classes, descriptions = _clusters(10, seed=8, spread=0.2)
+    head = fit_linear_head(train, classes, descriptions, seed=0)
+    assert linear_head.label_issues(head, None, classes) == []  # every label is right
+
+    wrong = classes.copy()
+    flipped = {3: 1, 14: 2, 25: 0}  # one text of each category labelled as another
+    for row, label in flipped.items():
+        wrong[row] = label
+    head = fit_linear_head(train, wrong, descriptions, seed=0)
+    issues = linear_head.label_issues(head, None, wrong)
+
+    assert {issue.row for issue in issues} == set(flipped)
+    for issue in issues:
+        assert issue.label == flipped[issue.row]
+        assert issue.suggested == classes[issue.row]  # the category it came from
+        assert issue.suggested_probability > 0.5
+        assert issue.suggested_probability >= linear_head.LABEL_ISSUE_ODDS * issue.label_probability
+    ranked = [issue.label_probability for issue in issues]
+    assert ranked == sorted(ranked)  # most doubtful first
+
+
+def test_label_issues_read_the_token_match_as_the_served_head_does() -> None:
+    train, classes, descriptions = _clusters(10, seed=9, spread=0.3)
+    wrong = classes.copy()
+    wrong[4] = 2
+    head = fit_linear_head(train, wrong, descriptions, seed=0)
+    # A match that says each text belongs to its labelled category, strongly enough to
+    # outweigh the head: with it, the served model no longer doubts the wrong label.
+    agreeing = np.eye(3)[wrong] * 10.0
+    agreeing -= agreeing.mean(axis=1, keepdims=True)
+    with_match = linear_head.fit_token_weight(head, agreeing, wrong)
+    assert with_match.token_weight > 0
+    assert [issue.row for issue in linear_head.label_issues(head, None, wrong)] == [4]
+    assert linear_head.label_issues(with_match, agreeing, wrong) == []

@@ -397,3 +397,58 @@ def test_every_admin_date_is_written_one_way_in_utc():
         "±0.0 points",
         "–",
     )
+
+
+def test_run_details_list_the_labels_to_check_and_open_them_in_training_data(logged_in, session):
+    make_category(session, name="parks")
+    make_category(session, name="roads")
+    doubted = make_training_example(
+        session, message="the swings in the park are broken", corrected_category="roads"
+    )
+    make_training_example(session, message="pothole on the high street", corrected_category="roads")
+    run = completed_run(session)
+    run.results = {
+        **run.results,
+        "training": {
+            "method": "head",
+            "label_issues": [
+                {
+                    "id": doubted.id,
+                    "text": XSS,  # texts are the public's: escaped
+                    "label": "roads",
+                    "suggested": "parks",
+                    "label_probability": 0.012,
+                    "suggested_probability": 0.93,
+                }
+            ],
+        },
+    }
+    clean = completed_run(session)
+    session.commit()
+
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+    assert 'data-role="label-issues"' in html
+    assert "The model doubts 1 of the labels" in html
+    assert "roads (1.2%)" in html and "parks (93%)" in html
+    assert XSS not in html and "&lt;script&gt;" in html
+    link = re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1)
+    assert link.endswith(f"ids={doubted.id}")
+    listed = logged_in.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    assert "the swings in the park are broken" in listed
+    assert "pothole on the high street" not in listed  # only the doubted one, to relabel
+
+    clean_html = logged_in.get(f"/admin/training/runs/{clean.id}").get_data(as_text=True)
+    assert 'data-role="label-issues"' not in clean_html
+
+    # The dashboard's history says so beside the run, and the API counts them.
+    history = logged_in.get("/admin/training/history").get_data(as_text=True)
+    rows = {
+        row_id: row for row_id, row in re.findall(r'data-run-id="(\d+)">(.*?)</tr>', history, re.S)
+    }
+    assert "1 label to check" in rows[str(run.id)]
+    assert f"/admin/training/runs/{run.id}#label-issues-title" in rows[str(run.id)]
+    assert "to check" not in rows[str(clean.id)]
+    counts = {
+        r["run_id"]: r["labels_to_check"] for r in logged_in.get("/admin/api/runs").get_json()
+    }
+    assert counts[run.id] == 1 and counts[clean.id] == 0

@@ -256,6 +256,11 @@ def _train(
         middle_layer=(results["training"].get("linear_head") or {}).get("middle_layer"),
         # > 0: the head also matches a text's tokens with each category's (TokenBank).
         token_weight=(results["training"].get("linear_head") or {}).get("token_weight"),
+        # Training texts whose labels the model doubts (text, label, suggested): check them.
+        label_issues=[
+            {key: value for key, value in issue.items() if key != "id"}
+            for issue in results["training"].get("label_issues") or []
+        ],
         reasons=results["verdict"]["reasons"],
         warnings=results["quality"]["warnings"],
         adapter_dir=str(adapter_dir),

@@ -193,6 +193,7 @@ class EmbeddingTrainer(BaseTrainer):
         self.reads_middle = False  # whether the exported head kept it
         # The token bank the exported head matches with (tokens, their rows), if kept.
         self.token_bank: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._held_out_matched: np.ndarray | None = None  # the token match of the fit
         if not self.use_lora:
             # Nothing trains through the encoder: embed as the classifier will.
             self.max_length = MAX_LENGTH
@@ -631,6 +632,7 @@ class EmbeddingTrainer(BaseTrainer):
         from worker.fine_tuning.linear_head import capped
 
         head, features = self._fit_linear_head()
+        issues = self._label_issues(head)
         if self.use_lora and history.get("best_epoch") and self.frozen_calibration is not None:
             # The adapter trained on these texts, so each fold finds the texts it held out
             # easier than new ones: the frozen encoder's multiplier bounds it.
@@ -673,8 +675,29 @@ class EmbeddingTrainer(BaseTrainer):
                 **history,
                 "adapted_blocks": adapted,
                 "linear_head": {**head.summary(), **features},
+                "label_issues": issues,
             },
         )
+
+    def _label_issues(self, head: Any) -> list[dict[str, Any]]:
+        """The labelled texts whose labels the cross-fitted model doubts
+        (``linear_head.label_issues``), each by its row in the labelled texts (train, then
+        validation, as given to ``fit``) and its categories' names."""
+        from worker.fine_tuning.linear_head import label_issues
+
+        classes = np.asarray(self.train_set["label"], dtype=np.int64)
+        if self.val_set is not None and len(self.val_set):
+            classes = np.concatenate([classes, np.asarray(self.val_set["label"], dtype=np.int64)])
+        return [
+            {
+                "row": issue.row,
+                "label": self.labels[issue.label],
+                "suggested": self.labels[issue.suggested],
+                "label_probability": round(issue.label_probability, 4),
+                "suggested_probability": round(issue.suggested_probability, 4),
+            }
+            for issue in label_issues(head, self._held_out_matched, classes)
+        ]
 
     def _head_columns(self) -> slice:
         """The columns of this trainer's embeddings the exported head reads: all of them,
@@ -717,7 +740,7 @@ class EmbeddingTrainer(BaseTrainer):
         weight (``linear_head.fit_token_weight``); the bank is kept for ``export``."""
         from worker.fine_tuning.linear_head import fit_token_weight
 
-        self.token_bank = None
+        self.token_bank = self._held_out_matched = None
         if not RECIPE["token_match"] or head.held_out is None:
             return head
         texts = self._token_states(self._as_served(self.train_set))
@@ -732,7 +755,7 @@ class EmbeddingTrainer(BaseTrainer):
         )
         fitted = fit_token_weight(head, matched, classes)
         if fitted.token_weight > 0:
-            self.token_bank = (tokens, rows)
+            self.token_bank, self._held_out_matched = (tokens, rows), matched
         return fitted
 
     def _token_states(self, dataset: Any) -> list[torch.Tensor]:

@@ -171,6 +171,7 @@ def train_model(
         val_accuracy=tuple(history.get("val_accuracy", [])),
         start_val_loss=history.get("start_val_loss"),
         linear_head=history.get("linear_head"),
+        label_issues=_named_issues(history.get("label_issues") or [], [*train, *val]),
         num_train=len(train),
         num_val=len(val),
         steps=history.get("steps"),
@@ -178,6 +179,20 @@ def train_model(
         device=history.get("device", "cpu"),
         peak_gpu_memory_mb=history.get("peak_gpu_memory_mb"),
     ).to_dict()
+
+
+def _named_issues(
+    issues: Sequence[dict[str, Any]], examples: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The trainer's label issues (by row of train, then validation) with each text and,
+    where the example has one, its id (a training example's, in a run): what an admin
+    opens to check it."""
+    named = []
+    for issue in issues:
+        example = examples[issue["row"]]
+        found = {key: value for key, value in issue.items() if key != "row"}
+        named.append({"id": example.get("id"), "text": example["text"], **found})
+    return named
 
 
 def _log_epochs(history: dict[str, Any]) -> None:

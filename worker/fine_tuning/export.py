@@ -213,6 +213,13 @@ def model_card(
                     f"{head.get('cross_fitted_loss')} without). Sortloop before this format (3) "
                     "cannot serve it."
                 )
+            issues = history.get("label_issues") or []
+            if issues:
+                lines.append(
+                    f"Fitted without each, it doubted {len(issues)} of its labelled texts' "
+                    "labels (another category at least ten times as likely; left in "
+                    "training): the run's results list them as label_issues."
+                )
             if head.get("uncapped_calibration"):
                 lines.append(
                     "The adapter trained on those texts, which makes them look easier than "
