@@ -123,3 +123,7 @@ def test_a_head_with_a_token_bank_gets_token_states_from_its_own_export(tmp_path
     assert len(list(tmp_path.glob("encoder-*-tokens.onnx"))) == 1
     assert (matching.encode(texts) - expected).abs().max() < 1e-4
     assert plain.encode(texts).shape == (len(texts), 384)
+    # ONNX Runtime's threads do not spin between runs where torch matches after each.
+    spinning = "session.intra_op.allow_spinning"
+    assert matching.runtime.session.get_session_options().get_session_config_entry(spinning) == "0"
+    assert plain.runtime.session.get_session_options().get_session_config_entry(spinning) == "1"
