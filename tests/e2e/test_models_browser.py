@@ -106,10 +106,25 @@ def test_the_models_panel_names_the_deployed_run_at_once(
     anyway, and the panel names it straight away, before the web process has swapped."""
     for name in ["cards", "loans", LONG]:
         session.add(Category(name=name, description=f"questions about {name}"))
+    doubted = TrainingExample(
+        message="my loan repayment bounced off my card",
+        contributor_type="resident",
+        corrected_category="loans",
+    )
+    session.add(doubted)
+    session.flush()
+    issue = {
+        "id": doubted.id,
+        "text": doubted.message,
+        "label": "loans",
+        "suggested": "cards",
+        "label_probability": 0.031,
+        "suggested_probability": 0.882,
+    }
     run = FineTuningRun(
         status="completed",
         base_model="/opt/models/sentence-transformers/all-MiniLM-L6-v2",
-        results=RESULTS,
+        results={**RESULTS, "training": {**RESULTS["training"], "label_issues": [issue]}},
         num_training_examples=120,
         num_validation_examples=25,
         num_test_examples=40,
@@ -152,6 +167,13 @@ def test_the_models_panel_names_the_deployed_run_at_once(
     label = page.locator('[data-chart="per-category-f1"] text.bar-label', has_text=LONG)
     assert label.bounding_box()["width"] < 680  # the whole name fits the chart
     page.screenshot(path=str(SCREENSHOTS / "run-page.png"), full_page=True)
+    # The label the model doubts, and the way to it: Training data, that example alone.
+    doubts = page.locator('[data-role="label-issue"]')
+    assert doubts.count() == 1
+    assert "cards (88%)" in doubts.inner_text() and "loans (3.1%)" in doubts.inner_text()
+    page.locator('[data-role="label-issues-open"]').click()
+    page.wait_for_url(re.compile(r"/admin/training-data\?ids="))
+    page.get_by_text("my loan repayment bounced off my card").wait_for()
 
     session.expire_all()
     assert session.get(FineTuningRun, run.id).is_active_model
