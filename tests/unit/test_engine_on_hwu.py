@@ -199,13 +199,35 @@ def test_the_head_matches_words_where_held_out_texts_say_so_and_serves_what_it_w
     )
 
 
-def test_labels_made_wrong_are_listed_to_check_with_their_texts_and_ids(hwu, tmp_path) -> None:
+def _made_wrong(hwu: dict) -> tuple[list[dict], dict[str, str]]:
+    """hwu's examples with 12 of 144 (8 %) labelled as the next scenario, and each of
+    those ids' right label."""
     labels = hwu["labels"]
     examples = [dict(example) for example in hwu["examples"]]
     made_wrong = {}
-    for example in examples[5::12]:  # 12 of 144 (8 %): each labelled as the next scenario
+    for example in examples[5::12]:
         made_wrong[example["id"]] = example["label"]
         example["label"] = labels[(labels.index(example["label"]) + 1) % len(labels)]
+    return examples, made_wrong
+
+
+def _check_the_listed(issues: list[dict], examples: list[dict], made_wrong: dict) -> list[dict]:
+    """Most of the listed labels were made wrong and at least half of those are listed,
+    each with its text and its label as given; returns the listed wrong ones."""
+    listed_wrong = [issue for issue in issues if issue["id"] in made_wrong]
+    assert len(listed_wrong) >= len(made_wrong) // 2  # at least half of them found
+    assert len(listed_wrong) > len(issues) / 2  # most of what it lists was made wrong
+    by_id = {example["id"]: example for example in examples}
+    for issue in issues:
+        assert issue["text"] == by_id[issue["id"]]["text"]
+        assert issue["label"] == by_id[issue["id"]]["label"]  # the label as given
+        assert issue["suggested_probability"] >= 10 * issue["label_probability"]
+    return listed_wrong
+
+
+def test_labels_made_wrong_are_listed_to_check_with_their_texts_and_ids(hwu, tmp_path) -> None:
+    labels = hwu["labels"]
+    examples, made_wrong = _made_wrong(hwu)
     info = engine.train_model(
         examples,
         [],
@@ -216,14 +238,7 @@ def test_labels_made_wrong_are_listed_to_check_with_their_texts_and_ids(hwu, tmp
     )
 
     issues = info["label_issues"]
-    listed_wrong = [issue for issue in issues if issue["id"] in made_wrong]
-    assert len(listed_wrong) >= len(made_wrong) // 2  # at least half of them found
-    assert len(listed_wrong) > len(issues) / 2  # most of what it lists was made wrong
-    by_id = {example["id"]: example for example in examples}
-    for issue in issues:
-        assert issue["text"] == by_id[issue["id"]]["text"]
-        assert issue["label"] == by_id[issue["id"]]["label"]  # the label as given
-        assert issue["suggested_probability"] >= 10 * issue["label_probability"]
+    listed_wrong = _check_the_listed(issues, examples, made_wrong)
     assert (
         sum(issue["suggested"] == made_wrong[issue["id"]] for issue in listed_wrong)
         > len(listed_wrong) / 2
@@ -240,3 +255,19 @@ def test_labels_made_wrong_are_listed_to_check_with_their_texts_and_ids(hwu, tmp
         output_dir=tmp_path / "clean",
     )
     assert len(clean["label_issues"]) <= 6  # the labels as the dataset gives them: few doubted
+
+
+def test_a_lora_run_lists_the_labels_its_frozen_encoder_doubted(hwu, tmp_path) -> None:
+    """The adapter trains on the labelled texts, so the tuned head finds their labels easy
+    to believe: the labels to check come from the frozen encoder's head, fitted first."""
+    examples, made_wrong = _made_wrong(hwu)
+    info = engine.train_model(
+        examples,
+        [],
+        TrainingConfig(method="lora", seed=0),
+        default_base_model(),
+        [CategorySpec(label, label) for label in hwu["labels"]],
+        output_dir=tmp_path / "lora",
+    )
+    assert info["best_epoch"] > 0  # the adapter moved
+    _check_the_listed(info["label_issues"], examples, made_wrong)

@@ -237,6 +237,7 @@ class EmbeddingTrainer(BaseTrainer):
         # lora: the head's multiplier on the frozen encoder, fitted before the adapter
         # moves (``before_training``); it caps the tuned head's (``export``).
         self.frozen_calibration: float | None = None
+        self.frozen_label_issues: list[dict[str, Any]] | None = None
 
     def setup_adapter(self, per_category: float) -> None:
         """lora: wrap the encoder in LoRA for a training set of ``per_category`` texts per
@@ -366,6 +367,8 @@ class EmbeddingTrainer(BaseTrainer):
 
             head = fit_linear_head(*self._labelled_embeddings(self.bank), seed=self.config.seed)
             self.frozen_calibration = head.calibration if head.folds >= 2 else None
+            # The labels to check, from texts the encoder has not trained on yet.
+            self.frozen_label_issues = self._label_issues(head, None)
 
     def on_epoch_start(self, train_set: Any, pad_id: int, epoch: int) -> None:
         # Exemplars out of the batch come from the bank; validation refreshed it already.
@@ -632,7 +635,11 @@ class EmbeddingTrainer(BaseTrainer):
         from worker.fine_tuning.linear_head import capped
 
         head, features = self._fit_linear_head()
-        issues = self._label_issues(head)
+        issues = self._label_issues(head, self._held_out_matched)
+        if self.use_lora and history.get("best_epoch") and self.frozen_label_issues is not None:
+            # The adapter trained on these texts, so the tuned head's folds find their
+            # labels easy to believe: the frozen encoder's head, fitted before, says more.
+            issues = self.frozen_label_issues
         if self.use_lora and history.get("best_epoch") and self.frozen_calibration is not None:
             # The adapter trained on these texts, so each fold finds the texts it held out
             # easier than new ones: the frozen encoder's multiplier bounds it.
@@ -679,10 +686,11 @@ class EmbeddingTrainer(BaseTrainer):
             },
         )
 
-    def _label_issues(self, head: Any) -> list[dict[str, Any]]:
-        """The labelled texts whose labels the cross-fitted model doubts
-        (``linear_head.label_issues``), each by its row in the labelled texts (train, then
-        validation, as given to ``fit``) and its categories' names."""
+    def _label_issues(self, head: Any, matched: np.ndarray | None) -> list[dict[str, Any]]:
+        """The labelled texts whose labels the cross-fitted ``head`` (with its token match
+        ``matched``, if any) doubts (``linear_head.label_issues``), each by its row in the
+        labelled texts (train, then validation, as given to ``fit``) and its categories'
+        names."""
         from worker.fine_tuning.linear_head import label_issues
 
         classes = np.asarray(self.train_set["label"], dtype=np.int64)
@@ -696,7 +704,7 @@ class EmbeddingTrainer(BaseTrainer):
                 "label_probability": round(issue.label_probability, 4),
                 "suggested_probability": round(issue.suggested_probability, 4),
             }
-            for issue in label_issues(head, self._held_out_matched, classes)
+            for issue in label_issues(head, matched, classes)
         ]
 
     def _head_columns(self) -> slice:
