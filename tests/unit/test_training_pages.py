@@ -452,3 +452,34 @@ def test_run_details_list_the_labels_to_check_and_open_them_in_training_data(log
         r["run_id"]: r["labels_to_check"] for r in logged_in.get("/admin/api/runs").get_json()
     }
     assert counts[run.id] == 1 and counts[clean.id] == 0
+
+
+def test_a_long_list_of_labels_to_check_shows_the_most_doubtful(logged_in, session):
+    examples = [make_training_example(session, corrected_category="roads") for _ in range(240)]
+    run = completed_run(session)
+    run.results = {
+        **run.results,
+        "training": {
+            "label_issues": [
+                {
+                    "id": example.id,
+                    "text": example.message,
+                    "label": "roads",
+                    "suggested": "parks",
+                    "label_probability": 0.001 * rank,
+                    "suggested_probability": 0.9,
+                }
+                for rank, example in enumerate(examples)
+            ]
+        },
+    }
+    session.commit()
+
+    html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
+    assert "The model doubts 240 of the labels" in html
+    assert html.count('data-role="label-issue"') == 50 and "The 50 most doubtful" in html
+    link = re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1)
+    assert link.split("ids=")[1].replace("%2C", ",").split(",") == [
+        str(example.id) for example in examples[:200]
+    ]
+    assert "the 200 most doubtful in Training data" in html
