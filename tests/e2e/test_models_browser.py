@@ -174,6 +174,9 @@ def test_the_models_panel_names_the_deployed_run_at_once(
     page.locator('[data-role="label-issues-open"]').click()
     page.wait_for_url(re.compile(r"/admin/training-data\?ids="))
     page.get_by_text("my loan repayment bounced off my card").wait_for()
+    page.get_by_role("button", name="Relabel as cards").click()
+    page.get_by_text("1 training example now 'cards'.").wait_for()
+    assert page.get_by_role("button", name="Relabel as cards").count() == 0
 
     session.expire_all()
     assert session.get(FineTuningRun, run.id).is_active_model

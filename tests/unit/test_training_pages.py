@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from html import unescape as html_unescape
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -432,10 +434,25 @@ def test_run_details_list_the_labels_to_check_and_open_them_in_training_data(log
     assert "roads (1.2%)" in html and "parks (93%)" in html
     assert XSS not in html and "&lt;script&gt;" in html
     link = re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1)
-    assert link.endswith(f"ids={doubted.id}")
-    listed = logged_in.get(link.replace("&amp;", "&")).get_data(as_text=True)
+    link = link.replace("&amp;", "&")
+    assert f"ids={doubted.id}" in link and f"run={run.id}" in link
+    listed = logged_in.get(link).get_data(as_text=True)
     assert "the swings in the park are broken" in listed
     assert "pothole on the high street" not in listed  # only the doubted one, to relabel
+    assert 'data-role="run-doubts"' in listed
+    # One click takes the model's suggestion; then the label is no longer the doubted one.
+    form = re.search(r'<form[^>]*data-role="use-suggestion">(.*?)</form>', listed, re.S).group(1)
+    assert "Relabel as parks" in form and "the model: 93%" in form
+    fields = {k: html_unescape(v) for k, v in re.findall(r'name="([^"]+)" value="([^"]*)"', form)}
+    answer = logged_in.post("/admin/training-data/bulk", data=fields)
+    assert answer.status_code == 302 and answer.headers["Location"].endswith(link)
+    session.refresh(doubted)
+    assert doubted.corrected_category == "parks"
+    again = logged_in.get(link).get_data(as_text=True)
+    assert 'data-role="use-suggestion"' not in again
+    # A run that is not there, or not a number: a clear answer, not a crash.
+    assert logged_in.get(f"/admin/training-data?run={run.id + 1000}").status_code == 404
+    assert logged_in.get("/admin/training-data?run=abc").status_code == 400
 
     clean_html = logged_in.get(f"/admin/training/runs/{clean.id}").get_data(as_text=True)
     assert 'data-role="label-issues"' not in clean_html
@@ -478,8 +495,8 @@ def test_a_long_list_of_labels_to_check_shows_the_most_doubtful(logged_in, sessi
     html = logged_in.get(f"/admin/training/runs/{run.id}").get_data(as_text=True)
     assert "The model doubts 240 of the labels" in html
     assert html.count('data-role="label-issue"') == 50 and "The 50 most doubtful" in html
-    link = re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1)
-    assert link.split("ids=")[1].replace("%2C", ",").split(",") == [
+    link = html_unescape(re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1))
+    assert parse_qs(urlsplit(link).query)["ids"][0].split(",") == [
         str(example.id) for example in examples[:200]
     ]
     assert "the 200 most doubtful in Training data" in html

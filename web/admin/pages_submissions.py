@@ -32,6 +32,7 @@ from shared.training.examples import (
     relabel_training_examples,
     training_stats,
 )
+from shared.training.runs import get_run
 from web.admin import bp
 from web.auth import admin_required, current_actor
 from web.db import get_session
@@ -240,7 +241,9 @@ def training_data():
         "ids": request.args.get("ids") or "",
         "q": search_words(),
         "per_page": per_page,
+        "run": request.args.get("run") or "",
     }
+    doubts = _doubted_labels(session, filters["run"])
     result = list_training_examples(
         session,
         page=page,
@@ -256,6 +259,7 @@ def training_data():
         filters=filters,
         page_sizes=PAGE_SIZES,
         stats=training_stats(session),
+        doubts=doubts,
         categories=list_categories(session),
         active_categories=[c.name for c in list_categories(session, active_only=True)],
     )
@@ -289,6 +293,17 @@ def bulk_training_data():
         session.commit()
         flash(message, "info")
     return redirect(_back_to("admin.training_data", "/admin/training-data"))
+
+
+def _doubted_labels(session, run: str) -> dict[int, dict] | None:
+    """With ``run`` (a run's id from its "Labels to check"), that run's doubted labels by
+    training example id: each with the label it trained on and its suggestion. None
+    without; a run that is not there is a 404, a run with none an empty dict."""
+    if not run:
+        return None
+    found = get_run(session, parse_whole_number(run, "run", 1, MAX_ID))
+    issues = ((found.results or {}).get("training") or {}).get("label_issues") or []
+    return {issue["id"]: issue for issue in issues if isinstance(issue.get("id"), int)}
 
 
 def _example_or_404(example_id: int) -> TrainingExample:
