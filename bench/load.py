@@ -121,9 +121,10 @@ def use_dataset_categories(url: str, dataset: str) -> list[str]:
 def train_and_deploy(
     port: int, env: dict[str, str], scratch: Path, dataset: str, per_category: int
 ) -> dict:
-    """Train a ``head`` model with ``sortloop train``, import and deploy it through the
-    admin API (forced: this is a benchmark, not a gate), and wait until the web tier
-    serves it. Returns the run's facts."""
+    """Train a ``head`` model with ``sortloop train`` on ``per_category`` texts a category
+    (it holds its default test share of them out), then import and deploy it through the
+    admin API (forced: this is a benchmark, not a gate). Returns the run's facts; the
+    caller waits until the web tier serves it."""
     import csv
 
     import learning_curve
