@@ -152,6 +152,33 @@ def relabel_training_examples(
     return examples
 
 
+def doubts_since(session: Session, issues: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A run's labels to check (``results.training.label_issues``), each with what its
+    example says now: ``now`` is ``"unchanged"`` (still the label the run doubted),
+    ``"relabelled"`` (``now_label`` names the category) or ``"deleted"``; an issue
+    without an example id (a run from the command line) is ``"unknown"``. A run's list is
+    its record of the labels it trained on; this is what admins have done about it."""
+    ids = [issue["id"] for issue in issues if isinstance(issue.get("id"), int)]
+    rows = session.execute(
+        select(TrainingExample.id, TrainingExample.corrected_category).where(
+            TrainingExample.id.in_(ids)
+        )
+    )
+    current = {example_id: label for example_id, label in rows}
+    followed = []
+    for issue in issues:
+        example_id = issue.get("id")
+        if not isinstance(example_id, int):
+            followed.append({**issue, "now": "unknown", "now_label": None})
+        elif example_id not in current:
+            followed.append({**issue, "now": "deleted", "now_label": None})
+        elif current[example_id] == issue.get("label"):
+            followed.append({**issue, "now": "unchanged", "now_label": current[example_id]})
+        else:
+            followed.append({**issue, "now": "relabelled", "now_label": current[example_id]})
+    return followed
+
+
 def training_stats(session: Session) -> dict[str, Any]:
     """Totals, corrections vs confirmations, per-category counts, quality and readiness.
 

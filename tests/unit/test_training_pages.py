@@ -471,6 +471,100 @@ def test_run_details_list_the_labels_to_check_and_open_them_in_training_data(log
     assert counts[run.id] == 1 and counts[clean.id] == 0
 
 
+def test_run_details_show_what_became_of_each_label_to_check(logged_in, session):
+    for name in ("parks", "roads", "lighting"):
+        make_category(session, name=name)
+    texts = ("swings broken in the park", "bench vandalised", "lamp out on elm street")
+    relabelled, deleted, unchanged = (
+        make_training_example(session, message=text, corrected_category="roads") for text in texts
+    )
+    run = completed_run(session)
+
+    def issue(example, suggested):
+        return {
+            "id": example.id,
+            "text": example.message,
+            "label": "roads",
+            "suggested": suggested,
+            "label_probability": 0.01,
+            "suggested_probability": 0.9,
+        }
+
+    run.results = {
+        **run.results,
+        "training": {
+            "label_issues": [
+                issue(relabelled, "parks"),
+                issue(deleted, "parks"),
+                issue(unchanged, "lighting"),
+                {**issue(unchanged, "parks"), "id": None, "text": "from the command line"},
+            ]
+        },
+    }
+    session.commit()
+    page = f"/admin/training/runs/{run.id}"
+
+    def words(html: str) -> str:
+        return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html)).strip()
+
+    def rows():
+        html = logged_in.get(page).get_data(as_text=True)
+        found = re.findall(r'<tr data-role="label-issue" data-now="(\w+)">(.*?)</tr>', html, re.S)
+        return html, [(now, words(row)) for now, row in found]
+
+    html, before = rows()
+    assert [now for now, _ in before] == ["unchanged", "unchanged", "unchanged", "unknown"]
+    assert 'data-role="label-issues-done"' not in html
+    link = html_unescape(re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1))
+    assert parse_qs(urlsplit(link).query)["ids"][0].split(",") == [
+        str(relabelled.id),
+        str(deleted.id),
+        str(unchanged.id),
+    ]
+
+    # One relabelled (as an admin does from Training data), one deleted.
+    token = csrf_token(logged_in, "/admin/training-data")
+    answer = logged_in.post(
+        "/admin/training-data/bulk",
+        data={
+            "csrf_token": token,
+            "action": "relabel",
+            "ids": str(relabelled.id),
+            "category": "parks",
+        },
+    )
+    assert answer.status_code == 302
+    removed = logged_in.post(
+        f"/admin/training-data/{deleted.id}/delete", data={"csrf_token": token}
+    )
+    assert removed.status_code == 302
+
+    html, after = rows()
+    assert [now for now, _ in after] == ["relabelled", "deleted", "unchanged", "unknown"]
+    assert after[0][1].endswith("relabelled as parks")
+    assert after[1][1].endswith("deleted") and f"ids={deleted.id}" not in html  # no dead link
+    assert after[2][1].endswith("unchanged")
+    assert "2 of them have been relabelled or deleted since this run." in words(html)
+    link = html_unescape(re.search(r'href="([^"]*)" data-role="label-issues-open"', html).group(1))
+    assert parse_qs(urlsplit(link).query)["ids"][0] == str(unchanged.id)
+    assert "Open the one still labelled as the run had it in Training data" in words(html)
+
+    # Once every one is dealt with, the page says to train again and links nothing.
+    logged_in.post(
+        "/admin/training-data/bulk",
+        data={
+            "csrf_token": token,
+            "action": "relabel",
+            "ids": str(unchanged.id),
+            "category": "lighting",
+        },
+    )
+    html, _ = rows()
+    assert "3 of them have been relabelled or deleted since this run: train again" in words(html)
+    assert 'data-role="label-issues-open"' not in html
+    assert "The model doubts 4 of the labels" in html  # the run's record stays as it was
+
+
 def test_a_long_list_of_labels_to_check_shows_the_most_doubtful(logged_in, session):
     examples = [make_training_example(session, corrected_category="roads") for _ in range(240)]
     run = completed_run(session)

@@ -12,7 +12,7 @@ from flask import Response, flash, redirect, render_template, request, url_for
 
 from shared.classifier.identity import base_model_label
 from shared.errors import InvalidInput
-from shared.training.examples import training_stats
+from shared.training.examples import doubts_since, training_stats
 from shared.training.options import (
     DEFAULT_TRAINING_CONFIG,
     EDITABLE_SETTINGS,
@@ -99,10 +99,15 @@ def run_detail(run_id: int):
     results = run["results"] or {}
     labels = results.get("labels") or sorted((results.get("per_category_f1") or {}).keys())
     per_category_f1 = results.get("per_category_f1") or {}
+    issues = doubts_since(session, (results.get("training") or {}).get("label_issues") or [])
     return render_template(
         "admin/run_detail.html",
         run=run,
         results=results,
+        issues=issues,
+        # Those an admin can still act on, and those already acted on since the run.
+        open_issues=[issue for issue in issues if issue["now"] == "unchanged"],
+        done_issues=sum(issue["now"] in ("relabelled", "deleted") for issue in issues),
         labels=labels,
         f1_bars=charts.bars(
             [(label, per_category_f1.get(label, 0.0)) for label in labels],
