@@ -14,6 +14,8 @@ import argparse
 import json
 import time
 
+import machine
+
 from shared.training.data_quality import check_training_data
 from shared.training.readiness import check_readiness
 
@@ -45,6 +47,7 @@ def main() -> None:
                 "check_training_data_seconds": round(checks, 3),
                 "check_readiness_seconds": round(readiness, 3),
                 "near_duplicate_pairs": report.near_duplicates,
+                "machine": machine.describe(),
             }
         )
     )

@@ -34,6 +34,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import learning_curve as curve  # noqa: E402
+import machine  # noqa: E402
 
 KINDS = ("names", "generic", "misleading")
 HEADS = ("chosen", "with", "without", "probe")
@@ -102,7 +103,7 @@ def main() -> None:
     started = time.perf_counter()
     ks = [int(k) for k in args.ks.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    results: dict = {"tasks": {}, "mean": {}}
+    results: dict = {"tasks": {}, "mean": {}, "machine": machine.describe()}
     for task in args.tasks.split(","):
         rows = curve.load_rows(task)
         labels = curve.labels_of(rows)

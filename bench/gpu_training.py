@@ -43,6 +43,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import machine  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "banking.csv"
 PER_CATEGORY = 8
 TEST_PER_CATEGORY = 25
@@ -280,6 +282,7 @@ def main() -> None:
         "device": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
         "data": args.data.name if args.data.is_file() else "synthetic",
+        "machine": machine.describe(),
     }
     minilm = default_base_model()
     default_method_run(minilm, train, test, labels, "cuda")  # warm-up

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 import load  # noqa: E402  (the load benchmark's database, server and client helpers)
+import machine  # noqa: E402
 
 
 def submit_all(port: int, clients: int, seconds: float | None, messages: list[str]) -> dict:
@@ -251,6 +252,7 @@ def main() -> None:
     )  # fmt: skip
     result: dict = {
         "model": "random weights, bart-large-mnli's shape",
+        "machine": machine.describe(),
         "model_build_seconds": built_seconds,
         "overrides": args.env,
         "phases": [],

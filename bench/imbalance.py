@@ -32,6 +32,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import learning_curve as curve  # noqa: E402
+import machine  # noqa: E402
 from descriptions import calibration_error, embedder  # noqa: E402
 
 
@@ -64,6 +65,7 @@ def main() -> None:
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"few": args.few, "many": args.many, "seeds": seeds, "tasks": {}}
+    results["machine"] = machine.describe()
     for task in args.tasks.split(","):
         rows = curve.load_rows(task)
         labels = curve.labels_of(rows)

@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import machine  # noqa: E402
 from load import create_database, drop_database  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "banking.csv"
@@ -151,6 +152,7 @@ def main() -> None:
     write_texts(small, 10)
     worker = None
     result: dict = {"texts": len(texts), "overrides": args.env, "phases": {}}
+    result["machine"] = machine.describe()
     try:
         subprocess.run([sortloop, "migrate"], env=env, check=True, capture_output=True)
         run([sortloop, "classify", "warm the ONNX cache"], env)  # the export is a one-off

@@ -27,6 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+import machine  # noqa: E402
 
 
 def main() -> None:
@@ -69,6 +70,7 @@ def main() -> None:
         classifier.batch_size = args.batch_size
     width = backends["torch"].encode(["width"]).shape[1]  # the last layer's columns
     report: dict = {"threads": args.threads, "batch_size": args.batch_size, "datasets": {}}
+    report["machine"] = machine.describe()
     for dataset in lc.DATASETS:
         rows = lc.load_rows(dataset)
         labels = lc.labels_of(rows)

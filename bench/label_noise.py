@@ -31,6 +31,7 @@ import time
 
 import _common as common
 import learning_curve as curve
+import machine
 import numpy as np
 from descriptions import calibration_error
 
@@ -57,6 +58,7 @@ def main() -> None:
     started = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"tasks": {}, "mean_of_3": {}, "seeds": seeds}
+    results["machine"] = machine.describe()
     results["label_issue_odds"] = linear_head.LABEL_ISSUE_ODDS
     for task in args.tasks.split(","):
         data = common.task_set(task, embed)

@@ -44,6 +44,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import machine  # noqa: E402
+
 DATA_DIR = REPO.parent / "shared" / "data"
 DATA = DATA_DIR / "banking.csv"
 RESULTS = REPO / "bench" / "results"
@@ -130,6 +132,7 @@ def run_one(method: str, k: int, seed: int, dataset: str = "banking") -> dict:
     train, val = training_sample(rows, k, seed)
     truth = [e["label"] for e in test]
     result: dict = {"method": method, "k": k, "seed": seed, "num_test": len(test)}
+    result["machine"] = machine.summary()  # runs accumulate over sessions and machines
     if method == "setfit":
         result.update(_run_setfit(train + val, test, labels, seed))
     elif method == "probe":

@@ -42,6 +42,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+import machine  # noqa: E402
+
 ADMIN_URL = os.environ.get(
     "SORTLOOP_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -406,6 +408,7 @@ def main() -> None:
     config = Config.from_env(env)
     result: dict = {
         "label": args.label,
+        "machine": machine.describe(),
         "cores": compute.available_cores(),
         "web_workers": compute.web_workers(config),
         "web_threads": config.web_threads,

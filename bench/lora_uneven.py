@@ -31,6 +31,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import learning_curve as curve  # noqa: E402
+import machine  # noqa: E402
 from imbalance import uneven_sample  # noqa: E402
 
 METRICS = ("accuracy", "macro_f1", "few_f1", "ece")
@@ -108,6 +109,7 @@ def main() -> None:
         for balanced in (True, False)
     }
     result = {"few": args.few, "many": args.many, "summary": summary, "runs": runs}
+    result["machine"] = machine.describe()
     output = json.dumps(result, indent=2)
     (curve.RESULTS / "lora_uneven.json").write_text(output + "\n")
     print(output)

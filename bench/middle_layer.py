@@ -37,6 +37,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import learning_curve as curve  # noqa: E402
+import machine  # noqa: E402
 from descriptions import calibration_error  # noqa: E402
 
 HEADS = ("last", "always", "chosen")
@@ -100,6 +101,7 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = [(int(b), float(w)) for b in args.blocks.split(",") for w in args.weights.split(",")]
     results: dict = {"tasks": {}, "mean": {}, "seeds": seeds}
+    results["machine"] = machine.describe()
 
     # The features here are the classifier's own (a check, not an assumption).
     sample = ["set an alarm for seven", "what's the weather like in paris tomorrow"]

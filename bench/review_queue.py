@@ -20,6 +20,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+import machine  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "banking.csv"
 
 
@@ -63,7 +65,7 @@ def main() -> None:
     with DATA.open(newline="", encoding="utf-8") as stream:
         texts = [row["text"] for row in csv.DictReader(stream)]
     for size in [int(size) for size in args.sizes.split(",")]:
-        print(json.dumps(measure(size, texts)), flush=True)
+        print(json.dumps({**measure(size, texts), "machine": machine.summary()}), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ import time
 
 import _common as common
 import learning_curve as curve
+import machine
 import numpy as np
 
 HEADS = ("head", "words", "always")
@@ -50,6 +51,7 @@ def main() -> None:
     ks = [int(k) for k in args.ks.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     results: dict = {"tasks": {}, "mean": {}, "seeds": seeds}
+    results["machine"] = machine.describe()
     for task in args.tasks.split(","):
         data = common.task_set(task, embed)
         for k in ks:
