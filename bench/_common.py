@@ -65,6 +65,9 @@ class TaskSet:
     test: Rows
     truth: np.ndarray
     descriptions: Rows
+    # The parts of the descriptions that list them and their categories (the engine's
+    # ``linear_head.description_facets``; None where no description lists parts).
+    facets: tuple[Rows, np.ndarray] | None = None
 
 
 def task_set(task: str, embed: Callable[[list[str]], Rows]) -> TaskSet:
@@ -79,7 +82,15 @@ def task_set(task: str, embed: Callable[[list[str]], Rows]) -> TaskSet:
         test=embed([e["text"] for e in test]),
         truth=np.array([index[e["label"]] for e in test]),
         descriptions=embed(labels),
+        facets=_facets(labels, embed),
     )
+
+
+def _facets(labels: list[str], embed: Callable[[list[str]], Rows]) -> tuple | None:
+    from worker.fine_tuning.linear_head import description_facets
+
+    texts, owners = description_facets(labels)
+    return (embed(texts), np.array(owners)) if texts else None
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -120,13 +131,29 @@ class EngineHead:
         return found
 
 
-def engine_head(rows: Rows, classes: np.ndarray, descriptions: Rows, seed: int) -> EngineHead:
+def engine_head(
+    rows: Rows,
+    classes: np.ndarray,
+    descriptions: Rows,
+    seed: int,
+    facets: tuple[Rows, np.ndarray] | None = None,
+) -> EngineHead:
+    """The head as the engine fits it: ``facets`` are ``TaskSet.facets``."""
     from shared.classifier.embedding import TokenBank
     from worker.fine_tuning.embedding_trainer import RECIPE, held_out_token_match
-    from worker.fine_tuning.linear_head import best_head, fit_linear_head, fit_token_weight
+    from worker.fine_tuning.linear_head import Facets, best_head, fit_linear_head, fit_token_weight
+
+    def parts(middle: bool) -> Facets | None:
+        return None if facets is None else Facets.of(features(facets[0], middle), facets[1])
 
     heads = [
-        fit_linear_head(features(rows, middle), classes, features(descriptions, middle), seed=seed)
+        fit_linear_head(
+            features(rows, middle),
+            classes,
+            features(descriptions, middle),
+            seed=seed,
+            facets=parts(middle),
+        )
         for middle in (False, True)
     ]
     middle = best_head(heads) == 1

@@ -90,7 +90,7 @@ def main() -> None:
                             calibration_error(probabilities, data.truth),
                         )
                     )
-                    fitted = common.engine_head(x_rows, given, data.descriptions, seed)
+                    fitted = common.engine_head(x_rows, given, data.descriptions, seed, data.facets)
                     scores["engine"] += fitted.scores(data.test, data.truth)
                     issues = linear_head.label_issues(fitted.head, fitted.matched, given)
                     listed = np.zeros(len(given), dtype=bool)
@@ -99,7 +99,11 @@ def main() -> None:
                     kept = np.flatnonzero(~listed)
                     refitted = (
                         common.engine_head(
-                            [x_rows[i] for i in kept], given[kept], data.descriptions, seed
+                            [x_rows[i] for i in kept],
+                            given[kept],
+                            data.descriptions,
+                            seed,
+                            data.facets,
                         )
                         if listed.any()
                         else fitted

@@ -64,7 +64,7 @@ def main() -> None:
                 examples = train + val
                 x_rows = embed([e["text"] for e in examples])
                 y = np.array([data.index[e["label"]] for e in examples])
-                fitted = common.engine_head(x_rows, y, data.descriptions, seed)
+                fitted = common.engine_head(x_rows, y, data.descriptions, seed, data.facets)
                 unbounded = fit_token_weight(
                     fitted.plain, fitted.matched, y, lowest=-TOKEN_WEIGHT_BOUND
                 )

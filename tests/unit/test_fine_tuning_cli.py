@@ -82,6 +82,7 @@ def test_train_prints_one_json_object_with_the_contract_keys(tmp_path) -> None:
     assert Path(output["adapter_dir"], "adapter_model.safetensors").is_file()
     assert 0 <= output["calibration_error"] <= 1 and 0 <= output["baseline_calibration_error"] <= 1
     assert output["descriptions_as_examples"] in (True, False)  # the head's choice, reported
+    assert output["description_facets"] in (True, False)  # parts of listing descriptions
     assert output["middle_layer"] in (None, {"block": 3, "weight": 0.5})  # what it reads
     assert output["token_weight"] >= 0  # how much its word-by-word match counts (0: none)
     texts = {row["message"]: row["topic"] for row in train}

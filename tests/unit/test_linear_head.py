@@ -146,6 +146,73 @@ def test_descriptions_that_mislead_are_left_out_and_good_ones_kept() -> None:
     assert ((test @ weight.T + bias).argmax(1) == truth).mean() < right - 0.1
 
 
+def test_a_description_that_lists_parts_gives_each_part_as_an_example() -> None:
+    texts, owners = linear_head.description_facets(
+        [
+            "card delivery and activation",
+            "lost, stolen or blocked card and security",
+            "top-ups",  # one part: the description is its example already
+            "Potholes;  road damage AND pavements,",
+            "weather",
+        ]
+    )
+    assert texts == [
+        "card delivery",
+        "activation",
+        "lost",
+        "stolen or blocked card",  # "or" joins alternatives inside a part
+        "security",
+        "Potholes",
+        "road damage",
+        "pavements",
+    ]
+    assert owners == [0, 0, 1, 1, 1, 3, 3, 3]
+    assert linear_head.description_facets(["alarm", "date time"]) == ([], [])
+
+
+def _parts(seed: int, per_part: int, spread: float = 0.35) -> tuple[np.ndarray, ...]:
+    """Three categories of three parts each (nine orthonormal directions): each text is
+    near one part; a category's description is the mean of its parts, its facets the
+    parts themselves."""
+    parts = np.linalg.qr(np.random.default_rng(98).normal(size=(24, 9)))[0].T
+    rng = np.random.default_rng(seed)
+    which = np.repeat(np.arange(9), per_part)
+    points = parts[which] + spread * rng.normal(size=(len(which), 24))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    descriptions = parts.reshape(3, 3, 24).mean(axis=1)
+    descriptions /= np.linalg.norm(descriptions, axis=1, keepdims=True)
+    return points, which // 3, descriptions, parts
+
+
+def test_the_parts_of_descriptions_are_kept_where_texts_each_fold_did_not_see_say_so() -> None:
+    # One labelled text per part: a held-out text's part is known to the fold's head
+    # only through the description's parts.
+    train, classes, descriptions, parts = _parts(seed=20, per_part=1)
+    test, truth, _, _ = _parts(seed=21, per_part=40)
+    facets = linear_head.Facets.of(parts, np.repeat(np.arange(3), 3))
+    head = fit_linear_head(train, classes, descriptions, seed=0, facets=facets)
+    assert head.description_facets and head.descriptions_as_examples
+    assert head.loss_with_facets < head.loss_with_descriptions
+    assert head.cross_fitted_loss == head.loss_with_facets
+    assert head.summary()["description_facets"] is True
+    plain = fit_linear_head(train, classes, descriptions, seed=0)
+    assert not plain.description_facets and plain.loss_with_facets is None
+    right = (head.logits(test).argmax(1) == truth).mean()
+    assert right > (plain.logits(test).argmax(1) == truth).mean()
+
+    # Parts credited to the wrong categories cost on the held-out texts: left out.
+    wrong = linear_head.Facets.of(parts, np.repeat(np.arange(3), 3)[[3, 4, 5, 6, 7, 8, 0, 1, 2]])
+    refused = fit_linear_head(train, classes, descriptions, seed=0, facets=wrong)
+    assert not refused.description_facets
+    assert refused.loss_with_facets > refused.cross_fitted_loss
+    np.testing.assert_allclose(refused.weight, plain.weight)
+    # Imposing the texts alone leaves the parts out with the descriptions.
+    alone = fit_linear_head(
+        train, classes, descriptions, seed=0, facets=facets, use_descriptions=False
+    )
+    assert not alone.description_facets and not alone.descriptions_as_examples
+
+
 def test_without_descriptions_a_category_with_one_text_keeps_its_own() -> None:
     train, classes, descriptions = _clusters(8, seed=15, spread=0.9)
     lone = np.concatenate([np.flatnonzero(classes != 2), np.flatnonzero(classes == 2)[:1]])

@@ -163,6 +163,7 @@ def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, sess
             "val_loss": [1.0] * 5,
             "linear_head": {
                 "descriptions_as_examples": True,
+                "description_facets": True,
                 "middle_layer": {"block": 3, "weight": 0.5},
                 "token_weight": 1.4,
             },
@@ -192,6 +193,9 @@ def test_run_details_say_how_training_went_and_what_was_left_out(logged_in, sess
     # The head did better without the categories' descriptions: the admin is told.
     assert 'data-role="descriptions-not-used"' in start_html
     assert 'data-role="descriptions-not-used"' not in trained_html
+    # Listing descriptions gave their parts as examples: said where they did.
+    assert 'data-role="description-facets"' in trained_html
+    assert 'data-role="description-facets"' not in start_html
     # The head reads a middle block of the encoder: said where it does, not elsewhere.
     assert 'data-role="middle-layer"' in trained_html
     assert "The model reads block 3 of the encoder" in trained_html

@@ -252,6 +252,8 @@ def _train(
         descriptions_as_examples=(results["training"].get("linear_head") or {}).get(
             "descriptions_as_examples"
         ),
+        # True: the parts of descriptions that list them were examples too.
+        description_facets=(results["training"].get("linear_head") or {}).get("description_facets"),
         # {"block", "weight"}: the head also reads that block's pool (None: the last layer).
         middle_layer=(results["training"].get("linear_head") or {}).get("middle_layer"),
         # > 0: the head also matches a text's tokens with each category's (TokenBank).

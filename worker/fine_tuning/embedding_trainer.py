@@ -221,6 +221,24 @@ class EmbeddingTrainer(BaseTrainer):
                 return_tensors="pt",
             ).to(device)
         )
+        # The parts of the descriptions that list them, each an example of its category
+        # beside the whole where the head's cross-fitted loss prefers it.
+        from worker.fine_tuning.linear_head import description_facets
+
+        facet_texts, self.facet_classes = description_facets([c.text for c in self.categories])
+        self.facets = (
+            dict(
+                self.tokenizer(
+                    facet_texts,
+                    padding=True,
+                    truncation=True,
+                    max_length=MAX_LENGTH,
+                    return_tensors="pt",
+                ).to(device)
+            )
+            if facet_texts
+            else None
+        )
         self.logit_scale = torch.nn.Parameter(torch.tensor(ZERO_SHOT_LOGIT_SCALE, device=device))
         self.log_temperature = torch.nn.Parameter(
             torch.tensor(math.log(RECIPE["temperature"]), device=device)
@@ -365,7 +383,11 @@ class EmbeddingTrainer(BaseTrainer):
         if self.use_lora:  # the adapter is still zero: this is the frozen encoder's head
             from worker.fine_tuning.linear_head import fit_linear_head
 
-            head = fit_linear_head(*self._labelled_embeddings(self.bank), seed=self.config.seed)
+            head = fit_linear_head(
+                *self._labelled_embeddings(self.bank),
+                seed=self.config.seed,
+                facets=self._embedded_facets(),
+            )
             self.frozen_calibration = head.calibration if head.folds >= 2 else None
             # The labels to check, from texts the encoder has not trained on yet.
             self.frozen_label_issues = self._label_issues(head, None)
@@ -506,6 +528,7 @@ class EmbeddingTrainer(BaseTrainer):
             columns = self._head_columns()
             with torch.no_grad():
                 descriptions = self._embed(self.descriptions)[:, columns].float().cpu().numpy()
+            facets = self._embedded_facets() if fitted.get("description_facets") else None
             val_loss, val_accuracy = held_out_scores(
                 self.bank[:, columns].float().cpu().numpy(),
                 self.bank_classes.cpu().numpy(),
@@ -514,6 +537,7 @@ class EmbeddingTrainer(BaseTrainer):
                 descriptions,
                 float(fitted["calibration"]),
                 bool(fitted.get("descriptions_as_examples", True)),
+                facets.columns(columns) if facets is not None else None,
             )
             adapter.history.update(val_loss=[val_loss], val_accuracy=[val_accuracy])
         loss = fitted.get("cross_fitted_loss")
@@ -723,13 +747,21 @@ class EmbeddingTrainer(BaseTrainer):
 
         embeddings, classes, descriptions = self._labelled_embeddings()
         seed = self.config.seed
+        facets = self._embedded_facets()
         if self.middle is None:
-            head = fit_linear_head(embeddings, classes, descriptions, seed=seed)
+            head = fit_linear_head(embeddings, classes, descriptions, seed=seed, facets=facets)
             return self._with_token_match(head, classes), {"middle_layer": None}
         width = self.body.config.hidden_size
+        last = slice(0, width)
         heads = [
-            fit_linear_head(embeddings[:, :width], classes, descriptions[:, :width], seed=seed),
-            fit_linear_head(embeddings, classes, descriptions, seed=seed),
+            fit_linear_head(
+                embeddings[:, last],
+                classes,
+                descriptions[:, last],
+                seed=seed,
+                facets=facets.columns(last) if facets is not None else None,
+            ),
+            fit_linear_head(embeddings, classes, descriptions, seed=seed, facets=facets),
         ]
         self.reads_middle = best_head(heads) == 1
         facts = {
@@ -742,6 +774,18 @@ class EmbeddingTrainer(BaseTrainer):
             "loss_with_middle_layer": _rounded(heads[1].cross_fitted_loss),
         }
         return self._with_token_match(heads[1 if self.reads_middle else 0], classes), facts
+
+    def _embedded_facets(self) -> Any:
+        """``linear_head.Facets``: the description parts embedded by the encoder as it is
+        now, as the descriptions are; None where no description lists parts."""
+        from worker.fine_tuning.linear_head import Facets
+
+        if self.facets is None:
+            return None
+        with torch.no_grad():
+            self.encoder.eval()
+            embedded = self._embed(self.facets).float().cpu().numpy()
+        return Facets.of(embedded, self.facet_classes)
 
     def _with_token_match(self, head: Any, classes: np.ndarray) -> Any:
         """``head`` with the token match beside it where the held-out fit gives it a

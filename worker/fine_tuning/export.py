@@ -180,6 +180,13 @@ def model_card(
         if head:
             if head.get("descriptions_as_examples", True):
                 examples = "each category's description counts as one more example of it"
+                if head.get("description_facets"):
+                    examples += (
+                        ", and each part of a description that lists them (split at commas "
+                        "and 'and') as another: on texts each fold did not see, the head did "
+                        f"better so (cross-fitted loss {head.get('loss_with_facets')} against "
+                        f"{head.get('loss_with_descriptions')})"
+                    )
             else:
                 examples = (
                     "the categories' descriptions are not among its examples: on texts each "
