@@ -43,6 +43,29 @@ def labelled_slice(
     return labels, examples, test
 
 
+def default_run(data: dict, base, output_dir: Path, categories=None) -> tuple[dict, dict]:
+    """(training info, evaluation) of the default method on a ``labelled_slice`` (``data``:
+    its ``labels``, ``examples`` and ``test``), the categories named by their labels unless
+    given; ``base`` is the loaded base classifier the evaluation compares with."""
+    from shared.classifier import CategorySpec, default_base_model
+    from shared.training_config import DEFAULT_METHOD, TrainingConfig
+    from worker.fine_tuning import engine
+
+    categories = categories or [CategorySpec(label, label) for label in data["labels"]]
+    checked = engine.validate(data["examples"], (0.85, 0.15, 0.0), seed=0)
+    info = engine.train_model(
+        engine.examples_by_ids(data["examples"], checked["split"]["train"]),
+        engine.examples_by_ids(data["examples"], checked["split"]["val"]),
+        TrainingConfig(method=DEFAULT_METHOD, seed=0),
+        default_base_model(),
+        categories,
+        output_dir=output_dir,
+    )
+    return info, engine.evaluate_model(
+        info["adapter_dir"], default_base_model(), data["test"], categories, base_classifier=base
+    )
+
+
 def pytest_collection_modifyitems(config, items) -> None:
     for item in items:
         tier = Path(str(item.fspath)).relative_to(REPO_ROOT / "tests").parts[0]

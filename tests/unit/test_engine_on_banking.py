@@ -11,10 +11,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from shared.classifier import CategorySpec, default_base_model, load_base_classifier  # noqa: E402
-from shared.training_config import DEFAULT_METHOD, TrainingConfig  # noqa: E402
-from tests.conftest import SHARED_DATA, labelled_slice  # noqa: E402
-from worker.fine_tuning import engine, linear_head  # noqa: E402
+from shared.classifier import default_base_model, load_base_classifier  # noqa: E402
+from tests.conftest import SHARED_DATA, default_run, labelled_slice  # noqa: E402
+from worker.fine_tuning import linear_head  # noqa: E402
 
 BANKING = SHARED_DATA / "banking.csv"  # tests may read ../shared/data; a missing file fails
 
@@ -26,27 +25,15 @@ def banking() -> dict:
     return {"labels": labels, "examples": examples, "test": test}
 
 
-def _run(banking: dict, output_dir: Path) -> tuple[dict, dict]:
-    categories = [CategorySpec(label, label) for label in banking["labels"]]
-    checked = engine.validate(banking["examples"], (0.85, 0.15, 0.0), seed=0)
-    info = engine.train_model(
-        engine.examples_by_ids(banking["examples"], checked["split"]["train"]),
-        engine.examples_by_ids(banking["examples"], checked["split"]["val"]),
-        TrainingConfig(method=DEFAULT_METHOD, seed=0),
-        default_base_model(),
-        categories,
-        output_dir=output_dir,
-    )
-    base = load_base_classifier(default_base_model())
-    return info, engine.evaluate_model(
-        info["adapter_dir"], default_base_model(), banking["test"], categories, base_classifier=base
-    )
+@pytest.fixture(scope="module")
+def base():
+    return load_base_classifier(default_base_model())
 
 
 def test_the_parts_of_listing_descriptions_teach_the_head_what_its_texts_did_not(
-    banking, tmp_path, monkeypatch
+    banking, base, tmp_path, monkeypatch
 ) -> None:
-    info, results = _run(banking, tmp_path / "parts")
+    info, results = default_run(banking, base, tmp_path / "parts")
     head = info["linear_head"]
     # "card delivery and activation" -> "card delivery", "activation": each an example too,
     # kept because the texts each fold did not see were scored better with them.
@@ -57,7 +44,7 @@ def test_the_parts_of_listing_descriptions_teach_the_head_what_its_texts_did_not
 
     # The same run with no parts: the whole descriptions only.
     monkeypatch.setattr(linear_head, "description_facets", lambda descriptions: ([], []))
-    plain_info, plain = _run(banking, tmp_path / "whole")
+    plain_info, plain = default_run(banking, base, tmp_path / "whole")
     assert plain_info["linear_head"]["description_facets"] is False
     assert plain_info["linear_head"]["loss_with_facets"] is None
     # 320 unseen texts: 0.822 against 0.797 on this slice (bench/README.md: +0.7 points

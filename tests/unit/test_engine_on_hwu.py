@@ -12,7 +12,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from shared.classifier import CategorySpec, default_base_model, load_base_classifier  # noqa: E402
 from shared.training_config import DEFAULT_METHOD, TrainingConfig  # noqa: E402
-from tests.conftest import SHARED_DATA, labelled_slice  # noqa: E402
+from tests.conftest import SHARED_DATA, default_run, labelled_slice  # noqa: E402
 from worker.fine_tuning import embedding_trainer, engine, linear_head  # noqa: E402
 
 HWU = SHARED_DATA / "hwu.csv"  # tests may read ../shared/data; a missing file fails
@@ -31,23 +31,6 @@ def base():
     return load_base_classifier(default_base_model())
 
 
-def _default_run(hwu: dict, base, output_dir, categories=None) -> tuple[dict, dict]:
-    """(training info, evaluation) of the default method; categories named by their labels."""
-    categories = categories or [CategorySpec(label, label) for label in hwu["labels"]]
-    checked = engine.validate(hwu["examples"], (0.85, 0.15, 0.0), seed=0)
-    info = engine.train_model(
-        engine.examples_by_ids(hwu["examples"], checked["split"]["train"]),
-        engine.examples_by_ids(hwu["examples"], checked["split"]["val"]),
-        TrainingConfig(method=DEFAULT_METHOD, seed=0),
-        default_base_model(),
-        categories,
-        output_dir=output_dir,
-    )
-    return info, engine.evaluate_model(
-        info["adapter_dir"], default_base_model(), hwu["test"], categories, base_classifier=base
-    )
-
-
 def _frozen_probe_accuracy(hwu: dict, base) -> float:
     """Issue 19's baseline: LogisticRegression(C=10) on the frozen, normalised embeddings."""
     from sklearn.linear_model import LogisticRegression
@@ -63,7 +46,7 @@ def _frozen_probe_accuracy(hwu: dict, base) -> float:
 
 
 def test_the_default_method_beats_the_frozen_probe_and_is_calibrated(hwu, base, tmp_path) -> None:
-    info, results = _default_run(hwu, base, tmp_path / "first")
+    info, results = default_run(hwu, base, tmp_path / "first")
     probe = _frozen_probe_accuracy(hwu, base)
 
     assert results["accuracy"] > probe  # same 8 texts per scenario, same unseen test texts
@@ -73,7 +56,7 @@ def test_the_default_method_beats_the_frozen_probe_and_is_calibrated(hwu, base, 
     assert results["calibration"]["ece"] < before / 2  # the raw head is far too timid
     assert results["calibration_before_scaling"]["overconfidence"] < 0  # underconfident
 
-    _, again = _default_run(hwu, base, tmp_path / "second")
+    _, again = default_run(hwu, base, tmp_path / "second")
     assert again["predictions"] == results["predictions"]
     assert again["calibration"] == results["calibration"]
 
@@ -85,7 +68,7 @@ def test_descriptions_that_mislead_are_left_out_of_training(hwu, base, tmp_path)
     misleading = [
         CategorySpec(label, labels[(i + 1) % len(labels)]) for i, label in enumerate(labels)
     ]
-    info, results = _default_run(hwu, base, tmp_path / "misled", misleading)
+    info, results = default_run(hwu, base, tmp_path / "misled", misleading)
 
     head = info["linear_head"]
     assert head["descriptions_as_examples"] is False
@@ -116,9 +99,9 @@ def test_scenarios_with_few_corrections_are_still_recognised(hwu, base, tmp_path
         ]
         return sum(p == label for p, label in pairs) / len(pairs)
 
-    _, weighted = _default_run(data, base, tmp_path / "weighted")
+    _, weighted = default_run(data, base, tmp_path / "weighted")
     monkeypatch.setattr(linear_head, "CLASS_WEIGHT", None)  # each text weighs the same
-    _, unweighted = _default_run(data, base, tmp_path / "unweighted")
+    _, unweighted = default_run(data, base, tmp_path / "unweighted")
 
     # Measured: 0.765 against 0.707, and 0.810 against 0.783 over all scenarios.
     assert recall_of_rare_scenarios(weighted) > recall_of_rare_scenarios(unweighted) + 0.03
@@ -135,9 +118,9 @@ def test_the_head_reads_the_middle_block_where_it_helps_and_serves_what_it_was_s
     from shared.classifier.artifact import read_adapter_config
 
     monkeypatch.setitem(embedding_trainer.RECIPE, "token_match", False)  # the block alone
-    info, results = _default_run(hwu, base, tmp_path / "middle")
+    info, results = default_run(hwu, base, tmp_path / "middle")
     monkeypatch.setitem(embedding_trainer.RECIPE, "middle_layer_weight", None)
-    last_info, last_only = _default_run(hwu, base, tmp_path / "last")
+    last_info, last_only = default_run(hwu, base, tmp_path / "last")
 
     head = info["linear_head"]
     assert head["middle_layer"] == {"block": 3, "weight": 0.5}
@@ -170,9 +153,9 @@ def test_the_head_matches_words_where_held_out_texts_say_so_and_serves_what_it_w
 
     labels, examples, test = labelled_slice(HWU, 16, TEST_PER_CATEGORY, seed=5)
     data = {"labels": labels, "examples": examples, "test": test}
-    info, results = _default_run(data, base, tmp_path / "words")
+    info, results = default_run(data, base, tmp_path / "words")
     monkeypatch.setitem(embedding_trainer.RECIPE, "token_match", False)
-    plain_info, plain = _default_run(data, base, tmp_path / "plain")
+    plain_info, plain = default_run(data, base, tmp_path / "plain")
 
     head = info["linear_head"]
     assert head["token_weight"] > 0

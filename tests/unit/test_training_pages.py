@@ -528,16 +528,12 @@ def test_run_details_show_what_became_of_each_label_to_check(logged_in, session)
 
     # One relabelled (as an admin does from Training data), one deleted.
     token = csrf_token(logged_in, "/admin/training-data")
-    answer = logged_in.post(
-        "/admin/training-data/bulk",
-        data={
-            "csrf_token": token,
-            "action": "relabel",
-            "ids": str(relabelled.id),
-            "category": "parks",
-        },
-    )
-    assert answer.status_code == 302
+
+    def relabel(example, category):
+        fields = {"csrf_token": token, "action": "relabel", "ids": str(example.id)}
+        return logged_in.post("/admin/training-data/bulk", data={**fields, "category": category})
+
+    assert relabel(relabelled, "parks").status_code == 302
     removed = logged_in.post(
         f"/admin/training-data/{deleted.id}/delete", data={"csrf_token": token}
     )
@@ -554,15 +550,7 @@ def test_run_details_show_what_became_of_each_label_to_check(logged_in, session)
     assert "Open the one still labelled as the run had it in Training data" in words(html)
 
     # Once every one is dealt with, the page says to train again and links nothing.
-    logged_in.post(
-        "/admin/training-data/bulk",
-        data={
-            "csrf_token": token,
-            "action": "relabel",
-            "ids": str(unchanged.id),
-            "category": "lighting",
-        },
-    )
+    relabel(unchanged, "lighting")
     html, _ = rows()
     assert "3 of them have been relabelled or deleted since this run: train again" in words(html)
     assert 'data-role="label-issues-open"' not in html
